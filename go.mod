@@ -1,0 +1,3 @@
+module github.com/bombwatch/bombwatch
+
+go 1.26.8

@@ -1,0 +1,212 @@
+package parsers
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var testReference = time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+
+// TestAnnotatedLogs reads testdata/*.log, where a "# want: {json}" line
+// holds the event that the next log line completes (without "file" and
+// "line") and "# want: none" says it completes none. The format is the file
+// name up to its first '-' or '.'.
+func TestAnnotatedLogs(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.log")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no testdata: %v", err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			name := filepath.Base(file)
+			name = name[:strings.IndexAny(name, "-.")]
+			format, ok := Lookup(name)
+			if !ok {
+				t.Fatalf("no format %q", name)
+			}
+			p := format.New(Options{File: file, Reference: testReference})
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want *string
+			wantLine := int64(0)
+			checked := 0
+			sc := bufio.NewScanner(bytes.NewReader(data))
+			for n := int64(1); sc.Scan(); n++ {
+				line := sc.Bytes()
+				if w, ok := bytes.CutPrefix(line, []byte("# want: ")); ok {
+					s := string(w)
+					want, wantLine = &s, n+1
+					continue
+				}
+				if len(line) == 0 || line[0] == '#' {
+					continue
+				}
+				var got []string
+				p.Parse(line, n, func(e *Event) {
+					if e.Line != n {
+						t.Errorf("line %d: event says line %d", n, e.Line)
+					}
+					e.File, e.Line = "", 0
+					got = append(got, string(e.AppendJSON(nil)))
+				})
+				if want == nil || wantLine != n {
+					continue
+				}
+				checked++
+				switch {
+				case *want == "none" && len(got) != 0:
+					t.Errorf("%s:%d: want no event, got %s", file, n, got)
+				case *want != "none" && (len(got) != 1 || got[0] != *want):
+					t.Errorf("%s:%d:\n got %s\nwant %s", file, n, got, *want)
+				}
+				want = nil
+			}
+			if checked == 0 {
+				t.Errorf("%s: no annotated line checked", file)
+			}
+		})
+	}
+}
+
+func TestDetect(t *testing.T) {
+	tests := []struct {
+		lines []string
+		want  string
+	}{
+		{[]string{"Nov 20 10:00:01 mx postfix/smtpd[1]: connect from a[192.0.2.1]"}, "postfix"},
+		{[]string{"Nov 20 10:00:01 mx smtp-25/smtpd[1]: connect from a[192.0.2.1]", "Nov 20 10:00:01 mx kernel: x"}, "postfix"},
+		{[]string{"Nov 20 10:00:01 mx sm-mta[1]: x: from=<a>, size=1"}, "sendmail"},
+		{[]string{"@4000000038c3eeb027f41c7c new msg 93869"}, "qmail"},
+		{[]string{"Sep  6 07:33:33 sd6 qmail: 1157520813.485077 new msg 1"}, "qmail"},
+	}
+	for _, tt := range tests {
+		var lines [][]byte
+		for _, l := range tt.lines {
+			lines = append(lines, []byte(l))
+		}
+		f, ok := Detect(lines)
+		if !ok || f.Name != tt.want {
+			t.Errorf("Detect(%q) = %q, %v; want %q", tt.lines, f.Name, ok, tt.want)
+		}
+	}
+	if f, ok := Detect([][]byte{[]byte("hello world"), {0, 1, 2}}); ok {
+		t.Errorf("Detect(garbage) = %q, want none", f.Name)
+	}
+}
+
+func TestParseHeader(t *testing.T) {
+	ref := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		berlin = time.FixedZone("CET", 3600)
+	}
+	tests := []struct {
+		line    string
+		loc     *time.Location
+		ok      bool
+		time    string
+		host    string
+		program string
+		msg     string
+	}{
+		{"Nov 23 10:00:00 mx postfix/smtpd[12]: hello", nil, true, "2026-11-23T10:00:00Z", "mx", "postfix/smtpd", "hello"},
+		{"Nov 23 10:00:00 mx postfix/smtpd[12]: hello", berlin, true, "2026-11-23T09:00:00Z", "mx", "postfix/smtpd", "hello"},
+		{"Nov  3 10:00:00 mx prog: msg: with colon", nil, true, "2026-11-03T10:00:00Z", "mx", "prog", "msg: with colon"},
+		{"Nov 3 10:00:00 mx prog[1]:", nil, true, "2026-11-03T10:00:00Z", "mx", "prog", ""},
+		{"Dec 31 23:00:00 mx prog[1]: x", nil, true, "2025-12-31T23:00:00Z", "mx", "prog", "x"},
+		{"2023-03-15T00:00:06.046710+01:00 helga postfix/anvil[1]: x", nil, true, "2023-03-14T23:00:06.04671Z", "helga", "postfix/anvil", "x"},
+		{"2023-03-15T00:00:06Z helga prog: x", nil, true, "2023-03-15T00:00:06Z", "helga", "prog", "x"},
+		{"2023-03-15T00:00:06-05:30 h p: x", nil, true, "2023-03-15T05:30:06Z", "h", "p", "x"},
+		{"@4000000038c3eeb027f41c7c new msg 1", nil, true, "2000-03-06T17:45:10.670309500Z", "", "", "new msg 1"},
+		{"Foo 23 10:00:00 mx p: x", nil, false, "", "", "", ""},
+		{"Nov 32 10:00:00 mx p: x", nil, false, "", "", "", ""},
+		{"Nov 23 25:00:00 mx p: x", nil, false, "", "", "", ""},
+		{"Nov 23 10:00:00 mx", nil, false, "", "", "", ""},
+		{"Nov 23 10:00:00 mx prog with space: x", nil, false, "", "", "", ""},
+		{"Nov 23 10:00:00 mx prog[12 x", nil, false, "", "", "", ""},
+		{"2023-13-15T00:00:06Z h p: x", nil, false, "", "", "", ""},
+		{"2023-03-15T00:00:06+01 h p: x", nil, false, "", "", "", ""},
+		{"@40000000zzc3eeb027f41c7c x", nil, false, "", "", "", ""},
+		{"@4000000038c3eeb0ffffffff x", nil, false, "", "", "", ""},
+		{"", nil, false, "", "", "", ""},
+	}
+	for _, tt := range tests {
+		c := newClock(Options{Location: tt.loc, Reference: ref})
+		var h header
+		ok := parseHeader([]byte(tt.line), c, &h)
+		if ok != tt.ok {
+			t.Errorf("parseHeader(%q) ok = %v, want %v", tt.line, ok, tt.ok)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		got := h.Time.UTC().Format(time.RFC3339Nano)
+		if want, _ := time.Parse(time.RFC3339Nano, tt.time); !h.Time.Equal(want) {
+			t.Errorf("parseHeader(%q) time = %s, want %s", tt.line, got, tt.time)
+		}
+		if string(h.Host) != tt.host || string(h.Program) != tt.program || string(h.Message) != tt.msg {
+			t.Errorf("parseHeader(%q) = host %q program %q msg %q; want %q %q %q",
+				tt.line, h.Host, h.Program, h.Message, tt.host, tt.program, tt.msg)
+		}
+	}
+}
+
+func TestAppendJSONString(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"plain", `"plain"`},
+		{"q\"b\\s", `"q\"b\\s"`},
+		{"nl\ncr\rtab\t\x01", `"nl\ncr\rtab\t\u0001"`},
+		{"bad\xffutf8", `"bad\ufffdutf8"`},
+		{"é<>&", `"é<>&"`},
+	}
+	for _, tt := range tests {
+		if got := string(AppendJSONString(nil, tt.in)); got != tt.want {
+			t.Errorf("AppendJSONString(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestQueueIsBounded(t *testing.T) {
+	p := newPostfix(Options{Reference: testReference}).(*postfix)
+	for i := 0; i < postfixQueueMax+1000; i++ {
+		line := []byte("Nov 20 10:00:00 mx postfix/smtpd[1]: Q" + itoa(int64(i)) + "ABCD: client=a[192.0.2.1]")
+		p.Parse(line, int64(i+1), func(*Event) {})
+	}
+	if n := len(p.queue); n > postfixQueueMax {
+		t.Errorf("queue holds %d entries, bound is %d", n, postfixQueueMax)
+	}
+}
+
+// TestHostileLines feeds lines that have broken real parsers: none may
+// panic, and none may yield an event with a field it did not have.
+func TestHostileLines(t *testing.T) {
+	lines := []string{
+		"Nov 20 10:00:00 mx postfix/qmgr[1]: ABCDE12345: from=<",
+		"Nov 20 10:00:00 mx postfix/qmgr[1]: ABCDE12345: from=<>, size=",
+		"Nov 20 10:00:00 mx postfix/smtpd[1]: ABCDE12345: client=[",
+		"Nov 20 10:00:00 mx postfix/smtpd[1]: ABCDE12345: client=]x[",
+		"Nov 20 10:00:00 mx sm-mta[1]: ABCDE12345: from=<a>, size=1, nrcpts=1, relay=[",
+		"Nov 20 10:00:00 mx sm-mta[1]: ABCDE12345: from=, size=",
+		"@4000000038c3eeb027f41c7c info msg 1: bytes 99999999999999999999999 from <",
+		"@4000000038c3eeb027f41c7c info msg : bytes",
+		"Nov 20 10:00:00 mx qmail: 1 info msg 1: bytes 1 from <> qp",
+		"Nov 20 10:00:00 mx postfix/qmgr[1]: ABCDE12345: from=<\xff\xfe>, size=-1, nrcpt=x",
+		strings.Repeat("A", 1<<20),
+		"\x00\x01\x02\r",
+	}
+	for _, name := range Names() {
+		f, _ := Lookup(name)
+		p := f.New(Options{Reference: testReference})
+		for i, l := range lines {
+			p.Parse([]byte(l), int64(i+1), func(e *Event) { _ = e.AppendJSON(nil) })
+		}
+	}
+}

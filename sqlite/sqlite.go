@@ -1,0 +1,331 @@
+// Package sqlite is bombwatch's embedded state store: one SQLite file in WAL
+// mode, with a versioned schema migrated at open.
+//
+// Writes come in batches (state.Batch), one transaction each, so that the
+// input positions and the window state and blocks they produced are saved
+// together: a crash loses a whole batch or nothing, never half of one.
+package sqlite
+
+import (
+	"database/sql"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/bombwatch/bombwatch/state"
+)
+
+// migrations are applied in order; PRAGMA user_version counts those done.
+// Append only: a released migration is never edited.
+var migrations = []string{
+	`CREATE TABLE windows (
+		rule  TEXT NOT NULL,
+		key   TEXT NOT NULL,
+		times BLOB NOT NULL, -- varint Unix ns of the first event, then uvarint gaps
+		PRIMARY KEY (rule, key)
+	) WITHOUT ROWID;
+	CREATE TABLE blocks (
+		id         INTEGER PRIMARY KEY,
+		rule       TEXT NOT NULL,
+		key_type   TEXT NOT NULL,
+		key        TEXT NOT NULL,
+		since      INTEGER NOT NULL, -- Unix ns
+		until      INTEGER,          -- Unix ns; NULL: no end by time
+		value      REAL NOT NULL,
+		lim        REAL NOT NULL,
+		window     INTEGER NOT NULL, -- ns
+		actions    TEXT NOT NULL,    -- JSON: action name → status
+		ended      INTEGER,          -- Unix ns; NULL while in force
+		end_reason TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX blocks_active ON blocks (ended) WHERE ended IS NULL;
+	CREATE INDEX blocks_since ON blocks (since);
+	CREATE TABLE positions (
+		input       TEXT PRIMARY KEY,
+		device      INTEGER NOT NULL,
+		inode       INTEGER NOT NULL,
+		offset      INTEGER NOT NULL,
+		line        INTEGER NOT NULL,
+		fingerprint BLOB
+	);
+	CREATE TABLE meta (
+		name  TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	);`,
+}
+
+// Store is a state.Store in an SQLite file.
+type Store struct {
+	db   *sql.DB
+	path string
+}
+
+var _ state.Store = (*Store)(nil)
+
+// Open opens or creates the database at path and brings its schema up to
+// date.
+func Open(path string) (*Store, error) {
+	dsn := "file:" + path + "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000"
+	db, err := sql.Open("sqlite3", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open state database %s: %w", path, err)
+	}
+	// One connection: SQLite has one writer anyway, and this serialises the
+	// action-status updates with the batch commits instead of failing them
+	// with "database is locked".
+	db.SetMaxOpenConns(1)
+	s := &Store{db: db, path: path}
+	if err := s.migrate(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) migrate() error {
+	var version int
+	if err := s.db.QueryRow(`PRAGMA user_version`).Scan(&version); err != nil {
+		return fmt.Errorf("state database %s: read schema version: %w", s.path, err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("state database %s has schema version %d, newer than this bombwatch knows (%d): use a newer bombwatch", s.path, version, len(migrations))
+	}
+	for v := version; v < len(migrations); v++ {
+		tx, err := s.db.Begin()
+		if err != nil {
+			return fmt.Errorf("state database %s: %w", s.path, err)
+		}
+		if _, err := tx.Exec(migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("state database %s: migrate to version %d: %w", s.path, v+1, err)
+		}
+		if _, err := tx.Exec(fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("state database %s: migrate to version %d: %w", s.path, v+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("state database %s: migrate to version %d: %w", s.path, v+1, err)
+		}
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Load reads the whole state.
+func (s *Store) Load() (*state.Snapshot, error) {
+	snap := &state.Snapshot{Positions: map[string]state.Position{}, NextID: 1}
+	rows, err := s.db.Query(`SELECT rule, key, times FROM windows`)
+	if err != nil {
+		return nil, s.wrap("load windows", err)
+	}
+	for rows.Next() {
+		var w state.Window
+		var blob []byte
+		if err := rows.Scan(&w.Rule, &w.Key, &blob); err != nil {
+			rows.Close()
+			return nil, s.wrap("load windows", err)
+		}
+		if w.Times, err = decodeTimes(blob); err != nil {
+			rows.Close()
+			return nil, s.wrap("load window of "+w.Rule+" "+w.Key, err)
+		}
+		snap.Windows = append(snap.Windows, w)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("load windows", err)
+	}
+	if snap.Blocks, err = s.Blocks(true, time.Time{}); err != nil {
+		return nil, err
+	}
+	if err := s.db.QueryRow(`SELECT COALESCE(MAX(id), 0) + 1 FROM blocks`).Scan(&snap.NextID); err != nil {
+		return nil, s.wrap("load block IDs", err)
+	}
+	prow, err := s.db.Query(`SELECT input, device, inode, offset, line, fingerprint FROM positions`)
+	if err != nil {
+		return nil, s.wrap("load positions", err)
+	}
+	for prow.Next() {
+		var p state.Position
+		if err := prow.Scan(&p.Input, &p.Device, &p.Inode, &p.Offset, &p.Line, &p.Fingerprint); err != nil {
+			prow.Close()
+			return nil, s.wrap("load positions", err)
+		}
+		snap.Positions[p.Input] = p
+	}
+	prow.Close()
+	var clock sql.NullInt64
+	err = s.db.QueryRow(`SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'clock'`).Scan(&clock)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, s.wrap("load clock", err)
+	}
+	if clock.Valid {
+		snap.Clock = time.Unix(0, clock.Int64).UTC()
+	}
+	return snap, nil
+}
+
+// Commit writes a batch in one transaction.
+func (s *Store) Commit(b *state.Batch) error {
+	if b.Empty() {
+		return nil
+	}
+	tx, err := s.db.Begin()
+	if err != nil {
+		return s.wrap("commit", err)
+	}
+	defer tx.Rollback()
+	if len(b.Windows) > 0 {
+		put, err := tx.Prepare(`INSERT OR REPLACE INTO windows (rule, key, times) VALUES (?, ?, ?)`)
+		if err != nil {
+			return s.wrap("commit windows", err)
+		}
+		del, err := tx.Prepare(`DELETE FROM windows WHERE rule = ? AND key = ?`)
+		if err != nil {
+			return s.wrap("commit windows", err)
+		}
+		var buf []byte
+		for _, w := range b.Windows {
+			if w.Times == nil {
+				_, err = del.Exec(w.Rule, w.Key)
+			} else {
+				buf = encodeTimes(buf[:0], w.Times)
+				_, err = put.Exec(w.Rule, w.Key, buf)
+			}
+			if err != nil {
+				return s.wrap("commit windows", err)
+			}
+		}
+	}
+	for _, bl := range b.Blocks {
+		actions, err := json.Marshal(bl.Actions)
+		if err != nil {
+			return s.wrap("commit blocks", err)
+		}
+		_, err = tx.Exec(`INSERT OR REPLACE INTO blocks (id, rule, key_type, key, since, until, value, lim, window, actions, ended, end_reason)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			bl.ID, bl.Rule, bl.KeyType, bl.Key, bl.Since.UnixNano(), nullTime(bl.Until), bl.Value, bl.Limit,
+			int64(bl.Window), string(actions), nullTime(bl.Ended), bl.EndReason)
+		if err != nil {
+			return s.wrap("commit blocks", err)
+		}
+	}
+	for _, p := range b.Positions {
+		_, err := tx.Exec(`INSERT OR REPLACE INTO positions (input, device, inode, offset, line, fingerprint) VALUES (?, ?, ?, ?, ?, ?)`,
+			p.Input, int64(p.Device), int64(p.Inode), p.Offset, p.Line, p.Fingerprint)
+		if err != nil {
+			return s.wrap("commit positions", err)
+		}
+	}
+	if !b.Clock.IsZero() {
+		if _, err := tx.Exec(`INSERT OR REPLACE INTO meta (name, value) VALUES ('clock', ?)`, b.Clock.UnixNano()); err != nil {
+			return s.wrap("commit clock", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return s.wrap("commit", err)
+	}
+	return nil
+}
+
+// SetActionStatus records one action's outcome on a block.
+func (s *Store) SetActionStatus(id int64, action, status string) error {
+	_, err := s.db.Exec(`UPDATE blocks SET actions = json_set(actions, '$.' || json_quote(?), ?) WHERE id = ?`, action, status, id)
+	return s.wrap("set action status", err)
+}
+
+// Blocks returns the blocks in force, or with activeOnly false every block
+// in force at some time after since.
+func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) {
+	q := `SELECT id, rule, key_type, key, since, until, value, lim, window, actions, ended, end_reason FROM blocks `
+	var args []any
+	if activeOnly {
+		q += `WHERE ended IS NULL ORDER BY id`
+	} else {
+		q += `WHERE ended IS NULL OR ended > ? ORDER BY id`
+		args = append(args, since.UnixNano())
+	}
+	rows, err := s.db.Query(q, args...)
+	if err != nil {
+		return nil, s.wrap("read blocks", err)
+	}
+	defer rows.Close()
+	var out []state.Block
+	for rows.Next() {
+		var b state.Block
+		var sinceNS, window int64
+		var until, ended sql.NullInt64
+		var actions string
+		if err := rows.Scan(&b.ID, &b.Rule, &b.KeyType, &b.Key, &sinceNS, &until, &b.Value, &b.Limit, &window, &actions, &ended, &b.EndReason); err != nil {
+			return nil, s.wrap("read blocks", err)
+		}
+		b.Since = time.Unix(0, sinceNS).UTC()
+		b.Window = time.Duration(window)
+		if until.Valid {
+			b.Until = time.Unix(0, until.Int64).UTC()
+		}
+		if ended.Valid {
+			b.Ended = time.Unix(0, ended.Int64).UTC()
+		}
+		if err := json.Unmarshal([]byte(actions), &b.Actions); err != nil {
+			return nil, s.wrap(fmt.Sprintf("read block %d actions", b.ID), err)
+		}
+		out = append(out, b)
+	}
+	return out, s.wrap("read blocks", rows.Err())
+}
+
+func (s *Store) wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("state database %s: %s: %w", s.path, what, err)
+}
+
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+// encodeTimes writes ascending times compactly: a window of 31 times costs
+// about 100 bytes instead of 248.
+func encodeTimes(buf []byte, times []int64) []byte {
+	prev := int64(0)
+	for i, t := range times {
+		if i == 0 {
+			buf = binary.AppendVarint(buf, t)
+		} else {
+			buf = binary.AppendUvarint(buf, uint64(max(t-prev, 0)))
+		}
+		prev = t
+	}
+	return buf
+}
+
+func decodeTimes(b []byte) ([]int64, error) {
+	var out []int64
+	for len(b) > 0 {
+		if len(out) == 0 {
+			v, n := binary.Varint(b)
+			if n <= 0 {
+				return nil, errors.New("corrupt window times")
+			}
+			out, b = append(out, v), b[n:]
+			continue
+		}
+		d, n := binary.Uvarint(b)
+		if n <= 0 {
+			return nil, errors.New("corrupt window times")
+		}
+		out, b = append(out, out[len(out)-1]+int64(d)), b[n:]
+	}
+	return out, nil
+}

@@ -1,0 +1,120 @@
+package sqlite
+
+import (
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/bombwatch/bombwatch/state"
+)
+
+var t0 = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+
+func TestRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &state.Batch{
+		Windows: []state.Window{
+			{Rule: "r", Key: "a@example.org", Times: []int64{t0.UnixNano(), t0.UnixNano() + 5, t0.UnixNano() + 5e9}},
+			{Rule: "r", Key: "gone", Times: []int64{1}},
+		},
+		Blocks: []state.Block{
+			{ID: 1, Rule: "r", KeyType: "sender", Key: "a@example.org", Since: t0, Until: t0.Add(time.Hour), Value: 11, Limit: 10, Window: time.Minute, Actions: map[string]string{"log": state.Applied}},
+			{ID: 2, Rule: "r", KeyType: "sender", Key: "b", Since: t0, Value: 11, Limit: 10, Window: time.Minute, Actions: map[string]string{}, Ended: t0.Add(time.Minute), EndReason: "unban"},
+		},
+		Positions: []state.Position{{Input: "/var/log/mail.log", Device: 1, Inode: 2, Offset: 300, Line: 3, Fingerprint: []byte{9}}},
+		Clock:     t0.Add(time.Second),
+	}
+	if err := s.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(&state.Batch{Windows: []state.Window{{Rule: "r", Key: "gone"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetActionStatus(1, "hook", state.Failed); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	snap, err := s.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Windows) != 1 || !reflect.DeepEqual(snap.Windows[0], b.Windows[0]) {
+		t.Errorf("windows = %+v", snap.Windows)
+	}
+	if len(snap.Blocks) != 1 || snap.Blocks[0].ID != 1 || !snap.Blocks[0].Until.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("active blocks = %+v", snap.Blocks)
+	}
+	if got := snap.Blocks[0].Actions; got["log"] != state.Applied || got["hook"] != state.Failed {
+		t.Errorf("actions = %v", got)
+	}
+	if snap.NextID != 3 {
+		t.Errorf("NextID = %d, want 3", snap.NextID)
+	}
+	if p := snap.Positions["/var/log/mail.log"]; p.Offset != 300 || p.Inode != 2 || p.Line != 3 {
+		t.Errorf("position = %+v", p)
+	}
+	if !snap.Clock.Equal(t0.Add(time.Second)) {
+		t.Errorf("clock = %v", snap.Clock)
+	}
+	all, err := s.Blocks(false, time.Time{})
+	if err != nil || len(all) != 2 || all[1].EndReason != "unban" {
+		t.Errorf("all blocks = %+v, %v", all, err)
+	}
+}
+
+func TestNewerSchemaIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Exec(`PRAGMA user_version = 99`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := Open(path); err == nil {
+		t.Error("opened a database with a newer schema")
+	}
+}
+
+func TestTimesEncoding(t *testing.T) {
+	for _, times := range [][]int64{{0}, {-5, 0, 7}, {t0.UnixNano(), t0.UnixNano(), t0.UnixNano() + 1e12}} {
+		got, err := decodeTimes(encodeTimes(nil, times))
+		if err != nil || !reflect.DeepEqual(got, times) {
+			t.Errorf("round trip of %v = %v, %v", times, got, err)
+		}
+	}
+	if _, err := decodeTimes([]byte{0x80}); err == nil {
+		t.Error("decoded a truncated varint")
+	}
+}
+
+func BenchmarkCommit(b *testing.B) {
+	s, err := Open(filepath.Join(b.TempDir(), "state.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	batch := &state.Batch{Clock: t0}
+	for i := range 1000 {
+		batch.Windows = append(batch.Windows, state.Window{Rule: "r", Key: "sender" + string(rune('a'+i%26)) + time.Duration(i).String(), Times: []int64{1, 2, 3}})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.Commit(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(batch.Windows)), "windows/op")
+}

@@ -1,0 +1,193 @@
+// Package state holds what bombwatch remembers across restarts — window
+// contents, blocks, input positions and the pipeline clock — and the small
+// Store interface behind which it is kept.
+//
+// SQLite (package sqlite) is the embedded store; Memory keeps it for the
+// length of a run. A store shared by several MX hosts can implement the same
+// interface. A Batch is committed in one transaction, so the lines read and
+// the state they produced are saved together or not at all.
+package state
+
+import (
+	"maps"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Action statuses on a block.
+const (
+	Pending = "pending"
+	Applied = "applied"
+	Failed  = "failed"
+	DryRun  = "dry_run"
+)
+
+// Block is a key that a rule blocked.
+type Block struct {
+	ID      int64
+	Rule    string
+	KeyType string
+	Key     string
+	Since   time.Time
+	Until   time.Time // zero: no end by time
+	Value   float64   // the measure when the limit was crossed
+	Limit   float64
+	Window  time.Duration
+	Actions map[string]string // action name → status
+	// Ended is when the block was lifted, zero while it is in force.
+	Ended     time.Time
+	EndReason string // "expired", "unban"
+}
+
+// Active reports whether the block is in force.
+func (b *Block) Active() bool { return b.Ended.IsZero() }
+
+// Window is a rule's window for one key: the times of its latest events, in
+// Unix nanoseconds, oldest first. Nil Times means the key is forgotten.
+type Window struct {
+	Rule  string
+	Key   string
+	Times []int64
+}
+
+// Position is how far an input has been read: the line after Line starts at
+// Offset, in the file identified by Device, Inode and Fingerprint (a hash
+// of its first bytes, which tells a new file that reused an inode).
+type Position struct {
+	Input       string
+	Device      uint64
+	Inode       uint64
+	Offset      int64
+	Line        int64
+	Fingerprint []byte
+}
+
+// Batch is the state changed by a run of lines.
+type Batch struct {
+	Windows   []Window
+	Blocks    []Block // inserted or replaced by ID
+	Positions []Position
+	Clock     time.Time // the pipeline's clock: the newest event time
+}
+
+// Empty reports whether the batch changes nothing.
+func (b *Batch) Empty() bool {
+	return len(b.Windows) == 0 && len(b.Blocks) == 0 && len(b.Positions) == 0 && b.Clock.IsZero()
+}
+
+// Reset empties the batch for reuse.
+func (b *Batch) Reset() {
+	clear(b.Windows)
+	b.Windows = b.Windows[:0]
+	b.Blocks = b.Blocks[:0]
+	b.Positions = b.Positions[:0]
+	b.Clock = time.Time{}
+}
+
+// Snapshot is the whole state, as loaded at start.
+type Snapshot struct {
+	Windows   []Window
+	Blocks    []Block // those in force
+	Positions map[string]Position
+	Clock     time.Time
+	NextID    int64 // the first unused block ID
+}
+
+// Store keeps state. Commit and Load are called from one goroutine;
+// SetActionStatus may be called from others.
+type Store interface {
+	Load() (*Snapshot, error)
+	Commit(*Batch) error
+	// SetActionStatus records the outcome of one action of a block.
+	SetActionStatus(blockID int64, action, status string) error
+	// Blocks returns blocks: those in force, or all of them since a time.
+	Blocks(activeOnly bool, since time.Time) ([]Block, error)
+	Close() error
+}
+
+// Memory is a Store that keeps state for the life of the process: the
+// state of `bombwatch replay` without --db.
+type Memory struct {
+	mu        sync.Mutex
+	windows   map[[2]string][]int64
+	blocks    map[int64]Block
+	positions map[string]Position
+	clock     time.Time
+}
+
+// NewMemory returns an empty Memory store.
+func NewMemory() *Memory {
+	return &Memory{windows: map[[2]string][]int64{}, blocks: map[int64]Block{}, positions: map[string]Position{}}
+}
+
+func (m *Memory) Load() (*Snapshot, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := &Snapshot{Positions: maps.Clone(m.positions), Clock: m.clock, NextID: 1}
+	for k, t := range m.windows {
+		s.Windows = append(s.Windows, Window{Rule: k[0], Key: k[1], Times: t})
+	}
+	for id, b := range m.blocks {
+		if b.Active() {
+			s.Blocks = append(s.Blocks, b)
+		}
+		s.NextID = max(s.NextID, id+1)
+	}
+	slices.SortFunc(s.Blocks, func(a, b Block) int { return int(a.ID - b.ID) })
+	return s, nil
+}
+
+func (m *Memory) Commit(b *Batch) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, w := range b.Windows {
+		k := [2]string{w.Rule, w.Key}
+		if w.Times == nil {
+			delete(m.windows, k)
+		} else {
+			m.windows[k] = slices.Clone(w.Times)
+		}
+	}
+	for _, bl := range b.Blocks {
+		bl.Actions = maps.Clone(bl.Actions)
+		m.blocks[bl.ID] = bl
+	}
+	for _, p := range b.Positions {
+		m.positions[p.Input] = p
+	}
+	if !b.Clock.IsZero() {
+		m.clock = b.Clock
+	}
+	return nil
+}
+
+func (m *Memory) SetActionStatus(id int64, action, status string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if b, ok := m.blocks[id]; ok {
+		b.Actions = maps.Clone(b.Actions)
+		if b.Actions == nil {
+			b.Actions = map[string]string{}
+		}
+		b.Actions[action] = status
+		m.blocks[id] = b
+	}
+	return nil
+}
+
+func (m *Memory) Blocks(activeOnly bool, since time.Time) ([]Block, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Block
+	for _, b := range m.blocks {
+		if activeOnly && !b.Active() || !activeOnly && b.Since.Before(since) && !b.Ended.After(since) && !b.Active() {
+			continue
+		}
+		out = append(out, b)
+	}
+	slices.SortFunc(out, func(a, b Block) int { return int(a.ID - b.ID) })
+	return out, nil
+}
+
+func (m *Memory) Close() error { return nil }

@@ -1,0 +1,158 @@
+// Package actions does something about a detection: logs it, runs a hook,
+// and (later) blocks the key in a firewall or an MTA map, and undoes it when
+// the block ends.
+//
+// Actions know nothing of parsers or mail: they receive a Detection (a
+// rule, a key and its type, the numbers that crossed the limit) and treat
+// every string in it as data. A key comes from a log line that an attacker
+// may have written, so no action ever passes it through a shell.
+package actions
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Detection is a block starting or ending.
+type Detection struct {
+	Event   string // "block" or "unblock"
+	Time    time.Time
+	BlockID int64
+	Rule    string
+	KeyType string
+	Key     string
+	Value   float64
+	Limit   float64
+	Window  time.Duration
+	Until   time.Time // zero: no end by time
+}
+
+// Action acts on detections.
+type Action interface {
+	Name() string
+	// Run applies the action for a block, or lifts it for an unblock.
+	Run(ctx context.Context, d Detection) error
+	// External reports whether the action changes something outside
+	// bombwatch (a firewall, a map, a script's effects). `replay` without
+	// --act reports such actions instead of running them.
+	External() bool
+}
+
+// Statuses, as recorded on blocks (see package state).
+const (
+	StatusApplied = "applied"
+	StatusFailed  = "failed"
+	StatusPending = "pending"
+	StatusDryRun  = "dry_run"
+)
+
+// FormatNumber writes a measure the way detections show it: integers
+// without a fraction.
+func FormatNumber(v float64) string {
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+// Executor runs the actions of detections: the log action at once, in
+// order, and external ones in the background, at most Concurrency at a
+// time, so that a slow hook never stalls the reading of logs.
+type Executor struct {
+	Log *slog.Logger
+	// Act runs external actions; without it they are recorded as dry_run.
+	Act bool
+	// Record, when set, is told each action's outcome.
+	Record func(blockID int64, action, status string)
+	// Concurrency bounds external actions running at once (default 4).
+	Concurrency int
+
+	once sync.Once
+	sem  chan struct{}
+	wg   sync.WaitGroup
+}
+
+// Dispatch runs the actions for d. It returns whether the external actions
+// are executed (false when they are only reported).
+func (x *Executor) Dispatch(d Detection, acts []Action) bool {
+	x.once.Do(func() {
+		n := x.Concurrency
+		if n <= 0 {
+			n = 4
+		}
+		x.sem = make(chan struct{}, n)
+	})
+	for _, a := range acts {
+		switch {
+		case !a.External():
+			x.finish(d, a, a.Run(context.Background(), d))
+		case !x.Act || isDryRun(a):
+			x.record(d, a.Name(), StatusDryRun)
+		default:
+			x.wg.Add(1)
+			x.sem <- struct{}{}
+			go func() {
+				defer func() { <-x.sem; x.wg.Done() }()
+				x.finish(d, a, a.Run(context.Background(), d))
+			}()
+		}
+	}
+	return x.Act
+}
+
+// Wait waits for the external actions under way.
+func (x *Executor) Wait() { x.wg.Wait() }
+
+func (x *Executor) finish(d Detection, a Action, err error) {
+	if err != nil {
+		x.logger().Error("action failed", "action", a.Name(), "event", d.Event, "rule", d.Rule, "key", d.Key, "err", err)
+		x.record(d, a.Name(), StatusFailed)
+		return
+	}
+	x.record(d, a.Name(), StatusApplied)
+}
+
+// record keeps the outcome of applying a block only: lifting it does not
+// change what the block did.
+func (x *Executor) record(d Detection, action, status string) {
+	if x.Record != nil && d.Event == "block" {
+		x.Record(d.BlockID, action, status)
+	}
+}
+
+func (x *Executor) logger() *slog.Logger {
+	if x.Log == nil {
+		return slog.Default()
+	}
+	return x.Log
+}
+
+type dryRunner interface{ DryRun() bool }
+
+func isDryRun(a Action) bool {
+	d, ok := a.(dryRunner)
+	return ok && d.DryRun()
+}
+
+// Log is the action that always exists: a structured log line per block
+// and unblock.
+type Log struct {
+	Logger *slog.Logger
+}
+
+func (l *Log) Name() string   { return "log" }
+func (l *Log) External() bool { return false }
+
+func (l *Log) Run(_ context.Context, d Detection) error {
+	logger := l.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	attrs := []any{"rule", d.Rule, "key_type", d.KeyType, "key", d.Key,
+		"value", d.Value, "limit", d.Limit, "window", d.Window.String(), "time", d.Time.UTC().Format(time.RFC3339Nano)}
+	if !d.Until.IsZero() {
+		attrs = append(attrs, "until", d.Until.UTC().Format(time.RFC3339))
+	}
+	logger.Info(d.Event, attrs...)
+	return nil
+}

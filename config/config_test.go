@@ -1,0 +1,100 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultIsValid(t *testing.T) {
+	c := Default()
+	if len(c.Rules) == 0 || c.Rules[0].Limit != 30 || time.Duration(c.Rules[0].Per) != time.Minute {
+		t.Errorf("default rules = %+v", c.Rules)
+	}
+	if _, err := c.YAML(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestErrorsNameFileLineAndField(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown top-level key", "stat: x\n", "c.yaml:1: stat: unknown key"},
+		{"unknown rule key", "rules:\n  - name: a\n    on: [accepted]\n    key: sender\n    limit: 1\n    per: 1m\n    limt: 3\n",
+			"c.yaml:7: rules[0].limt: unknown key"},
+		{"limit not a number", "rules:\n  - name: a\n    on: [accepted]\n    key: sender\n    limit: many\n    per: 1m\n",
+			`c.yaml:5: rules[0].limit: must be a whole number, not "many"`},
+		{"bad duration", "rules:\n  - {name: a, on: [accepted], key: sender, limit: 1, per: soon}\n",
+			`c.yaml:2: rules[0].per: invalid duration "soon"`},
+		{"unknown key type", "rules:\n  - {name: a, on: [accepted], key: helo, limit: 1, per: 1m}\n",
+			`c.yaml:2: rules[0].key: "helo" is not a key`},
+		{"unknown kind", "rules:\n  - {name: a, on: [sent], key: sender, limit: 1, per: 1m}\n",
+			`c.yaml:2: rules[0].on: "sent" is not an event kind`},
+		{"undefined action", "rules:\n  - {name: a, on: [accepted], key: sender, limit: 1, per: 1m, actions: [fw]}\n",
+			`c.yaml:2: rules[0].actions: "fw" is not defined under actions`},
+		{"script without command", "actions:\n  hook: {type: script}\n", "c.yaml:2: actions.hook.command: is required"},
+		{"bad ignore", "ignore: [10.0.0.0/33]\n", `c.yaml:1: ignore[0]: "10.0.0.0/33" is not a valid CIDR`},
+		{"bad format", "inputs:\n  - {path: /x, format: exim}\n", `c.yaml:2: inputs[0].format: "exim" is not one of`},
+		{"syntax", "rules: [\n", "c.yaml:1: (syntax):"},
+		{"duplicate rule", "rules:\n  - {name: a, on: [accepted], key: sender, limit: 1, per: 1m}\n  - {name: a, on: [accepted], key: sender, limit: 1, per: 1m}\n",
+			`c.yaml:3: rules[1].name: "a" is used by another rule`},
+		{"not yet", "rules:\n  - {name: a, on: [accepted], key: sender, limit: 1, per: 1m, release: below}\n",
+			"c.yaml:2: rules[0].release: lifting a block when the measure falls back under the limit is not implemented"},
+		{"bad timezone", "timezone: Mars/Olympus\n", `c.yaml:1: timezone: unknown time zone "Mars/Olympus"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("c.yaml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error\n%v\nwant it to contain\n%s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidConfig(t *testing.T) {
+	c, err := Parse("c.yaml", []byte(`
+state: /tmp/s.db
+timezone: Europe/Berlin
+inputs: [{path: /var/log/mail.log}]
+ignore: [127.0.0.0/8, "::1", postmaster@example.org, "@example.net", 192.0.2.1]
+rules:
+  - {name: nets, on: [accepted], key: client_net, prefix: {ipv4: 26, ipv6: 64}, limit: 5, per: 10m, block: 2d, actions: [log, hook]}
+  - {name: uids, on: accepted, key: uid, limit: 5, per: 1h}
+actions:
+  hook: {type: script, command: [/bin/true, "{key}"], timeout: 5s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Inputs[0].Format != "auto" || c.Rules[0].Prefix.IPv4 != 26 || time.Duration(c.Rules[0].Block) != 48*time.Hour {
+		t.Errorf("parsed %+v", c)
+	}
+	if c.Rules[1].On[0] != "accepted" || c.Rules[1].Actions[0] != "log" || time.Duration(c.Rules[1].Block) != time.Hour {
+		t.Errorf("defaults not applied: %+v", c.Rules[1])
+	}
+	if c.Location == nil || c.Location.String() != "Europe/Berlin" {
+		t.Errorf("location = %v", c.Location)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+	}{{"90s", 90 * time.Second}, {"1w", 7 * 24 * time.Hour}, {"2d12h", 60 * time.Hour}, {"0", 0}}
+	for _, tt := range tests {
+		if got, err := ParseDuration(tt.in); err != nil || got != tt.want {
+			t.Errorf("ParseDuration(%q) = %v, %v", tt.in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "x", "1y", "-1d"} {
+		if _, err := ParseDuration(bad); err == nil {
+			t.Errorf("ParseDuration(%q) succeeded", bad)
+		}
+	}
+}

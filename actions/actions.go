@@ -137,10 +137,16 @@ func isDryRun(a Action) bool {
 // Log is the action that always exists: a structured log line per block
 // and unblock.
 type Log struct {
-	Logger *slog.Logger
+	ActionName string // "log" when empty
+	Logger     *slog.Logger
 }
 
-func (l *Log) Name() string   { return "log" }
+func (l *Log) Name() string {
+	if l.ActionName == "" {
+		return "log"
+	}
+	return l.ActionName
+}
 func (l *Log) External() bool { return false }
 
 func (l *Log) Run(_ context.Context, d Detection) error {

@@ -204,6 +204,9 @@ func (s *Store) Commit(b *state.Batch) error {
 		}
 	}
 	for _, bl := range b.Blocks {
+		if bl.Actions == nil {
+			bl.Actions = map[string]string{}
+		}
 		actions, err := json.Marshal(bl.Actions)
 		if err != nil {
 			return s.wrap("commit blocks", err)
@@ -214,6 +217,11 @@ func (s *Store) Commit(b *state.Batch) error {
 			int64(bl.Window), string(actions), nullTime(bl.Ended), bl.EndReason)
 		if err != nil {
 			return s.wrap("commit blocks", err)
+		}
+	}
+	for _, e := range b.Ends {
+		if _, err := tx.Exec(`UPDATE blocks SET ended = ?, end_reason = ? WHERE id = ?`, e.Time.UnixNano(), e.Reason, e.ID); err != nil {
+			return s.wrap("commit block ends", err)
 		}
 	}
 	for _, p := range b.Positions {

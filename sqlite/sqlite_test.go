@@ -24,8 +24,9 @@ func TestRoundTrip(t *testing.T) {
 		},
 		Blocks: []state.Block{
 			{ID: 1, Rule: "r", KeyType: "sender", Key: "a@example.org", Since: t0, Until: t0.Add(time.Hour), Value: 11, Limit: 10, Window: time.Minute, Actions: map[string]string{"log": state.Applied}},
-			{ID: 2, Rule: "r", KeyType: "sender", Key: "b", Since: t0, Value: 11, Limit: 10, Window: time.Minute, Actions: map[string]string{}, Ended: t0.Add(time.Minute), EndReason: "unban"},
+			{ID: 2, Rule: "r", KeyType: "sender", Key: "b", Since: t0, Value: 11, Limit: 10, Window: time.Minute},
 		},
+		Ends:      []state.End{{ID: 2, Time: t0.Add(time.Minute), Reason: "unban"}},
 		Positions: []state.Position{{Input: "/var/log/mail.log", Device: 1, Inode: 2, Offset: 300, Line: 3, Fingerprint: []byte{9}}},
 		Clock:     t0.Add(time.Second),
 	}

@@ -63,17 +63,27 @@ type Position struct {
 	Fingerprint []byte
 }
 
+// End is a block being lifted.
+type End struct {
+	ID     int64
+	Time   time.Time
+	Reason string
+}
+
 // Batch is the state changed by a run of lines.
 type Batch struct {
-	Windows   []Window
-	Blocks    []Block // inserted or replaced by ID
+	Windows []Window
+	Blocks  []Block // new blocks
+	// Ends lifts blocks. Only the end is written, so that action statuses
+	// recorded meanwhile by SetActionStatus are kept.
+	Ends      []End
 	Positions []Position
 	Clock     time.Time // the pipeline's clock: the newest event time
 }
 
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
-	return len(b.Windows) == 0 && len(b.Blocks) == 0 && len(b.Positions) == 0 && b.Clock.IsZero()
+	return len(b.Windows) == 0 && len(b.Blocks) == 0 && len(b.Ends) == 0 && len(b.Positions) == 0 && b.Clock.IsZero()
 }
 
 // Reset empties the batch for reuse.
@@ -81,6 +91,7 @@ func (b *Batch) Reset() {
 	clear(b.Windows)
 	b.Windows = b.Windows[:0]
 	b.Blocks = b.Blocks[:0]
+	b.Ends = b.Ends[:0]
 	b.Positions = b.Positions[:0]
 	b.Clock = time.Time{}
 }
@@ -152,6 +163,12 @@ func (m *Memory) Commit(b *Batch) error {
 	for _, bl := range b.Blocks {
 		bl.Actions = maps.Clone(bl.Actions)
 		m.blocks[bl.ID] = bl
+	}
+	for _, e := range b.Ends {
+		if bl, ok := m.blocks[e.ID]; ok {
+			bl.Ended, bl.EndReason = e.Time, e.Reason
+			m.blocks[e.ID] = bl
+		}
 	}
 	for _, p := range b.Positions {
 		m.positions[p.Input] = p

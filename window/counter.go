@@ -16,6 +16,7 @@ type Counter struct {
 // ring holds the times, in Unix nanoseconds, of a key's most recent events,
 // oldest first from head, at most limit+1 of them.
 type ring struct {
+	key   string // the map's key, so marking it dirty costs no allocation
 	times []int64
 	head  int
 	dirty bool
@@ -46,9 +47,28 @@ func (c *Counter) Len() int           { return len(c.keys) }
 func (c *Counter) Add(key string, t time.Time) int {
 	r := c.keys[key]
 	if r == nil {
-		r = &ring{times: make([]int64, 0, min(c.limit+1, 4))}
-		c.keys[key] = r
+		r = c.newRing(key)
 	}
+	return c.add(r, t)
+}
+
+// AddBytes is Add for a key in a buffer: it costs no allocation unless the
+// key is new.
+func (c *Counter) AddBytes(key []byte, t time.Time) int {
+	r := c.keys[string(key)]
+	if r == nil {
+		r = c.newRing(string(key))
+	}
+	return c.add(r, t)
+}
+
+func (c *Counter) newRing(key string) *ring {
+	r := &ring{key: key, times: make([]int64, 0, min(c.limit+1, 4))}
+	c.keys[key] = r
+	return r
+}
+
+func (c *Counter) add(r *ring, t time.Time) int {
 	now := t.UnixNano()
 	if n := len(r.times); n > 0 {
 		if newest := r.at(n - 1); now < newest {
@@ -61,7 +81,7 @@ func (c *Counter) Add(key string, t time.Time) int {
 		r.times[r.head] = now
 		r.head = (r.head + 1) % len(r.times)
 	}
-	c.markDirty(key, r)
+	c.markDirty(r)
 	return r.count(now - int64(c.per))
 }
 
@@ -75,10 +95,10 @@ func (c *Counter) Count(key string, t time.Time) int {
 	return r.count(t.UnixNano() - int64(c.per))
 }
 
-func (c *Counter) markDirty(key string, r *ring) {
+func (c *Counter) markDirty(r *ring) {
 	if !r.dirty {
 		r.dirty = true
-		c.dirty = append(c.dirty, key)
+		c.dirty = append(c.dirty, r.key)
 	}
 }
 
@@ -149,7 +169,7 @@ func (c *Counter) Restore(key string, times []int64) {
 		return
 	}
 	keep := min(len(times), c.limit+1)
-	r := &ring{times: make([]int64, keep)}
+	r := &ring{key: key, times: make([]int64, keep)}
 	copy(r.times, times[len(times)-keep:])
 	for i := 1; i < keep; i++ {
 		if r.times[i] < r.times[i-1] {

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/bombwatch/bombwatch/actions"
+	"github.com/bombwatch/bombwatch/config"
+	"github.com/bombwatch/bombwatch/parsers"
+	"github.com/bombwatch/bombwatch/pipeline"
+	"github.com/bombwatch/bombwatch/sqlite"
+	"github.com/bombwatch/bombwatch/state"
+)
+
+func runReplay(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("replay", stderr, "[-c FILE] [--format F] [--db FILE] [--json] [--act] LOG...")
+	cfgPath := fs.String("c", "", "config `file` (default: the built-in config)")
+	format := fs.String("format", "auto", "log `format`: auto, postfix, sendmail or qmail")
+	dbPath := fs.String("db", "", "SQLite state `file`; without it the state is in memory")
+	asJSON := fs.Bool("json", false, "print detections as JSON lines")
+	act := fs.Bool("act", false, "execute script, firewall and map actions instead of reporting them")
+	fromStart := fs.Bool("from-start", false, "read every log from its start, ignoring positions saved in --db")
+	verbose := fs.Bool("v", false, "log actions and progress on stderr")
+	logs, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(logs) == 0 {
+		return usagef("no log given (use - for standard input)")
+	}
+	if *format != "auto" {
+		if _, ok := parsers.Lookup(*format); !ok {
+			return usagef("unknown --format %q (auto, %v)", *format, parsers.Names())
+		}
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(stderr, *verbose)
+
+	var store state.Store
+	if *dbPath != "" {
+		db, err := sqlite.Open(*dbPath)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		store = db
+	}
+	exec := &actions.Executor{Log: logger, Act: *act}
+	detections := 0
+	p, err := pipeline.New(cfg, pipeline.Options{
+		Store: store, Executor: exec, Logger: logger,
+		OnDetection: func(d pipeline.Detection) {
+			detections++
+			printDetection(stdout, d, *asJSON)
+		},
+	})
+	if err != nil {
+		return err
+	}
+
+	positions := p.Positions()
+	if *fromStart {
+		positions = nil
+	}
+	opts := pipeline.SourceOptions{Format: *format, Location: location(cfg), Now: time.Now(), Positions: positions}
+	var srcs []*pipeline.Source
+	failed := 0
+	for _, name := range logs {
+		src, err := pipeline.OpenSource(name, opts)
+		if err != nil {
+			// One bad log does not stop the others; the exit status says it.
+			fmt.Fprintf(stderr, "bombwatch replay: %v\n", err)
+			failed++
+			continue
+		}
+		defer src.Close()
+		srcs = append(srcs, src)
+	}
+
+	start := time.Now()
+	err = p.Process(srcs)
+	exec.Wait()
+	if err != nil {
+		return err
+	}
+	elapsed := time.Since(start)
+	for _, s := range srcs {
+		if s.Err() != nil {
+			fmt.Fprintf(stderr, "bombwatch replay: %v\n", s.Err())
+			failed++
+		}
+	}
+	summarize(stderr, srcs, p, elapsed)
+	if failed > 0 {
+		return reported{exitFailure}
+	}
+	return nil
+}
+
+// location is the zone of stamps without one: the config's, else the
+// machine's, as syslog writes local time.
+func location(cfg *config.Config) *time.Location {
+	if cfg.Location != nil {
+		return cfg.Location
+	}
+	return time.Local
+}
+
+func printDetection(w io.Writer, d pipeline.Detection, asJSON bool) {
+	if asJSON {
+		b, _ := json.Marshal(d)
+		w.Write(append(b, '\n'))
+		return
+	}
+	line := fmt.Sprintf("%s %-7s %s %s=%s value=%s limit=%s window=%s",
+		d.Time.Format(time.RFC3339), d.Event, d.Rule, d.KeyType, safeText(d.Key),
+		actions.FormatNumber(d.Value), actions.FormatNumber(d.Limit), d.Window)
+	if d.Until != nil && d.Event == "block" {
+		line += " until=" + d.Until.Format(time.RFC3339)
+	}
+	if d.Reason != "" {
+		line += " reason=" + d.Reason
+	}
+	if d.Event == "block" {
+		line += fmt.Sprintf(" actions=%v executed=%v", d.Actions, d.Executed)
+		if d.File != "" {
+			line += fmt.Sprintf(" at=%s:%d", safeText(d.File), d.Line)
+		}
+	}
+	fmt.Fprintln(w, line)
+}
+
+func summarize(w io.Writer, srcs []*pipeline.Source, p *pipeline.Pipeline, elapsed time.Duration) {
+	var lines, recognised, skipped int64
+	for _, s := range srcs {
+		lines += s.Stats.Lines
+		recognised += s.Stats.Recognised
+		skipped += s.Stats.Skipped
+		resumed := ""
+		if s.Stats.Resumed {
+			resumed = ", resumed at its saved position"
+		}
+		fmt.Fprintf(w, "%s: %s, %d lines, %d recognised, %d skipped%s\n",
+			safeText(s.Name), orNone(s.Format), s.Stats.Lines, s.Stats.Recognised, s.Stats.Skipped, resumed)
+	}
+	st := p.Stats
+	fmt.Fprintf(w, "events: %s; %d ignored\n", kindCounts(st.Events), st.Ignored)
+	active := len(p.Active())
+	fmt.Fprintf(w, "blocks: %d started, %d lifted, %d in force at the end of the logs\n", st.Blocks, st.Unblocks, active)
+	rate := float64(lines) / max(elapsed.Seconds(), 1e-9)
+	fmt.Fprintf(w, "%d lines in %s (%.0f lines/s)\n", lines, elapsed.Round(time.Millisecond), rate)
+}
+
+func kindCounts(counts [8]int64) string {
+	out := ""
+	for _, k := range parsers.Kinds() {
+		if out != "" {
+			out += ", "
+		}
+		out += fmt.Sprintf("%s %d", k, counts[k])
+	}
+	return out
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(no lines)"
+	}
+	return s
+}

@@ -1,0 +1,452 @@
+package pipeline
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bombwatch/bombwatch/actions"
+	"github.com/bombwatch/bombwatch/config"
+	"github.com/bombwatch/bombwatch/internal/corpus"
+	"github.com/bombwatch/bombwatch/internal/loggen"
+	"github.com/bombwatch/bombwatch/parsers"
+	"github.com/bombwatch/bombwatch/sqlite"
+	"github.com/bombwatch/bombwatch/state"
+)
+
+var ref = time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+
+func mustConfig(t testing.TB, yaml string) *config.Config {
+	t.Helper()
+	c, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func senderRule(limit int, per string) string {
+	return fmt.Sprintf("rules:\n  - {name: s, on: [accepted], key: sender, limit: %d, per: %s, block: 1h}\n", limit, per)
+}
+
+// replay runs the pipeline over logs and returns its detections.
+func replay(t testing.TB, cfg *config.Config, store state.Store, exec *actions.Executor, logs ...string) ([]Detection, *Pipeline) {
+	t.Helper()
+	var got []Detection
+	p, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler), Store: store, Executor: exec, OnDetection: func(d Detection) { got = append(got, d) }, CommitEvery: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var srcs []*Source
+	for _, l := range logs {
+		s, err := OpenSource(l, SourceOptions{Format: "auto", Location: time.UTC, Now: ref, Positions: p.Positions()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		srcs = append(srcs, s)
+	}
+	if err := p.Process(srcs); err != nil {
+		t.Fatal(err)
+	}
+	if exec != nil {
+		exec.Wait()
+	}
+	return got, p
+}
+
+func generate(t testing.TB, format string, lines int, seed uint64) string {
+	log, _ := generateBombs(t, format, lines, seed)
+	return log
+}
+
+func generateBombs(t testing.TB, format string, lines int, seed uint64) (string, []loggen.Bomb) {
+	t.Helper()
+	var buf bytes.Buffer
+	bombs, err := loggen.Write(&buf, loggen.Options{Format: format, Lines: lines, Seed: seed, BombEvery: 1500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), format+".log")
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(p, ref, ref)
+	return p, bombs
+}
+
+func blockedKeys(ds []Detection) map[string]bool {
+	out := map[string]bool{}
+	for _, d := range ds {
+		if d.Event == "block" {
+			out[d.Rule+" "+d.Key] = true
+		}
+	}
+	return out
+}
+
+// TestDefaultConfigCatchesThePlantedBombs: with the built-in config, the
+// generator's bombs, and nothing else, are blocked.
+func TestDefaultConfigCatchesThePlantedBombs(t *testing.T) {
+	ruleOf := map[string]string{"sender": "sender-flood", "client_ip": "client-flood", "sasl_user": "account-flood"}
+	for _, format := range loggen.Formats {
+		t.Run(format, func(t *testing.T) {
+			log, bombs := generateBombs(t, format, 30000, 7)
+			if len(bombs) < 2 {
+				t.Fatalf("only %d bombs planted", len(bombs))
+			}
+			got, _ := replay(t, config.Default(), nil, nil, log)
+			gotKeys := blockedKeys(got)
+			for _, b := range bombs {
+				k := ruleOf[b.KeyType] + " " + b.Key
+				if !gotKeys[k] {
+					t.Errorf("bomb %q not blocked", k)
+				}
+				delete(gotKeys, k)
+			}
+			for k := range gotKeys {
+				t.Errorf("blocked %q, which is not a planted bomb", k)
+			}
+		})
+	}
+}
+
+// groundTruth returns the senders that sent more than limit messages within
+// some window (t-per, t], by brute force over every pair of events.
+func groundTruth(t testing.TB, log string, limit int, per time.Duration) map[string]bool {
+	t.Helper()
+	s, err := OpenSource(log, SourceOptions{Format: "auto", Location: time.UTC, Now: ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	times := map[string][]time.Time{}
+	s.EachLine(func(line []byte, n int64, p parsers.Parser) {
+		p.Parse(line, n, func(e *parsers.Event) {
+			if e.Kind == parsers.Accepted && e.HasSender {
+				k := e.Sender
+				if k == "" {
+					k = "<>"
+				}
+				times[k] = append(times[k], e.Time)
+			}
+		})
+	})
+	out := map[string]bool{}
+	for k, ts := range times {
+		for i := range ts {
+			n := 0
+			for j := range ts {
+				// Events out of order count at the newest time before them,
+				// as the window does; the corpus logs are in order.
+				if !ts[j].After(ts[i]) && ts[j].After(ts[i].Add(-per)) && j <= i {
+					n++
+				}
+			}
+			if n > limit {
+				out["s "+k] = true
+			}
+		}
+	}
+	return out
+}
+
+// TestSenderLimitMatchesGroundTruth: a rule "sender, limit N, per P" blocks
+// each sender that sent more than N messages within P, and no other, on the
+// project's logs and on real ones.
+func TestSenderLimitMatchesGroundTruth(t *testing.T) {
+	logs := []string{generate(t, "postfix", 20000, 3), generate(t, "sendmail", 20000, 4), generate(t, "qmail", 20000, 5)}
+	if dir := corpusDir(t); dir != "" {
+		for _, f := range []string{"postfix-logsums/mail.log", "parse-syslog-mail/postfix-plain.log", "parse-syslog-mail/sendmail-plain.log", "qmail-log-parser/qmail-send"} {
+			logs = append(logs, filepath.Join(dir, f))
+		}
+	}
+	for _, log := range logs {
+		for _, lim := range []struct {
+			limit int
+			per   string
+		}{{10, "1m"}, {2, "1m"}, {3, "10m"}, {30, "1m"}} {
+			t.Run(filepath.Base(log)+fmt.Sprintf("/%d-per-%s", lim.limit, lim.per), func(t *testing.T) {
+				per, _ := config.ParseDuration(lim.per)
+				want := groundTruth(t, log, lim.limit, per)
+				got, _ := replay(t, mustConfig(t, senderRule(lim.limit, lim.per)), nil, nil, log)
+				gotKeys := blockedKeys(got)
+				if !mapsEqual(gotKeys, want) {
+					t.Errorf("blocked %v\nwant    %v", sortedKeys(gotKeys), sortedKeys(want))
+				}
+				for _, d := range got {
+					if d.Event == "block" && (d.Value != float64(lim.limit+1) || d.Limit != float64(lim.limit) || d.Window != per.String()) {
+						t.Errorf("detection %+v", d)
+					}
+				}
+			})
+		}
+	}
+}
+
+func corpusDir(t *testing.T) string {
+	var dir string
+	t.Run("corpus", func(t *testing.T) { dir = corpus.Dir(t) })
+	return dir
+}
+
+func mapsEqual(a, b map[string]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if !b[k] {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func writeLog(t testing.TB, lines ...string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "mail.log")
+	if err := os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(p, ref, ref)
+	return p
+}
+
+// qmgr writes one Postfix message: smtpd client= and qmgr from=.
+func qmgr(sec int, qid, sender, ip string) []string {
+	ts := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC).Add(time.Duration(sec) * time.Second).Format(time.RFC3339)
+	return []string{
+		fmt.Sprintf("%s mx postfix/smtpd[1]: %s: client=c.example[%s]", ts, qid, ip),
+		fmt.Sprintf("%s mx postfix/qmgr[2]: %s: from=<%s>, size=100, nrcpt=1 (queue active)", ts, qid, sender),
+	}
+}
+
+func messages(n, startSec, gap int, sender, ip string) []string {
+	var out []string
+	for i := range n {
+		out = append(out, qmgr(startSec+i*gap, fmt.Sprintf("QQ%04dX%03d", startSec, i), sender, ip)...)
+	}
+	return out
+}
+
+func TestBlockLifecycle(t *testing.T) {
+	cfg := mustConfig(t, "rules:\n  - {name: s, on: [accepted], key: sender, limit: 3, per: 1m, block: 10m}\n")
+	lines := messages(5, 0, 1, "a@example.org", "192.0.2.1")             // blocked at the 4th
+	lines = append(lines, messages(5, 3, 1, "b@example.org", "192.0.2.2")...) // out of time order: read after a's
+	lines = append(lines, messages(1, 1200, 1, "c@example.org", "192.0.2.3")...)
+	got, p := replay(t, cfg, nil, nil, writeLog(t, lines...))
+	var summary []string
+	for _, d := range got {
+		summary = append(summary, fmt.Sprintf("%s %s %s %s", d.Event, d.Key, d.Time.Format("15:04:05"), d.Reason))
+	}
+	want := []string{
+		"block a@example.org 10:00:03 ",
+		"block b@example.org 10:00:06 ",
+		"unblock a@example.org 10:10:03 expired",
+		"unblock b@example.org 10:10:06 expired",
+	}
+	if !slices.Equal(summary, want) {
+		t.Errorf("detections\n%s\nwant\n%s", strings.Join(summary, "\n"), strings.Join(want, "\n"))
+	}
+	if len(p.Active()) != 0 {
+		t.Errorf("active = %v", p.Active())
+	}
+	if d := got[0]; d.Until == nil || !d.Until.Equal(d.Time.Add(10*time.Minute)) || d.File == "" || d.Line != 8 {
+		t.Errorf("first detection = %+v", d)
+	}
+}
+
+func TestIgnoreAndLoopback(t *testing.T) {
+	cfg := mustConfig(t, `
+ignore: [192.0.2.0/24, boss@example.org, "@partner.example"]
+rules:
+  - {name: s, on: [accepted], key: sender, limit: 1, per: 1m}
+  - {name: c, on: [accepted], key: client_ip, limit: 1, per: 1m}
+  - {name: n, on: [accepted], key: client_net, prefix: {ipv4: 24, ipv6: 48}, limit: 1, per: 1m}
+`)
+	var lines []string
+	lines = append(lines, messages(3, 0, 1, "x@example.com", "192.0.2.9")...)        // ignored client
+	lines = append(lines, messages(3, 10, 1, "boss@EXAMPLE.org", "198.51.100.1")...) // ignored sender (domain case)
+	lines = append(lines, messages(3, 20, 1, "a@partner.example", "198.51.100.2")...)
+	lines = append(lines, messages(3, 30, 1, "l1@example.com", "127.0.0.1")...) // loopback: never a client key
+	lines = append(lines, messages(3, 40, 1, "l2@example.com", "::1")...)
+	got, p := replay(t, cfg, nil, nil, writeLog(t, lines...))
+	keys := blockedKeys(got)
+	want := map[string]bool{"s l1@example.com": true, "s l2@example.com": true}
+	if !mapsEqual(keys, want) {
+		t.Errorf("blocked %v, want %v", sortedKeys(keys), sortedKeys(want))
+	}
+	if p.Stats.Ignored != 9 {
+		t.Errorf("ignored %d events, want 9", p.Stats.Ignored)
+	}
+}
+
+func TestClientNetAndNullSender(t *testing.T) {
+	cfg := mustConfig(t, `
+rules:
+  - {name: n, on: [accepted], key: client_net, prefix: {ipv4: 24, ipv6: 48}, limit: 2, per: 1m}
+  - {name: s, on: [accepted], key: sender, limit: 2, per: 1m}
+  - {name: d, on: [accepted], key: sender_domain, limit: 2, per: 1m}
+`)
+	var lines []string
+	for i := range 3 {
+		lines = append(lines, qmgr(i, fmt.Sprintf("NETAA%d", i), fmt.Sprintf("u%d@a%d.example", i, i), fmt.Sprintf("203.0.113.%d", 10+i))...)
+		lines = append(lines, qmgr(i, fmt.Sprintf("NETBB%d", i), fmt.Sprintf("v%d@b%d.example", i, i), fmt.Sprintf("2001:db8:1:%d::1", i))...)
+		lines = append(lines, qmgr(10+i, fmt.Sprintf("NULLQ%d", i), "", "198.51.100.1")...)
+	}
+	got, _ := replay(t, cfg, nil, nil, writeLog(t, lines...))
+	want := map[string]bool{"n 203.0.113.0/24": true, "n 2001:db8:1::/48": true, "s <>": true, "n 198.51.100.0/24": true}
+	if keys := blockedKeys(got); !mapsEqual(keys, want) {
+		t.Errorf("blocked %v, want %v", sortedKeys(keys), sortedKeys(want))
+	}
+}
+
+// TestRestartGivesTheSameDecisions replays a log in two parts, with the
+// state saved in SQLite between them, as if the daemon had been restarted
+// while the log grew; the detections must be those of one uninterrupted
+// replay.
+func TestRestartGivesTheSameDecisions(t *testing.T) {
+	full := generate(t, "postfix", 20000, 11)
+	data, _ := os.ReadFile(full)
+	want, _ := replay(t, config.Default(), nil, nil, full)
+	if len(want) < 4 {
+		t.Fatalf("only %d detections in the uninterrupted replay", len(want))
+	}
+	cfg := config.Default()
+	for _, cut := range []int{len(data) / 3, len(data) / 2, len(data) * 5 / 6} {
+		// Cut at a line end, as a writer flushes whole lines.
+		cut = bytes.LastIndexByte(data[:cut], '\n') + 1
+		dir := t.TempDir()
+		log := filepath.Join(dir, "mail.log")
+		os.WriteFile(log, data[:cut], 0o644)
+		os.Chtimes(log, ref, ref)
+		db := filepath.Join(dir, "state.db")
+
+		s, err := sqlite.Open(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, _ := replay(t, cfg, s, nil, log)
+		s.Close()
+
+		f, _ := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
+		f.Write(data[cut:])
+		f.Close()
+		os.Chtimes(log, ref, ref)
+		s, err = sqlite.Open(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		second, p := replay(t, cfg, s, nil, log)
+		s.Close()
+
+		got := append(first, second...)
+		if len(got) != len(want) {
+			t.Fatalf("cut at %d: %d detections, want %d", cut, len(got), len(want))
+		}
+		for i := range got {
+			g, w := got[i], want[i]
+			if g.Event != w.Event || g.Key != w.Key || !g.Time.Equal(w.Time) || g.Value != w.Value || g.Line != w.Line {
+				t.Errorf("cut at %d: detection %d = %+v, want %+v", cut, i, g, w)
+			}
+		}
+		if p.Stats.Events[parsers.Accepted] == 0 {
+			t.Errorf("cut at %d: the second part ran no event", cut)
+		}
+	}
+}
+
+// TestHostileSenderReachesTheScriptAsOneArgument runs a bomb whose sender
+// holds shell syntax through the pipeline to a script action.
+func TestHostileSenderReachesTheScriptAsOneArgument(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "args")
+	script := filepath.Join(dir, "hook.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > \""+out+"\"\n"), 0o755)
+	cfg := mustConfig(t, fmt.Sprintf(`
+rules:
+  - {name: s, on: [accepted], key: sender, limit: 2, per: 1m, actions: [log, hook]}
+actions:
+  hook: {type: script, command: [%q, "{rule}", "{key}"]}
+`, script))
+	hostile := `"$(reboot);x"@evil.example`
+	log := writeLog(t, messages(3, 0, 1, hostile, "203.0.113.5")...)
+
+	// Without Act the script is only reported.
+	got, _ := replay(t, cfg, nil, &actions.Executor{Act: false}, log)
+	if len(got) != 1 || got[0].Executed || !slices.Equal(got[0].Actions, []string{"log", "hook"}) {
+		t.Fatalf("detections without act = %+v", got)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("the script ran without --act")
+	}
+
+	mem := state.NewMemory()
+	got, _ = replay(t, cfg, mem, &actions.Executor{Act: true}, log)
+	if len(got) != 1 || !got[0].Executed || got[0].Key != hostile {
+		t.Fatalf("detections with act = %+v", got)
+	}
+	args, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(args) != "s\n"+hostile+"\n" {
+		t.Errorf("script got arguments %q", args)
+	}
+	blocks, _ := mem.Blocks(true, time.Time{})
+	if len(blocks) != 1 || blocks[0].Actions["hook"] != state.Applied || blocks[0].Actions["log"] != state.Applied {
+		t.Errorf("blocks = %+v", blocks)
+	}
+}
+
+// TestBadInput: garbage, binary, huge and truncated lines, CRLF, an empty
+// file: skipped lines, never a panic, and the good lines around them count.
+func TestBadInput(t *testing.T) {
+	good := messages(3, 0, 1, "a@example.org", "192.0.2.1")
+	bad := []string{
+		"\x00\x01\x02\xff\xfe binary",
+		strings.Repeat("x", 1<<20),
+		"2026-11-20T10:00:01Z mx postfix/qmgr[2]: TRUNC1: from=<a@example.org>, si",
+		"2026-11-20T10:00:01Z mx postfix/qmgr[2]: BAD8: from=<\xff\xfe@example.org>, size=1, nrcpt=1 (queue active)",
+		"2026-11-20T10:00:01Z",
+		"",
+	}
+	lines := append(append([]string{}, good[:2]...), bad...)
+	lines = append(lines, good[2:]...)
+	log := writeLog(t, lines...)
+	crlf := writeLog(t, strings.ReplaceAll(strings.Join(good, "\n"), "\n", "\r\n"))
+	empty := filepath.Join(t.TempDir(), "empty.log")
+	os.WriteFile(empty, nil, 0o644)
+	cfg := mustConfig(t, senderRule(2, "1m"))
+	for _, l := range []string{log, crlf} {
+		got, p := replay(t, cfg, nil, nil, l, empty)
+		if len(got) != 1 || got[0].Key != "a@example.org" {
+			t.Errorf("%s: detections = %+v", l, got)
+		}
+		if p.Stats.Events[parsers.Accepted] < 3 {
+			t.Errorf("%s: %d accepted", l, p.Stats.Events[parsers.Accepted])
+		}
+	}
+	if _, err := OpenSource(filepath.Join(t.TempDir(), "missing.log"), SourceOptions{}); err == nil || !strings.Contains(err.Error(), "missing.log") {
+		t.Errorf("missing file: %v", err)
+	}
+	garbage := writeLog(t, "hello", "world")
+	if _, err := OpenSource(garbage, SourceOptions{Format: "auto"}); err == nil || !strings.Contains(err.Error(), "--format") {
+		t.Errorf("undetectable file: %v", err)
+	}
+}

@@ -7,11 +7,13 @@
 package config
 
 import (
+	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -170,7 +172,7 @@ func Load(path string) (*Config, error) {
 
 // Parse reads and checks a config. The error, if any, is an Errors.
 func Parse(file string, data []byte) (*Config, error) {
-	d := &decoder{file: file}
+	d := &decoder{file: file, lines: map[string]int{}}
 	c := &Config{File: file, Actions: map[string]Act{}}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -194,15 +196,26 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	d.check(c)
 	if len(d.errs) > 0 {
+		slices.SortStableFunc(d.errs, func(a, b *Error) int { return a.Line - b.Line })
 		return nil, d.errs
 	}
 	return c, nil
 }
 
 type decoder struct {
-	file string
-	errs Errors
-	root *yaml.Node
+	file  string
+	errs  Errors
+	root  *yaml.Node
+	lines map[string]int // the line of each field seen, by path
+}
+
+// at is a node for an error about field: its own line when it was given,
+// else the line of what holds it.
+func (d *decoder) at(field string, fallback int) *yaml.Node {
+	if l, ok := d.lines[field]; ok {
+		return &yaml.Node{Line: l}
+	}
+	return &yaml.Node{Line: fallback}
 }
 
 func (d *decoder) errorf(n *yaml.Node, field, format string, args ...any) {
@@ -227,6 +240,7 @@ func (d *decoder) fields(n *yaml.Node, path string, set map[string]func(field st
 		if path != "" {
 			field = path + "." + k.Value
 		}
+		d.lines[field] = k.Line
 		f, ok := set[k.Value]
 		switch {
 		case !ok:
@@ -437,51 +451,51 @@ func (d *decoder) check(c *Config) {
 	names := map[string]bool{}
 	for i, r := range c.Rules {
 		f := fmt.Sprintf("rules[%d]", i)
-		at := &yaml.Node{Line: r.Line}
+		at := func(field string) *yaml.Node { return d.at(f+"."+field, r.Line) }
 		switch {
 		case r.Name == "":
-			d.errorf(at, f+".name", "is required")
+			d.errorf(at("name"), f+".name", "is required")
 		case names[r.Name]:
-			d.errorf(at, f+".name", "%q is used by another rule", r.Name)
+			d.errorf(at("name"), f+".name", "%q is used by another rule", r.Name)
 		case strings.ContainsAny(r.Name, " \t\n"):
-			d.errorf(at, f+".name", "must not contain spaces")
+			d.errorf(at("name"), f+".name", "must not contain spaces")
 		}
 		names[r.Name] = true
 		if len(r.On) == 0 {
-			d.errorf(at, f+".on", "is required: the event kinds counted (%s)", strings.Join(Kinds, ", "))
+			d.errorf(at("on"), f+".on", "is required: the event kinds counted (%s)", strings.Join(Kinds, ", "))
 		}
 		for _, k := range r.On {
 			if !contains(Kinds, k) {
-				d.errorf(at, f+".on", "%q is not an event kind (%s)", k, strings.Join(Kinds, ", "))
+				d.errorf(at("on"), f+".on", "%q is not an event kind (%s)", k, strings.Join(Kinds, ", "))
 			}
 		}
 		if !contains(KeyTypes, r.Key) {
-			d.errorf(at, f+".key", "%q is not a key (%s)", r.Key, strings.Join(KeyTypes, ", "))
+			d.errorf(at("key"), f+".key", "%q is not a key (%s)", r.Key, strings.Join(KeyTypes, ", "))
 		}
 		if r.Prefix != nil && r.Key != "client_net" {
-			d.errorf(at, f+".prefix", "only applies to key client_net")
+			d.errorf(at("prefix"), f+".prefix", "only applies to key client_net")
 		}
 		if r.Key == "client_net" && r.Prefix == nil {
 			c.Rules[i].Prefix = &Prefix{IPv4: 24, IPv6: 48}
 		}
 		if r.Measure != "count" {
-			d.errorf(at, f+".measure", "%q is not implemented in this version of bombwatch (count)", r.Measure)
+			d.errorf(at("measure"), f+".measure", "%q is not implemented in this version of bombwatch (count)", r.Measure)
 		}
 		if r.Limit < 1 {
-			d.errorf(at, f+".limit", "must be at least 1")
+			d.errorf(at("limit"), f+".limit", "must be at least 1")
 		}
 		if r.Per <= 0 {
-			d.errorf(at, f+".per", "is required: the window, such as 1m")
+			d.errorf(at("per"), f+".per", "is required: the window, such as 1m")
 		}
 		if r.Block < 0 {
-			d.errorf(at, f+".block", "must not be negative (0: no end)")
+			d.errorf(at("block"), f+".block", "must not be negative (0: no end)")
 		}
 		if len(r.Actions) == 0 {
 			c.Rules[i].Actions = []string{"log"}
 		}
 		for _, a := range r.Actions {
 			if _, ok := c.Actions[a]; !ok && a != "log" {
-				d.errorf(at, f+".actions", "%q is not defined under actions", a)
+				d.errorf(at("actions"), f+".actions", "%q is not defined under actions", a)
 			}
 		}
 	}
@@ -536,4 +550,13 @@ func contains(list []string, s string) bool {
 }
 
 // YAML returns the effective config as YAML.
-func (c *Config) YAML() ([]byte, error) { return yaml.Marshal(c) }
+func (c *Config) YAML() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	enc.Close()
+	return buf.Bytes(), nil
+}

@@ -39,6 +39,16 @@ func Shape(line []byte) string {
 				j++
 			}
 			if j < len(msg) && msg[j] == close {
+				if c == '[' {
+					// host[address]: the host name varies as much as the address.
+					k := len(out)
+					for k > len(prefix) && out[k-1] != ' ' && out[k-1] != '=' && out[k-1] != ',' {
+						k--
+					}
+					if k < len(out) {
+						out = append(out[:k], '*')
+					}
+				}
 				out = append(out, c, '*', close)
 				i = j
 			} else {

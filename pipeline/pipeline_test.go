@@ -246,7 +246,7 @@ func messages(n, startSec, gap int, sender, ip string) []string {
 
 func TestBlockLifecycle(t *testing.T) {
 	cfg := mustConfig(t, "rules:\n  - {name: s, on: [accepted], key: sender, limit: 3, per: 1m, block: 10m}\n")
-	lines := messages(5, 0, 1, "a@example.org", "192.0.2.1")             // blocked at the 4th
+	lines := messages(5, 0, 1, "a@example.org", "192.0.2.1")                  // blocked at the 4th
 	lines = append(lines, messages(5, 3, 1, "b@example.org", "192.0.2.2")...) // out of time order: read after a's
 	lines = append(lines, messages(1, 1200, 1, "c@example.org", "192.0.2.3")...)
 	got, p := replay(t, cfg, nil, nil, writeLog(t, lines...))

@@ -94,6 +94,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 	}
+	if what, ok := planned[args[0]]; ok {
+		fmt.Fprintf(stderr, "bombwatch %s: not implemented in this version: %s\n", args[0], what)
+		return exitFailure
+	}
 	fmt.Fprintf(stderr, "bombwatch: unknown command %q\n", args[0])
 	usage(stderr)
 	return exitUsage
@@ -235,4 +239,13 @@ func safeText(s string) string {
 		return s
 	}
 	return fmt.Sprintf("%q", s)
+}
+
+// planned are the commands of the public interface that later versions
+// bring: they say so instead of "unknown command".
+var planned = map[string]string{
+	"run":    "the daemon that follows logs (use replay for finished logs)",
+	"report": "reports from the state database",
+	"bans":   "listing and changing blocks by hand",
+	"bench":  "the benchmark command (use make bench)",
 }

@@ -185,4 +185,3 @@ func writeStats(w *bufio.Writer, st fileStats, asJSON bool) {
 		}
 	}
 }
-

@@ -120,7 +120,7 @@ func ParseDuration(s string) (time.Duration, error) {
 var (
 	Kinds    = []string{"accepted", "rejected", "auth_failed", "lost_connection", "connect"}
 	KeyTypes = []string{"sender", "sender_domain", "client_ip", "client_net", "sasl_user", "uid"}
-	Formats  = []string{"auto", "postfix", "sendmail", "qmail"}
+	Formats  = []string{"auto", "postfix", "sendmail", "qmail", "journald"}
 )
 
 // Error is one problem in a config file.

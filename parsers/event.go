@@ -59,8 +59,13 @@ type Event struct {
 	Size       int64
 	NRcpt      int64
 	Reason     string
-	File       string
-	Line       int64
+	// Duration is how long a client stayed, on lost connections whose
+	// connect was seen.
+	Duration time.Duration
+	// Date is the message's Date: header, when the MTA logged it.
+	Date time.Time
+	File string
+	Line int64
 }
 
 // Reset clears e for reuse, keeping no references to earlier strings' roles.
@@ -107,6 +112,15 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	b = appendNumber(b, "size", e.Size)
 	b = appendNumber(b, "nrcpt", e.NRcpt)
 	b = appendField(b, "reason", e.Reason)
+	if e.Duration > 0 {
+		b = append(b, `,"duration":`...)
+		b = strconv.AppendFloat(b, e.Duration.Seconds(), 'f', -1, 64)
+	}
+	if !e.Date.IsZero() {
+		b = append(b, `,"date":"`...)
+		b = e.Date.UTC().AppendFormat(b, time.RFC3339)
+		b = append(b, '"')
+	}
 	b = appendField(b, "file", e.File)
 	if e.Line > 0 {
 		b = appendNumber(b, "line", e.Line)

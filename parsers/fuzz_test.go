@@ -39,6 +39,17 @@ func FuzzPostfix(f *testing.F) {
 		"Nov 20 10:00:02 mx1 postfix/qmgr[900]: 4F2A1B3C4D: from=<Alice@EXAMPLE.Org>, size=1234, nrcpt=2 (queue active)",
 		"2026-03-15T00:16:31.603404+01:00 helga postfix/qmgr[3163066]: 4PbqCg429Xz3tBr: from=<u@example.net>, size=1135, nrcpt=1 (queue active)",
 		"Nov 20 10:07:00 mx1 postfix/pickup[1400]: 3AB12C0F11: uid=1000 from=<www-data>",
+		"Nov 20 10:00:00 mx postfix/smtpd[300]: connect from client.example.net[198.51.100.20]",
+		"Nov 20 10:00:07 mx postfix/smtpd[300]: lost connection after AUTH from client.example.net[198.51.100.20]",
+		"Nov 20 10:00:08 mx postfix/smtpd[300]: disconnect from client.example.net[198.51.100.20] ehlo=1 auth=0/1 commands=1/2",
+		"Nov 20 10:01:01 mx postfix/submission/smtpd[301]: warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=admin",
+		"Nov 20 10:02:00 mx postfix/smtpd[303]: NOQUEUE: reject: RCPT from unknown[192.0.2.236]: 554 5.7.1 <r@example.org>: Relay access denied; from=<s@example.com> to=<r@example.org> proto=ESMTP helo=<x>",
+		"Nov 20 10:02:03 mx postfix/postscreen[473]: NOQUEUE: reject: RCPT from [216.245.194.173]:60591: 550 5.7.1 Service unavailable; from=<s@example.com>, to=<g@example.com>, proto=ESMTP, helo=<b>",
+		"Nov 20 10:02:04 mx postfix/postscreen[473]: PREGREET 14 after 0.08 from [192.0.2.2]:59415: EHLO ylmf-pc",
+		"Nov 20 10:02:07 mx postfix/smtpd[304]: warning: Connection rate limit exceeded: 31 from spamhost.example.org[192.0.2.123] for service smtp",
+		"Nov 20 10:04:00 mx postfix/cleanup[309]: 9AB12C0F11: info: header Date: Thu, 20 Nov 2025 09:03:59 +0100 (CET) from m.example.com[192.0.2.152]; from=<n@example.com> to=<a@example.org> proto=ESMTP helo=<x>",
+		"Nov 20 10:05:00 mx postfix/cleanup[309]: 7F7F7F7F7F: reject: header Subject: win from m.example.com[192.0.2.153]; from=<w@example.com> to=<a@example.org> proto=ESMTP helo=<x>: 5.7.1 rejected",
+		"<22>1 2026-11-20T12:00:01+01:00 mx postfix/qmgr 900 - [meta note=\"a \\] b\"] AB12CD34EF: from=<r@example.org>, size=3, nrcpt=1 (queue active)",
 	})
 }
 
@@ -47,6 +58,12 @@ func FuzzSendmail(f *testing.F) {
 		"Nov 20 10:00:00 mx sm-mta[2001]: 5AKA00aa002001: AUTH=server, relay=client.example.net [198.51.100.8], authid=carol, mech=PLAIN, bits=0",
 		"Nov 20 10:00:01 mx sm-mta[2001]: 5AKA00aa002001: from=<carol@Example.ORG>, size=2262, class=0, nrcpts=2, msgid=<1@example.org>, proto=ESMTPA, daemon=MTA, relay=client.example.net [198.51.100.8]",
 		"Jun 17 14:37:39 <mail.info> robin sm-mta[2794]: 55HIbcGI002794: from=<root@yourhost.com>, size=108, class=0, nrcpts=1, proto=ESMTP, daemon=MTA-v4, relay=[192.168.1.45]",
+		"Nov 20 11:00:00 mx sm-mta[400]: 5AKB00aa000400: ruleset=check_rcpt, arg1=<x@example.org>, relay=dsl.example.net [198.51.100.40] (may be forged), reject=550 5.7.1 <x@example.org>... Relaying denied",
+		"Nov 20 11:00:04 mx sm-mta[404]: 5AKB00dd000404: AUTH failure (LOGIN): authentication failure (-13) SASL(-13): checkpass failed, user=criminal, relay=[192.0.2.100], relay=[192.0.2.4] (may be forged)",
+		"Nov 20 11:00:05 mx sm-mta[405]: 5AKB00ee000405: [190.5.230.178]: possible SMTP attack: command=AUTH, count=5",
+		"Nov 20 11:00:06 mx sm-mta[406]: 5AKB00ff000406: lost input channel from host.example.net [192.0.2.50] to MTA after rcpt",
+		"Nov 20 11:00:07 mx sm-mta[407]: 5AKB00gg000407: some-host.example.org [192.0.2.194] did not issue MAIL/EXPN/VRFY/ETRN during connection to MTA",
+		"Nov 20 11:00:03 mx sm-mta[403]: 5AKB00cc000403: rejecting commands from [209.15.212.253] due to pre-greeting traffic after 0 seconds",
 	})
 }
 
@@ -55,5 +72,17 @@ func FuzzQmail(f *testing.F) {
 		"@4000000038c3eeb027f6b0a4 info msg 93869: bytes 2343 from <dave@Sill.ORG> qp 18695 uid 49491",
 		"Sep  6 07:33:33 sd6 qmail: 1157520813.485077 info msg 42: bytes 10 from <x@example.com> qp 1 uid 7791",
 		"@4000000038c3eeb027f41c7c new msg 93869",
+		"@4000000038c3eeb027f41c7c tcpserver: ok 26162 mx.example.net:209.114.200.128:25 :194.206.24.40::1521",
+		"@4000000038c3eeb027f41c7c rblsmtpd: 194.206.24.40 pid 26162: 451 http://www.spamhaus.org/",
+		"Jun 30 15:13:33 ns1 rblsmtpd: relays.ordb.org blocked 193.111.120.47 ordb-test.null.dk -",
+		"Sep  6 07:18:29 sd6 qmail: 1157519909.633171 qmail-smtpd: 421 badiprbl: ip 198.51.100.54 rbl: example.com",
+	})
+}
+
+func FuzzJournald(f *testing.F) {
+	fuzzParser(f, "journald", []string{
+		`{"__REALTIME_TIMESTAMP":"1763632800000000","_HOSTNAME":"mx","SYSLOG_IDENTIFIER":"postfix/smtpd","_PID":"500","MESSAGE":"4F00000001: client=a.example.net[198.51.100.60], sasl_method=PLAIN, sasl_username=bob"}`,
+		`{"__REALTIME_TIMESTAMP":"1763632801000000","_HOSTNAME":"mx","SYSLOG_IDENTIFIER":"postfix/qmgr","_PID":"900","MESSAGE":"4F00000001: from=<bob@example.org>, size=42, nrcpt=1 (queue active)"}`,
+		`{"__REALTIME_TIMESTAMP":"1763632802000000","SYSLOG_IDENTIFIER":"postfix/smtpd","MESSAGE":[119,97,255]}`,
 	})
 }

@@ -225,3 +225,17 @@ func TestShape(t *testing.T) {
 		}
 	}
 }
+
+func TestParseIP(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"192.0.2.1", "192.0.2.1"}, {"0.0.0.0", "0.0.0.0"}, {"255.255.255.255", "255.255.255.255"},
+		{"2001:db8::1", "2001:db8::1"}, {"IPv6:2001:DB8::1", "2001:db8::1"}, {"::ffff:192.0.2.1", "192.0.2.1"},
+		{"123.456.789.1", "invalid IP"}, {"01.2.3.4", "invalid IP"}, {"1.2.3", "invalid IP"}, {"1.2.3.4.5", "invalid IP"},
+		{"1..2.3", "invalid IP"}, {"", "invalid IP"}, {"a.b.c.d", "invalid IP"}, {"1.2.3.4 ", "invalid IP"},
+	}
+	for _, tt := range tests {
+		if got := parseIP([]byte(tt.in)).String(); got != tt.want {
+			t.Errorf("parseIP(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}

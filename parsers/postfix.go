@@ -15,41 +15,69 @@ func init() {
 //
 //	smtpd[..]: 3F1A2B: client=host[192.0.2.1], sasl_method=PLAIN, sasl_username=u
 //	pickup[..]: 3F1A2B: uid=1000 from=<user>         (local submission instead)
+//	cleanup[..]: 3F1A2B: info: header Date: ...      (when header_checks log it)
 //	qmgr[..]: 3F1A2B: from=<s@example.org>, size=1234, nrcpt=2 (queue active)
 //	qmgr[..]: 3F1A2B: removed
 //
 // The accepted event is emitted at the qmgr "from=" line, which is when the
-// message is in the queue, carrying what smtpd or pickup said earlier. qmgr
-// logs "from=" again each time a deferred message is retried: the queue
-// table remembers that the event was emitted until "removed".
+// message is in the queue, carrying what smtpd, pickup and cleanup said
+// earlier. qmgr logs "from=" again each time a deferred message is retried:
+// the queue table remembers that the event was emitted until "removed".
+//
+// smtpd sessions are tied by the process ID: "connect from" starts one, so
+// that a "lost connection" can say how long the client stayed, and a
+// "disconnect" whose "auth=0/1" counts failures that no SASL warning line
+// reported gives them as an auth_failed event.
+//
+// postscreen's CONNECT gives no event: a client that passes it connects to
+// smtpd next, and counting both would count one connection twice.
 
-// postfixQueueMax bounds the queue table: a log cut mid-stream, or lines
-// lost by syslog, leave entries that no "removed" line ever clears.
+// The tables are bounded: a log cut mid-stream, or lines lost by syslog,
+// leave entries that no closing line ever clears.
 const (
-	postfixQueueMax = 1 << 17
-	postfixQueueAge = 24 * time.Hour
+	postfixQueueMax    = 1 << 17
+	postfixQueueAge    = 24 * time.Hour
+	postfixSessionMax  = 1 << 14
+	postfixSessionAge  = time.Hour
+	maxReason          = 200
+	postfixTableTrimTo = 3 // of 4: what a full table is cut down to
 )
 
 type postfixMessage struct {
+	qid        string // the table's key, for the event
 	seen       time.Time
 	clientIP   netip.Addr
 	clientHost string
 	saslUser   string
 	uid        int64
+	date       time.Time
 	emitted    bool
 }
 
+type postfixSession struct {
+	start        time.Time
+	authFailures int // reported by SASL warning lines
+}
+
+type sessionKey struct {
+	host string // interned
+	pid  int64
+}
+
 type postfix struct {
-	clock *clock
-	file  string
-	h     header
-	ev    Event
-	host  interner
-	queue map[string]*postfixMessage
+	clock    *clock
+	file     string
+	h        header
+	ev       Event
+	host     interner
+	strs     strtab
+	queue    map[string]*postfixMessage
+	sessions map[sessionKey]postfixSession
 }
 
 func newPostfix(o Options) Parser {
-	return &postfix{clock: newClock(o), file: o.File, queue: make(map[string]*postfixMessage)}
+	return &postfix{clock: newClock(o), file: o.File, queue: make(map[string]*postfixMessage),
+		sessions: make(map[sessionKey]postfixSession)}
 }
 
 // postfixDaemons are the Postfix programs, as the last part of the syslog
@@ -97,20 +125,67 @@ func (p *postfix) Parse(line []byte, lineNo int64, emit func(*Event)) bool {
 	if !parseHeader(line, p.clock, &p.h) {
 		return false
 	}
-	daemon, ok := postfixDaemon(p.h.Program)
+	return p.parseMessage(&p.h, lineNo, emit)
+}
+
+// parseMessage reads the message of a framed line (syslog or journald).
+func (p *postfix) parseMessage(h *header, lineNo int64, emit func(*Event)) bool {
+	p.h = *h
+	daemon, ok := postfixDaemon(h.Program)
 	if !ok {
 		return false
 	}
-	qid, rest, ok := queueID(p.h.Message)
-	if !ok {
-		return false
+	msg := h.Message
+	if qid, rest, ok := queueID(msg); ok {
+		return p.queueLine(string(daemon), qid, rest, lineNo, emit)
 	}
 	switch string(daemon) {
+	case "smtpd":
+		return p.smtpd(msg, lineNo, emit)
+	case "postscreen":
+		return p.postscreen(msg, lineNo, emit)
+	}
+	return hasAnyPrefix(msg, postfixQuiet[string(daemon)])
+}
+
+// postfixQuiet are the messages, by daemon, that are understood and carry
+// no event.
+var postfixQuiet = map[string][]string{
+	"smtpd": {"Anonymous TLS connection established", "Trusted TLS connection established",
+		"Verified TLS connection established", "Untrusted TLS connection established",
+		"SSL_accept error from", "setting up TLS connection from", "discarding EHLO keywords",
+		"warning: hostname ", "warning: TLS library problem", "NOQUEUE: reject_warning: ", "NOQUEUE: filter: "},
+	"postscreen": {"CONNECT from ", "PASS OLD ", "PASS NEW ", "WHITELISTED ", "ALLOWLISTED ",
+		"DISCONNECT ", "DNSBL rank ", "WHITELIST VETO ", "ALLOWLIST VETO ", "cache "},
+	"dnsblog":  {"addr "},
+	"tlsproxy": {"CONNECT from ", "DISCONNECT ", "TLS handshake failed for ", "warning: ", "Anonymous TLS connection established", "Trusted TLS connection established", "Verified TLS connection established", "Untrusted TLS connection established"},
+	"anvil":    {"statistics: "},
+	"master":   {"daemon started", "reload ", "terminating on signal", "daemon started -- version"},
+	"scache":   {"statistics: "},
+	"smtp":     {"Trusted TLS connection established", "Verified TLS connection established", "Untrusted TLS connection established", "Anonymous TLS connection established"},
+}
+
+func hasAnyPrefix(msg []byte, prefixes []string) bool {
+	for _, p := range prefixes {
+		if hasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// queueLine reads "QID: ..." lines.
+func (p *postfix) queueLine(daemon string, qid, rest []byte, lineNo int64, emit func(*Event)) bool {
+	switch daemon {
 	case "smtpd":
 		if v, ok := cutPrefix(rest, "client="); ok {
 			p.client(qid, v)
 			return true
 		}
+		if hasPrefix(rest, "reject: ") || hasPrefix(rest, "milter-reject: ") {
+			return p.reject(qid, rest, lineNo, emit)
+		}
+		return hasAnyPrefix(rest, []string{"filter: ", "hold: ", "discard: ", "redirect: ", "reject_warning: ", "warning: "})
 	case "pickup":
 		if hasPrefix(rest, "uid=") {
 			m := p.message(qid)
@@ -125,12 +200,30 @@ func (p *postfix) Parse(line []byte, lineNo int64, emit func(*Event)) bool {
 			delete(p.queue, string(qid))
 			return true
 		}
+		return hasPrefix(rest, "skipped, still being delivered")
 	case "cleanup":
-		return hasPrefix(rest, "message-id=")
-	default:
-		return hasPrefix(rest, "to=<")
+		if hasPrefix(rest, "reject: ") || hasPrefix(rest, "milter-reject: ") {
+			return p.reject(qid, rest, lineNo, emit)
+		}
+		if d, ok := cutAnyPrefix(rest, "info: header Date: ", "warning: header Date: "); ok {
+			p.dateHeader(qid, d)
+			return true
+		}
+		return hasAnyPrefix(rest, []string{"message-id=", "resent-message-id=", "info: ", "warning: ", "milter-", "hold: ", "discard: ", "redirect: ", "replace: ", "filter: "})
+	case "bounce":
+		return hasAnyPrefix(rest, []string{"sender non-delivery notification: ", "sender delivery status notification: ", "sender delay notification: ", "postmaster non-delivery notification: "})
 	}
-	return false
+	// smtp, local, virtual, pipe, lmtp, error, discard: delivery results.
+	return hasAnyPrefix(rest, []string{"to=<", "host ", "lost connection with ", "conversation with ", "enabling PIX workarounds", "Cannot start TLS"})
+}
+
+func cutAnyPrefix(b []byte, prefixes ...string) ([]byte, bool) {
+	for _, p := range prefixes {
+		if rest, ok := cutPrefix(b, p); ok {
+			return rest, true
+		}
+	}
+	return b, false
 }
 
 // message returns the queue entry of qid, making it when new.
@@ -139,28 +232,30 @@ func (p *postfix) message(qid []byte) *postfixMessage {
 		return m
 	}
 	if len(p.queue) >= postfixQueueMax {
-		p.prune()
+		p.queue = pruneTable(p.queue, p.h.Time.Add(-postfixQueueAge), func(m *postfixMessage) time.Time { return m.seen })
 	}
-	m := &postfixMessage{seen: p.h.Time, uid: -1}
-	p.queue[string(qid)] = m
+	m := &postfixMessage{qid: string(qid), seen: p.h.Time, uid: -1}
+	p.queue[m.qid] = m
 	return m
 }
 
-// prune drops entries older than postfixQueueAge; if that is not enough, it
-// drops a quarter of the table, whichever entries the map yields first.
-func (p *postfix) prune() {
-	cutoff := p.h.Time.Add(-postfixQueueAge)
-	for k, m := range p.queue {
-		if m.seen.Before(cutoff) {
-			delete(p.queue, k)
+// pruneTable drops entries older than cutoff; if that is not enough, it
+// drops entries — whichever the map yields first — down to three quarters
+// of what it held.
+func pruneTable[K comparable, V any](t map[K]V, cutoff time.Time, seen func(V) time.Time) map[K]V {
+	n := len(t)
+	for k, v := range t {
+		if seen(v).Before(cutoff) {
+			delete(t, k)
 		}
 	}
-	for k := range p.queue {
-		if len(p.queue) < postfixQueueMax*3/4 {
+	for k := range t {
+		if len(t) < n*postfixTableTrimTo/4 {
 			break
 		}
-		delete(p.queue, k)
+		delete(t, k)
 	}
+	return t
 }
 
 // client reads "host[ip]" and the optional SASL fields of smtpd's line.
@@ -172,10 +267,34 @@ func (p *postfix) client(qid, v []byte) {
 	}
 	host, ip := hostAndIP(hostIP)
 	m.clientIP = ip
-	m.clientHost = string(host)
+	m.clientHost = p.strs.get(host)
 	if u, ok := field(v, "sasl_username"); ok {
 		m.saslUser = string(u)
 	}
+}
+
+// dateHeader keeps the Date: header that header_checks logged, for the
+// burst score: "Tue, 1 Mar 2022 10:00:00 +0100 from host[ip]; from=<s> ...".
+func (p *postfix) dateHeader(qid, d []byte) {
+	if i := bytes.Index(d, []byte(" from ")); i >= 0 {
+		d = d[:i]
+	}
+	if t, ok := parseDateHeader(d); ok {
+		p.message(qid).date = t
+	}
+}
+
+// event starts an event of the current line.
+func (p *postfix) event(kind Kind, lineNo int64) *Event {
+	e := &p.ev
+	e.Reset()
+	e.Time = p.h.Time
+	e.MTA = "postfix"
+	e.Kind = kind
+	e.Host = p.host.get(p.h.Host)
+	e.File = p.file
+	e.Line = lineNo
+	return e
 }
 
 // queued reads qmgr's `from=<s>, size=N, nrcpt=N (queue active)` and emits
@@ -194,14 +313,9 @@ func (p *postfix) queued(qid, rest []byte, lineNo int64, emit func(*Event)) bool
 	}
 	m.emitted = true
 	tail := rest[end+2:]
-	e := &p.ev
-	e.Reset()
-	e.Time = p.h.Time
-	e.MTA = "postfix"
-	e.Kind = Accepted
-	e.Host = p.host.get(p.h.Host)
-	e.QueueID = string(qid)
-	e.Sender = normalizeSender(rest[len("from=<"):end])
+	e := p.event(Accepted, lineNo)
+	e.QueueID = m.qid
+	e.Sender = p.strs.sender(rest[len("from=<"):end])
 	e.HasSender = true
 	e.Size = intField(tail, "size")
 	e.NRcpt = intField(tail, "nrcpt")
@@ -209,8 +323,329 @@ func (p *postfix) queued(qid, rest []byte, lineNo int64, emit func(*Event)) bool
 	e.ClientHost = m.clientHost
 	e.SASLUser = m.saslUser
 	e.UID = m.uid
-	e.File = p.file
-	e.Line = lineNo
+	e.Date = m.date
+	emit(e)
+	return true
+}
+
+// reject reads smtpd's and cleanup's rejections, with or without a queue
+// ID:
+//
+//	reject: RCPT from host[ip]: 554 5.7.1 <a@b>: Relay access denied; from=<s> to=<r> proto=ESMTP helo=<h>
+//	milter-reject: END-OF-MESSAGE from host[ip]: 5.7.1 Spam; from=<s> to=<r> proto=ESMTP helo=<h>
+//	reject: header Subject: x from host[ip]; from=<s> to=<r> proto=ESMTP helo=<h>: 5.7.1 content rejected
+func (p *postfix) reject(qid, rest []byte, lineNo int64, emit func(*Event)) bool {
+	prefix := "reject"
+	if r, ok := cutPrefix(rest, "milter-reject: "); ok {
+		prefix, rest = "milter-reject", r
+	} else {
+		rest = rest[len("reject: "):]
+	}
+	from := bytes.Index(rest, []byte(" from "))
+	if from <= 0 {
+		return false
+	}
+	stage := rest[:from]
+	client := rest[from+len(" from "):]
+	if sp := indexByte(client, ' '); sp >= 0 {
+		client = client[:sp]
+	}
+	host, ip := hostAndIP(client)
+	if !ip.IsValid() {
+		return false
+	}
+	e := p.event(Rejected, lineNo)
+	if qid != nil {
+		e.QueueID = string(qid)
+	}
+	e.ClientIP, e.ClientHost = ip, string(host)
+	text := bytes.TrimLeft(rest[from+len(" from ")+len(client):], ": ")
+	env := text
+	if i := bytes.Index(text, []byte("; from=<")); i >= 0 {
+		text, env = text[:i], text[i+2:]
+		e.Sender, e.HasSender = envelopeSender(env)
+	} else if i := bytes.Index(text, []byte("; proto=")); i >= 0 {
+		text = text[:i]
+	}
+	if hasPrefix(stage, "header ") || hasPrefix(stage, "body ") {
+		// header_checks: the reply comes after the envelope.
+		if i := bytes.LastIndex(env, []byte(">: ")); i >= 0 {
+			text = env[i+3:]
+		} else {
+			text = nil
+		}
+		stage = stage[:indexByte(stage, ' ')]
+	}
+	e.Reason = reasonText([]byte(prefix), stage, text)
+	emit(e)
+	return true
+}
+
+// envelopeSender reads the sender of "from=<s> to=<r> ..." (smtpd) or
+// "from=<s>, to=<r>, ..." (postscreen).
+func envelopeSender(env []byte) (string, bool) {
+	v, ok := cutPrefix(env, "from=<")
+	if !ok {
+		return "", false
+	}
+	for _, end := range []string{"> to=<", ">, to=<", "> proto=", ">, proto="} {
+		if i := bytes.Index(v, []byte(end)); i >= 0 {
+			return normalizeSender(v[:i]), true
+		}
+	}
+	return "", false
+}
+
+// reasonText joins the parts of a reason, bounded in length.
+func reasonText(parts ...[]byte) string {
+	n := 0
+	for _, p := range parts {
+		n += len(p) + 2
+	}
+	b := make([]byte, 0, min(n, maxReason))
+	for i, p := range parts {
+		if len(p) == 0 {
+			continue
+		}
+		if i > 0 && len(b) > 0 {
+			if i == 1 {
+				b = append(b, ' ')
+			} else {
+				b = append(b, ':', ' ')
+			}
+		}
+		b = append(b, p...)
+	}
+	if len(b) > maxReason {
+		b = b[:maxReason]
+	}
+	return string(b)
+}
+
+// afterFrom reads "... from host[ip]" at the end of a message or before
+// ": ..." or " ...", and returns the client and what follows it.
+func afterFrom(msg []byte) (host []byte, ip netip.Addr, tail []byte) {
+	i := bytes.Index(msg, []byte(" from "))
+	if i < 0 {
+		return nil, netip.Addr{}, nil
+	}
+	client := msg[i+len(" from "):]
+	tail = nil
+	if sp := indexByte(client, ' '); sp >= 0 {
+		client, tail = client[:sp], client[sp+1:]
+	}
+	host, ip = hostAndIP(client)
+	return host, ip, tail
+}
+
+// smtpd reads the session lines of smtpd.
+func (p *postfix) smtpd(msg []byte, lineNo int64, emit func(*Event)) bool {
+	if r, ok := cutPrefix(msg, "NOQUEUE: "); ok {
+		if hasPrefix(r, "reject: ") || hasPrefix(r, "milter-reject: ") {
+			return p.reject(nil, r, lineNo, emit)
+		}
+		if hasPrefix(r, "lost connection after ") {
+			msg = r
+		}
+	}
+	switch {
+	case hasPrefix(msg, "connect from "):
+		host, ip, _ := afterFrom(msg[len("connect"):])
+		if !ip.IsValid() {
+			return false
+		}
+		p.startSession()
+		e := p.event(Connect, lineNo)
+		e.ClientIP, e.ClientHost = ip, p.strs.get(host)
+		emit(e)
+		return true
+	case hasPrefix(msg, "disconnect from "):
+		return p.disconnect(msg, lineNo, emit)
+	case hasPrefix(msg, "lost connection after ") || hasPrefix(msg, "timeout after "):
+		return p.lost(msg, lineNo, emit)
+	case hasPrefix(msg, "improper command pipelining after ") || hasPrefix(msg, "too many errors after "):
+		host, ip, _ := afterFrom(msg)
+		if !ip.IsValid() {
+			return false
+		}
+		e := p.event(Rejected, lineNo)
+		e.ClientIP, e.ClientHost = ip, string(host)
+		e.Reason = reasonText(msg[:bytes.Index(msg, []byte(" from "))])
+		emit(e)
+		return true
+	case hasPrefix(msg, "warning: "):
+		return p.warning(msg[len("warning: "):], lineNo, emit)
+	}
+	return hasAnyPrefix(msg, postfixQuiet["smtpd"])
+}
+
+func (p *postfix) sessionKey() sessionKey {
+	pid, _ := leadingInt(p.h.PID)
+	return sessionKey{host: p.host.get(p.h.Host), pid: pid}
+}
+
+func (p *postfix) startSession() {
+	if len(p.sessions) >= postfixSessionMax {
+		p.sessions = pruneTable(p.sessions, p.h.Time.Add(-postfixSessionAge), func(s postfixSession) time.Time { return s.start })
+	}
+	p.sessions[p.sessionKey()] = postfixSession{start: p.h.Time}
+}
+
+// lost reads "lost connection after CMD from host[ip]" and "timeout after
+// CMD from host[ip]", timed from the session's connect when it was seen.
+func (p *postfix) lost(msg []byte, lineNo int64, emit func(*Event)) bool {
+	host, ip, _ := afterFrom(msg)
+	if !ip.IsValid() {
+		return false
+	}
+	e := p.event(LostConnection, lineNo)
+	e.ClientIP, e.ClientHost = ip, string(host)
+	reason := msg[:bytes.Index(msg, []byte(" from "))]
+	if r, ok := cutPrefix(reason, "lost connection after "); ok {
+		reason = r // the stage alone: "AUTH", "DATA"
+	}
+	e.Reason = reasonText(reason)
+	if s, ok := p.sessions[p.sessionKey()]; ok && !p.h.Time.Before(s.start) {
+		e.Duration = p.h.Time.Sub(s.start)
+	}
+	emit(e)
+	return true
+}
+
+// disconnect ends a session. "auth=0/1" says one AUTH was tried and none
+// succeeded: failures that no SASL warning of the session reported are
+// emitted as one auth_failed event.
+func (p *postfix) disconnect(msg []byte, lineNo int64, emit func(*Event)) bool {
+	host, ip, tail := afterFrom(msg[len("dis"):])
+	if !ip.IsValid() {
+		return false
+	}
+	key := p.sessionKey()
+	s, seen := p.sessions[key]
+	delete(p.sessions, key)
+	a, ok := field(tail, "auth")
+	if !ok {
+		return true
+	}
+	ok1, n1 := leadingInt(a)
+	if n1 == 0 || n1 >= len(a) || a[n1] != '/' {
+		return true
+	}
+	tried, n2 := leadingInt(a[n1+1:])
+	if n2 == 0 {
+		return true
+	}
+	failed := int(tried - ok1)
+	if seen {
+		failed -= s.authFailures
+	}
+	if failed <= 0 {
+		return true
+	}
+	e := p.event(AuthFailed, lineNo)
+	e.ClientIP, e.ClientHost = ip, string(host)
+	e.Reason = "auth=" + string(a)
+	emit(e)
+	return true
+}
+
+// warning reads smtpd's warnings that are about a client.
+func (p *postfix) warning(msg []byte, lineNo int64, emit func(*Event)) bool {
+	// "host[ip]: SASL LOGIN authentication failed: reason, sasl_username=u"
+	if sp := indexByte(msg, ' '); sp > 0 && msg[sp-1] == ':' && hasPrefix(msg[sp+1:], "SASL ") {
+		host, ip := hostAndIP(msg[:sp-1])
+		text := msg[sp+1:]
+		if !ip.IsValid() || !bytes.Contains(text, []byte(" authentication failed")) {
+			return false
+		}
+		if bytes.Contains(text, []byte("Connection lost to authentication server")) {
+			return true // the server's trouble, not the client's attempt
+		}
+		e := p.event(AuthFailed, lineNo)
+		e.ClientIP, e.ClientHost = ip, string(host)
+		if i := bytes.LastIndex(text, []byte(", sasl_username=")); i >= 0 {
+			e.SASLUser = string(text[i+len(", sasl_username="):])
+			text = text[:i]
+		}
+		e.Reason = reasonText(bytes.TrimRight(text, ": "))
+		{
+			key := p.sessionKey()
+			if s, ok := p.sessions[key]; ok {
+				s.authFailures++
+				p.sessions[key] = s
+			}
+		}
+		emit(e)
+		return true
+	}
+	// anvil's limits, enforced by smtpd: "Connection rate limit exceeded:
+	// 31 from host[ip] for service smtpd".
+	if i := bytes.Index(msg, []byte(" limit exceeded: ")); i > 0 {
+		host, ip, _ := afterFrom(msg[i:])
+		if !ip.IsValid() {
+			return false
+		}
+		e := p.event(Rejected, lineNo)
+		e.ClientIP, e.ClientHost = ip, string(host)
+		e.Reason = reasonText(msg[:i+len(" limit exceeded")])
+		emit(e)
+		return true
+	}
+	if hasPrefix(msg, "non-SMTP command from ") {
+		host, ip, _ := afterFrom(msg)
+		if !ip.IsValid() {
+			return false
+		}
+		e := p.event(Rejected, lineNo)
+		e.ClientIP, e.ClientHost = ip, string(host)
+		e.Reason = "non-SMTP command"
+		emit(e)
+		return true
+	}
+	// SASL's own complaints, without the client (smtpd's line with the
+	// client follows), and others about the server.
+	return hasAnyPrefix(msg, []string{"hostname ", "TLS library problem", "dnsblog reply timeout", "Illegal address syntax from ",
+		"SASL authentication failure: ", "SASL authentication problem: ", "database ", "connect to "})
+}
+
+// postscreenRejects are postscreen's verdicts on a client: each is a
+// rejected event whose reason is the verdict.
+var postscreenRejects = []string{"PREGREET ", "COMMAND TIME LIMIT ", "COMMAND COUNT LIMIT ", "COMMAND LENGTH LIMIT ",
+	"COMMAND PIPELINING ", "NON-SMTP COMMAND ", "BARE NEWLINE ", "DENYLISTED ", "BLACKLISTED "}
+
+func (p *postfix) postscreen(msg []byte, lineNo int64, emit func(*Event)) bool {
+	if r, ok := cutPrefix(msg, "NOQUEUE: "); ok && (hasPrefix(r, "reject: ") || hasPrefix(r, "milter-reject: ")) {
+		return p.reject(nil, r, lineNo, emit)
+	}
+	kind := Rejected
+	verdict := ""
+	for _, v := range postscreenRejects {
+		if hasPrefix(msg, v) {
+			verdict = v[:len(v)-1]
+		}
+	}
+	if hasPrefix(msg, "HANGUP after ") {
+		kind, verdict = LostConnection, "HANGUP"
+	}
+	if verdict == "" {
+		return hasAnyPrefix(msg, postfixQuiet["postscreen"])
+	}
+	// "PREGREET 14 after 0.08 from [ip]:port: ...", "DENYLISTED [ip]:port"
+	open := indexByte(msg, '[')
+	if open < 0 {
+		return false
+	}
+	end := indexByte(msg[open:], ']')
+	if end < 0 {
+		return false
+	}
+	ip := parseIP(msg[open+1 : open+end])
+	if !ip.IsValid() {
+		return false
+	}
+	e := p.event(kind, lineNo)
+	e.ClientIP = ip
+	e.Reason = verdict
 	emit(e)
 	return true
 }

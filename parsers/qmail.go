@@ -1,5 +1,10 @@
 package parsers
 
+import (
+	"bytes"
+	"net/netip"
+)
+
 func init() {
 	Register(Format{Name: "qmail", New: newQmail, Sniff: sniffQmail})
 }
@@ -12,6 +17,16 @@ func init() {
 // syslog with a decimal stamp after the program: "host qmail: 1157520813.485077
 // info msg ...". The recipients are only known later, one "starting
 // delivery" line each, so the accepted event carries no nrcpt.
+//
+// qmail-smtpd runs under tcpserver, whose lines give the connections:
+//
+//	tcpserver: pid 26162 from 194.206.24.40
+//	tcpserver: ok 26162 mx.example.net:209.114.200.128:25 :194.206.24.40::1521
+//	tcpserver: deny 26163 mx.example.net:209.114.200.128:25 :192.0.2.1::1522
+//	tcpserver: end 26162 status 0
+//
+// and rblsmtpd, in front of qmail-smtpd, its rejections:
+// "rblsmtpd: 192.0.2.1 pid 19597 sbl-xbl.spamhaus.org: 451 ...".
 
 type qmail struct {
 	clock *clock
@@ -19,6 +34,7 @@ type qmail struct {
 	h     header
 	ev    Event
 	host  interner
+	strs  strtab
 }
 
 func newQmail(o Options) Parser {
@@ -42,30 +58,134 @@ func sniffQmail(line []byte) int {
 
 // qmailSendLines are the messages of qmail-send that carry no event but tell
 // that the line was understood.
-var qmailSendLines = []string{"new msg ", "starting delivery ", "delivery ", "status: ", "end msg ", "bounce msg ", "triple bounce: "}
+var qmailSendLines = []string{"new msg ", "starting delivery ", "delivery ", "status: ", "end msg ", "bounce msg ",
+	"triple bounce: ", "warning: ", "alert: ", "unable to "}
 
 func (q *qmail) Parse(line []byte, lineNo int64, emit func(*Event)) bool {
 	if !parseHeader(line, q.clock, &q.h) {
 		return false
 	}
-	msg := q.h.Message
-	if len(q.h.Program) > 0 {
-		if !isQmailProgram(q.h.Program) {
+	return q.parseMessage(&q.h, lineNo, emit)
+}
+
+func (q *qmail) parseMessage(h *header, lineNo int64, emit func(*Event)) bool {
+	q.h = *h
+	msg := h.Message
+	program := h.Program
+	if len(program) > 0 {
+		if !isQmailProgram(program) {
 			return false
 		}
 		if t, n, ok := parseUnixStamp(msg); ok && n < len(msg) && msg[n] == ' ' {
 			q.h.Time, msg = t, msg[n+1:]
 		}
 	}
+	// Under multilog, and through splogger, the program names itself.
+	for _, p := range []string{"tcpserver", "rblsmtpd", "qmail-smtpd"} {
+		if rest, ok := cutPrefix(msg, p+": "); ok {
+			program, msg = []byte(p), rest
+			break
+		}
+	}
+	switch string(program) {
+	case "tcpserver":
+		return q.tcpserver(msg, lineNo, emit)
+	case "rblsmtpd":
+		return q.rblsmtpd(msg, lineNo, emit)
+	case "qmail-smtpd":
+		// A patched qmail-smtpd's verdicts: "421 badiprbl: ip 192.0.2.1 rbl: x".
+		if i := bytes.Index(msg, []byte(" ip ")); i >= 0 && len(msg) > 3 && isDigit(msg[0]) {
+			ip := msg[i+len(" ip "):]
+			if sp := indexByte(ip, ' '); sp >= 0 {
+				ip = ip[:sp]
+			}
+			return q.reject(parseIP(ip), msg, lineNo, emit)
+		}
+		return false
+	}
 	if rest, ok := cutPrefix(msg, "info msg "); ok {
 		return q.info(rest, lineNo, emit)
 	}
-	for _, p := range qmailSendLines {
-		if hasPrefix(msg, p) {
-			return true
-		}
+	return hasAnyPrefix(msg, qmailSendLines)
+}
+
+func (q *qmail) event(kind Kind, lineNo int64) *Event {
+	e := &q.ev
+	e.Reset()
+	e.Time = q.h.Time
+	e.MTA = "qmail"
+	e.Kind = kind
+	if len(q.h.Host) > 0 {
+		e.Host = q.host.get(q.h.Host)
 	}
-	return false
+	e.File = q.file
+	e.Line = lineNo
+	return e
+}
+
+func (q *qmail) reject(ip netip.Addr, reason []byte, lineNo int64, emit func(*Event)) bool {
+	if !ip.IsValid() {
+		return false
+	}
+	e := q.event(Rejected, lineNo)
+	e.ClientIP = ip
+	e.Reason = reasonText(reason)
+	emit(e)
+	return true
+}
+
+// tcpserver reads the connection lines; "ok" is the connection accepted
+// for qmail-smtpd, "deny" one refused by the rules.
+func (q *qmail) tcpserver(msg []byte, lineNo int64, emit func(*Event)) bool {
+	kind := Connect
+	rest, ok := cutPrefix(msg, "ok ")
+	if !ok {
+		if rest, ok = cutPrefix(msg, "deny "); !ok {
+			return hasAnyPrefix(msg, []string{"pid ", "end ", "status: ", "warning: "})
+		}
+		kind = Rejected
+	}
+	// "PID LOCALHOST:LOCALIP:LOCALPORT REMOTEHOST:REMOTEIP:REMOTEINFO:REMOTEPORT"
+	remote := rest
+	if sp := bytes.LastIndexByte(rest, ' '); sp >= 0 {
+		remote = rest[sp+1:]
+	}
+	parts := bytes.SplitN(remote, []byte(":"), 4)
+	if len(parts) != 4 {
+		return false
+	}
+	ip := parseIP(parts[1])
+	if !ip.IsValid() {
+		return false
+	}
+	e := q.event(kind, lineNo)
+	e.ClientIP, e.ClientHost = ip, string(parts[0])
+	if kind == Rejected {
+		e.Reason = "tcpserver deny"
+	}
+	emit(e)
+	return true
+}
+
+// rblsmtpd reads "192.0.2.1 pid 19597 sbl-xbl.spamhaus.org: 451 text" and
+// the older "relays.ordb.org blocked 192.0.2.1 host -".
+func (q *qmail) rblsmtpd(msg []byte, lineNo int64, emit func(*Event)) bool {
+	if i := bytes.Index(msg, []byte(" blocked ")); i >= 0 {
+		ip := msg[i+len(" blocked "):]
+		if sp := indexByte(ip, ' '); sp >= 0 {
+			ip = ip[:sp]
+		}
+		return q.reject(parseIP(ip), append([]byte("rblsmtpd: "), msg[:i+len(" blocked")]...), lineNo, emit)
+	}
+	sp := indexByte(msg, ' ')
+	if sp <= 0 {
+		return false
+	}
+	reason := msg[sp:]
+	if i := bytes.Index(reason, []byte(": ")); i >= 0 {
+		reason = reason[i+2:]
+	}
+	return q.reject(parseIP(msg[:sp]), append([]byte("rblsmtpd: "), reason...), lineNo, emit)
 }
 
 // info reads "N: bytes B from <s> qp P uid U".
@@ -99,21 +219,12 @@ func (q *qmail) info(rest []byte, lineNo int64, emit func(*Event)) bool {
 			uid = u
 		}
 	}
-	e := &q.ev
-	e.Reset()
-	e.Time = q.h.Time
-	e.MTA = "qmail"
-	e.Kind = Accepted
-	if len(q.h.Host) > 0 {
-		e.Host = q.host.get(q.h.Host)
-	}
+	e := q.event(Accepted, lineNo)
 	e.QueueID = itoa(id)
-	e.Sender = normalizeSender(sender)
+	e.Sender = q.strs.sender(sender)
 	e.HasSender = true
 	e.Size = size
 	e.UID = uid
-	e.File = q.file
-	e.Line = lineNo
 	emit(e)
 	return true
 }

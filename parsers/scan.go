@@ -36,8 +36,8 @@ func leadingInt(b []byte) (int64, int) {
 }
 
 // field returns the value of "name=value" in a message of comma- or
-// space-separated fields: the bytes after "name=" up to the next comma (or
-// the end). The name must start the message or follow a space.
+// space-separated fields: the bytes after "name=" up to the next comma or
+// space (or the end). The name must start the message or follow a space.
 func field(msg []byte, name string) ([]byte, bool) {
 	for off := 0; off < len(msg); {
 		i := bytes.Index(msg[off:], []byte(name))
@@ -48,7 +48,7 @@ func field(msg []byte, name string) ([]byte, bool) {
 		end := at + len(name)
 		if (at == 0 || msg[at-1] == ' ') && end < len(msg) && msg[end] == '=' {
 			v := msg[end+1:]
-			if c := indexByte(v, ','); c >= 0 {
+			if c := bytes.IndexAny(v, ", "); c >= 0 {
 				v = v[:c]
 			}
 			return v, true
@@ -97,8 +97,11 @@ func queueID(msg []byte) (qid, rest []byte, ok bool) {
 // parseIP reads an address as MTAs write it in brackets: "192.0.2.1",
 // "2001:db8::1", "IPv6:2001:db8::1". Anything else gives the zero Addr.
 func parseIP(b []byte) netip.Addr {
+	if a, ok := parseIPv4(b); ok {
+		return a
+	}
 	b, _ = cutPrefix(b, "IPv6:")
-	if len(b) == 0 || len(b) > 64 {
+	if len(b) == 0 || len(b) > 64 || indexByte(b, ':') < 0 {
 		return netip.Addr{}
 	}
 	a, err := netip.ParseAddr(string(b))
@@ -106,6 +109,38 @@ func parseIP(b []byte) netip.Addr {
 		return netip.Addr{}
 	}
 	return a.Unmap()
+}
+
+// parseIPv4 reads a dotted quad without the allocation of converting the
+// bytes to a string for netip. Like netip, it refuses leading zeros.
+func parseIPv4(b []byte) (netip.Addr, bool) {
+	var ip [4]byte
+	part, digits := 0, 0
+	val := 0
+	for i := 0; i <= len(b); i++ {
+		if i == len(b) || b[i] == '.' {
+			if digits == 0 || part > 3 {
+				return netip.Addr{}, false
+			}
+			ip[part] = byte(val)
+			part++
+			val, digits = 0, 0
+			continue
+		}
+		c := b[i]
+		if !isDigit(c) || (digits == 1 && val == 0) {
+			return netip.Addr{}, false
+		}
+		val = val*10 + int(c-'0')
+		digits++
+		if val > 255 {
+			return netip.Addr{}, false
+		}
+	}
+	if part != 4 {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(ip), true
 }
 
 // hostAndIP reads Postfix's "host[ip]" (an optional ":port" may follow).
@@ -125,6 +160,19 @@ func hostAndIP(b []byte) (host []byte, ip netip.Addr) {
 	}
 	return host, parseIP(b[open+1 : open+end])
 }
+
+// sender is normalizeSender through the table.
+func (t *strtab) sender(b []byte) string {
+	if len(b) >= 2 && b[0] == '<' && b[len(b)-1] == '>' {
+		b = b[1 : len(b)-1]
+	}
+	if at := bytes.LastIndexByte(b, '@'); at >= 0 && bytes.IndexFunc(b[at+1:], isUpper) >= 0 {
+		return normalizeSender(b) // rare: not worth a table entry
+	}
+	return t.get(b)
+}
+
+func isUpper(r rune) bool { return 'A' <= r && r <= 'Z' }
 
 // normalizeSender lower-cases the domain of an address (its local part is
 // case-sensitive by the RFCs and kept) and strips the angle brackets.
@@ -169,3 +217,26 @@ func (in *interner) get(b []byte) string {
 func lastIndex(b []byte, s string) int { return bytes.LastIndex(b, []byte(s)) }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// strtab returns one string for equal bytes, from a table of bounded size:
+// client names and senders repeat from line to line, and a lookup costs no
+// allocation where a conversion costs one. The table is emptied when full,
+// so a flood of distinct strings only costs what converting them would.
+type strtab struct{ m map[string]string }
+
+const strtabMax = 8192
+
+func (t *strtab) get(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if s, ok := t.m[string(b)]; ok {
+		return s
+	}
+	if t.m == nil || len(t.m) >= strtabMax {
+		t.m = make(map[string]string, 256)
+	}
+	s := string(b)
+	t.m[s] = s
+	return s
+}

@@ -2,6 +2,7 @@ package parsers
 
 import (
 	"bytes"
+	"net/netip"
 	"time"
 )
 
@@ -18,6 +19,10 @@ func init() {
 // and the authenticated user, when there is one, in an earlier line of the
 // same queue ID: "QID: AUTH=server, relay=..., authid=user, mech=PLAIN".
 // A "from=" line with nrcpts=0 is a transaction the server refused.
+//
+// Clients appear as "host [ip]", "[ip]" or "host [ip] (may be forged)": in
+// relay= fields and before the messages about a session. Only the bracketed
+// address is taken, and only when it parses as one.
 
 // sendmailAuthMax bounds the table of authids waiting for their "from=".
 const sendmailAuthMax = 1 << 14
@@ -28,6 +33,7 @@ type sendmail struct {
 	h     header
 	ev    Event
 	host  interner
+	strs  strtab
 	auth  map[string]sendmailAuth
 }
 
@@ -53,47 +59,162 @@ func sniffSendmail(line []byte) int {
 }
 
 func (s *sendmail) Parse(line []byte, lineNo int64, emit func(*Event)) bool {
-	if !parseHeader(line, s.clock, &s.h) || !isSendmailProgram(s.h.Program) {
+	if !parseHeader(line, s.clock, &s.h) {
 		return false
 	}
-	qid, rest, ok := queueID(s.h.Message)
-	if !ok {
+	return s.parseMessage(&s.h, lineNo, emit)
+}
+
+// sendmailQuiet are messages understood that carry no event.
+var sendmailQuiet = []string{"to=", "done", "DSN: ", "postmaster notify: ", "sender notify: ", "return to sender: ",
+	"clone: ", "collect: ", "starting daemon", "accepting connections", "rejecting connections", "STARTTLS",
+	"alias database", "grew WorkList", "SYSERR", "Authentication-Warning: ", "discarded", "Milter", "milter",
+	"message size ", "<", "Syntax error in mailbox address", "Fixed MIME ", "SMTP outgoing connect"}
+
+func (s *sendmail) parseMessage(h *header, lineNo int64, emit func(*Event)) bool {
+	s.h = *h
+	if !isSendmailProgram(h.Program) {
 		return false
+	}
+	qid, rest, ok := queueID(h.Message)
+	if !ok {
+		rest = h.Message // ruleset=check_relay and daemon lines come without one
+	} else if _, r, ok := queueID(rest); ok {
+		rest = r // "QID: NEWQID: DSN: ...": a notice about a message, queued as another
 	}
 	switch {
 	case hasPrefix(rest, "from="):
 		return s.from(qid, rest, lineNo, emit)
 	case hasPrefix(rest, "AUTH=server"):
-		if u, ok := field(rest, "authid"); ok {
+		if u, ok := field(rest, "authid"); ok && qid != nil {
 			if len(s.auth) >= sendmailAuthMax {
-				s.pruneAuth()
+				s.auth = pruneTable(s.auth, s.h.Time.Add(-time.Hour), func(a sendmailAuth) time.Time { return a.seen })
 			}
 			s.auth[string(qid)] = sendmailAuth{user: string(u), seen: s.h.Time}
 		}
 		return true
-	case hasPrefix(rest, "to="):
-		return true
+	case hasPrefix(rest, "ruleset=check_"):
+		return s.ruleset(qid, rest, lineNo, emit)
+	case hasPrefix(rest, "AUTH failure ("):
+		return s.authFailure(qid, rest, lineNo, emit)
+	case hasPrefix(rest, "rejecting commands from "):
+		// "rejecting commands from host [ip] due to pre-greeting traffic after 0 seconds"
+		v := rest[len("rejecting commands from "):]
+		if i := bytes.Index(v, []byte(" due to ")); i >= 0 {
+			reason := v[i+len(" due to "):]
+			if j := bytes.Index(reason, []byte(" after ")); j >= 0 {
+				reason = reason[:j]
+			}
+			return s.client(Rejected, qid, v[:i], reasonText(reason), lineNo, emit)
+		}
+	case hasPrefix(rest, "lost input channel from "):
+		// "lost input channel from host [ip] to MTA after rcpt"
+		v := rest[len("lost input channel from "):]
+		reason := "lost input channel"
+		if i := bytes.LastIndex(v, []byte(" after ")); i >= 0 {
+			reason = string(v[i+len(" after "):])
+		}
+		if i := bytes.Index(v, []byte(" to ")); i >= 0 {
+			v = v[:i]
+		}
+		return s.client(LostConnection, qid, v, reason, lineNo, emit)
+	case hasPrefix(rest, "timeout waiting for input from "):
+		v := rest[len("timeout waiting for input from "):]
+		if i := bytes.Index(v, []byte(" during ")); i >= 0 {
+			v = v[:i]
+		}
+		return s.client(LostConnection, qid, v, "timeout", lineNo, emit)
 	}
-	return false
-}
-
-// pruneAuth drops authids whose "from=" never came within an hour; if that
-// is not enough, it empties the table.
-func (s *sendmail) pruneAuth() {
-	cutoff := s.h.Time.Add(-time.Hour)
-	for k, a := range s.auth {
-		if a.seen.Before(cutoff) {
-			delete(s.auth, k)
+	// "host [ip] (may be forged): possible SMTP attack: command=AUTH, count=5"
+	if i := bytes.Index(rest, []byte(": possible SMTP attack: ")); i >= 0 {
+		text := rest[i+2:]
+		kind := Rejected
+		if bytes.Contains(text, []byte("command=AUTH,")) {
+			kind = AuthFailed
+		}
+		return s.client(kind, qid, rest[:i], reasonText(text), lineNo, emit)
+	}
+	// "host [ip] did not issue MAIL/EXPN/VRFY/ETRN during connection to MTA"
+	if i := bytes.Index(rest, []byte(" did not issue ")); i >= 0 {
+		end := bytes.Index(rest[i:], []byte(" during "))
+		if end < 0 {
+			end = len(rest) - i
+		}
+		return s.client(LostConnection, qid, rest[:i], reasonText(rest[i+1:i+end]), lineNo, emit)
+	}
+	// "host [ip]: EXPN root [rejected]", "[ip]: vrfy info [rejected]"
+	if bytes.HasSuffix(rest, []byte(" [rejected]")) {
+		if i := bytes.Index(rest, []byte("]: ")); i >= 0 {
+			cmd := rest[i+3:]
+			if sp := indexByte(cmd, ' '); sp > 0 {
+				cmd = cmd[:sp]
+			}
+			return s.client(Rejected, qid, rest[:i+1], string(bytes.ToUpper(cmd))+" rejected", lineNo, emit)
 		}
 	}
-	if len(s.auth) >= sendmailAuthMax {
-		clear(s.auth)
+	return hasAnyPrefix(rest, sendmailQuiet)
+}
+
+// sendmailClient reads "host [ip]", "[ip]" or "host [ip] (may be forged)":
+// the address is the last bracketed one.
+func sendmailClient(v []byte) (host []byte, ip netip.Addr) {
+	v = bytes.TrimSuffix(bytes.TrimSpace(v), []byte(" (may be forged)"))
+	open := bytes.LastIndexByte(v, '[')
+	if open < 0 {
+		return nil, netip.Addr{}
 	}
+	end := indexByte(v[open:], ']')
+	if end < 0 {
+		return nil, netip.Addr{}
+	}
+	return bytes.TrimSpace(v[:open]), parseIP(v[open+1 : open+end])
+}
+
+// client emits an event about the client in v.
+func (s *sendmail) client(kind Kind, qid, v []byte, reason string, lineNo int64, emit func(*Event)) bool {
+	host, ip := sendmailClient(v)
+	if !ip.IsValid() {
+		return false
+	}
+	e := s.event(kind, qid, lineNo)
+	e.ClientIP, e.ClientHost = ip, string(host)
+	e.Reason = reason
+	emit(e)
+	return true
+}
+
+func (s *sendmail) event(kind Kind, qid []byte, lineNo int64) *Event {
+	e := &s.ev
+	e.Reset()
+	e.Time = s.h.Time
+	e.MTA = "sendmail"
+	e.Kind = kind
+	e.Host = s.host.get(s.h.Host)
+	if qid != nil {
+		e.QueueID = string(qid)
+	}
+	e.File = s.file
+	e.Line = lineNo
+	return e
+}
+
+// relayField returns the value of the last "relay=" field before limit (or
+// the end), up to the next ", " that starts another field.
+func relayField(b []byte) ([]byte, bool) {
+	at := bytes.LastIndex(b, []byte("relay="))
+	if at < 0 || (at > 0 && b[at-1] != ' ') {
+		return nil, false
+	}
+	v := b[at+len("relay="):]
+	if c := bytes.Index(v, []byte(", ")); c >= 0 {
+		v = v[:c]
+	}
+	return v, true
 }
 
 func (s *sendmail) from(qid, rest []byte, lineNo int64, emit func(*Event)) bool {
 	sizeAt := bytes.Index(rest, []byte(", size="))
-	if sizeAt < 0 {
+	if sizeAt < 0 || qid == nil {
 		return false
 	}
 	auth, hadAuth := s.auth[string(qid)]
@@ -102,39 +223,93 @@ func (s *sendmail) from(qid, rest []byte, lineNo int64, emit func(*Event)) bool 
 	}
 	tail := rest[sizeAt+2:]
 	nrcpts := intField(tail, "nrcpts")
+	e := s.event(Accepted, qid, lineNo)
 	if nrcpts == 0 {
-		return true // refused: rejects are not accepted messages
+		e.Kind = Rejected // no recipient was taken: the transaction was refused
+		e.Reason = "no valid recipients"
 	}
-	e := &s.ev
-	e.Reset()
-	e.Time = s.h.Time
-	e.MTA = "sendmail"
-	e.Kind = Accepted
-	e.Host = s.host.get(s.h.Host)
-	e.QueueID = string(qid)
-	e.Sender = normalizeSender(rest[len("from="):sizeAt])
+	e.Sender = s.strs.sender(rest[len("from="):sizeAt])
 	e.HasSender = true
 	e.Size = intField(tail, "size")
-	e.NRcpt = nrcpts
+	if e.Kind == Accepted {
+		e.NRcpt = nrcpts
+	}
 	if hadAuth {
 		e.SASLUser = auth.user
 	}
 	// relay= is the last field; its host part comes from DNS or the
 	// client, so only the bracketed address is trusted to be an address.
-	if at := bytes.LastIndex(tail, []byte("relay=")); at >= 0 && (at == 0 || tail[at-1] == ' ') {
-		relay := tail[at+len("relay="):]
-		if c := indexByte(relay, ','); c >= 0 {
-			relay = relay[:c]
+	if relay, ok := relayField(tail); ok {
+		host, ip := sendmailClient(relay)
+		if ip.IsValid() {
+			e.ClientIP, e.ClientHost = ip, s.strs.get(host)
 		}
-		if open := indexByte(relay, '['); open >= 0 {
-			if end := indexByte(relay[open:], ']'); end > 0 {
-				e.ClientIP = parseIP(relay[open+1 : open+end])
-				e.ClientHost = string(bytes.TrimSpace(relay[:open]))
+	}
+	emit(e)
+	return true
+}
+
+// ruleset reads "ruleset=check_rcpt, arg1=<a>, relay=host [ip], reject=550
+// 5.7.1 <a>... Relaying denied". arg1 is the sender for check_mail.
+func (s *sendmail) ruleset(qid, rest []byte, lineNo int64, emit func(*Event)) bool {
+	rejectAt := bytes.Index(rest, []byte(", reject="))
+	if rejectAt < 0 {
+		return hasPrefix(rest, "ruleset=check_") // a ruleset line without a verdict: noted
+	}
+	relay, ok := relayField(rest[:rejectAt])
+	if !ok {
+		return false
+	}
+	// An address that does not parse (logs hold "[123.456.789.1]") leaves
+	// the event without a client: the rejection still happened.
+	host, ip := sendmailClient(relay)
+	name := rest[len("ruleset="):]
+	if c := indexByte(name, ','); c >= 0 {
+		name = name[:c]
+	}
+	e := s.event(Rejected, qid, lineNo)
+	if ip.IsValid() {
+		e.ClientIP, e.ClientHost = ip, string(host)
+	}
+	if string(name) == "check_mail" {
+		if a, ok := cutPrefix(rest[len("ruleset=check_mail, "):], "arg1="); ok {
+			if c := bytes.Index(a, []byte(", ")); c >= 0 {
+				e.Sender, e.HasSender = normalizeSender(a[:c]), true
 			}
 		}
 	}
-	e.File = s.file
-	e.Line = lineNo
+	e.Reason = reasonText(name, rest[rejectAt+len(", reject="):])
+	emit(e)
+	return true
+}
+
+// authFailure reads "AUTH failure (LOGIN): authentication failure (-13)
+// SASL(-13): ..., user=u, relay=host [ip]". The user name is the client's
+// and may hold ", relay=[...]": the real relay is the last.
+func (s *sendmail) authFailure(qid, rest []byte, lineNo int64, emit func(*Event)) bool {
+	relayAt := bytes.LastIndex(rest, []byte(", relay="))
+	if relayAt < 0 {
+		return false
+	}
+	host, ip := sendmailClient(rest[relayAt+len(", relay="):])
+	if !ip.IsValid() {
+		return false
+	}
+	e := s.event(AuthFailed, qid, lineNo)
+	e.ClientIP, e.ClientHost = ip, string(host)
+	text := rest[:relayAt]
+	if u := bytes.LastIndex(text, []byte(", user=")); u >= 0 {
+		e.SASLUser = string(text[u+len(", user="):])
+		text = text[:u]
+	}
+	// "AUTH failure (LOGIN): authentication failure (-13) SASL(-13): ..."
+	// is reason enough up to the code.
+	if j := bytes.Index(text, []byte("): ")); j >= 0 {
+		if end := bytes.Index(text[j+3:], []byte(" (")); end >= 0 {
+			text = text[:j+3+end]
+		}
+	}
+	e.Reason = reasonText(text)
 	emit(e)
 	return true
 }

@@ -1,5 +1,7 @@
 package parsers
 
+import "bytes"
+
 // Shape reduces a log line to its form, so that lines differing only in
 // times, numbers, queue IDs and addresses count as one: what `parse --stats`
 // shows of the lines no parser recognised. The syslog frame is dropped but
@@ -18,6 +20,9 @@ func Shape(line []byte) string {
 	if _, rest, ok := queueID(msg); ok {
 		msg = rest
 		prefix += "QID: "
+	}
+	if len(bytes.TrimSpace(msg)) == 0 && prefix == "" {
+		return "(empty line)"
 	}
 	out := make([]byte, 0, 80)
 	out = append(out, prefix...)

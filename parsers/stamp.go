@@ -65,6 +65,18 @@ func parseHeader(line []byte, c *clock, h *header) bool {
 		return false
 	}
 	var rest []byte
+	if line[0] == '<' {
+		// A priority: "<22>" before a classic or RFC 3339 stamp, or
+		// "<165>1 " before an RFC 5424 header.
+		end := indexByte(line, '>')
+		if end < 2 || end > 4 || end+1 >= len(line) {
+			return false
+		}
+		line = line[end+1:]
+		if len(line) > 2 && line[0] == '1' && line[1] == ' ' {
+			return parseRFC5424(line[2:], h)
+		}
+	}
 	switch {
 	case line[0] == '@':
 		t, ok := parseTAI64N(line)
@@ -102,6 +114,52 @@ func parseHeader(line []byte, c *clock, h *header) bool {
 	}
 	h.Host, rest = rest[:sp], rest[sp+1:]
 	return splitProgram(rest, h)
+}
+
+// parseRFC5424 reads what follows "<PRI>1 ": "TIMESTAMP HOST APP PROCID
+// MSGID SD MSG", where "-" is an empty field and SD is "-" or one or more
+// "[...]" elements.
+func parseRFC5424(b []byte, h *header) bool {
+	t, n, ok := parseRFC3339(b)
+	if !ok || n >= len(b) || b[n] != ' ' {
+		return false
+	}
+	b = b[n+1:]
+	var fields [4][]byte // host, app, procid, msgid
+	for i := range fields {
+		sp := indexByte(b, ' ')
+		if sp <= 0 {
+			return false
+		}
+		if f := b[:sp]; string(f) != "-" {
+			fields[i] = f
+		}
+		b = b[sp+1:]
+	}
+	// Structured data: skip it, minding escaped "\]" inside values.
+	switch {
+	case len(b) > 0 && b[0] == '-':
+		b = b[1:]
+	case len(b) > 0 && b[0] == '[':
+		for len(b) > 0 && b[0] == '[' {
+			i := 1
+			for ; i < len(b) && b[i] != ']'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			if i >= len(b) {
+				return false
+			}
+			b = b[i+1:]
+		}
+	default:
+		return false
+	}
+	b = trimMessage(b)
+	b, _ = cutPrefix(b, "\xef\xbb\xbf") // a UTF-8 byte order mark
+	h.Time, h.Host, h.Program, h.PID, h.Message = t, fields[0], fields[1], fields[2], b
+	return len(h.Program) > 0
 }
 
 // splitProgram reads "prog[pid]: msg" or "prog: msg".

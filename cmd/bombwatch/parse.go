@@ -36,7 +36,7 @@ const maxShapes = 10000
 
 func runParse(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("parse", stderr, "[--format F] [--json] [--stats] LOG...")
-	format := fs.String("format", "auto", "log `format`: auto, postfix, sendmail or qmail")
+	format := fs.String("format", "auto", "log `format`: auto, postfix, sendmail, qmail or journald")
 	asJSON := fs.Bool("json", false, "print JSON: one event, or one file's stats, per line")
 	stats := fs.Bool("stats", false, "print per file: lines, recognised, events by kind, unrecognised shapes")
 	top := fs.Int("top", 10, "with --stats: how many unrecognised shapes to show")

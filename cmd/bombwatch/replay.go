@@ -17,7 +17,7 @@ import (
 func runReplay(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("replay", stderr, "[-c FILE] [--format F] [--db FILE] [--json] [--act] LOG...")
 	cfgPath := fs.String("c", "", "config `file` (default: the built-in config)")
-	format := fs.String("format", "auto", "log `format`: auto, postfix, sendmail or qmail")
+	format := fs.String("format", "auto", "log `format`: auto, postfix, sendmail, qmail or journald")
 	dbPath := fs.String("db", "", "SQLite state `file`; without it the state is in memory")
 	asJSON := fs.Bool("json", false, "print detections as JSON lines")
 	act := fs.Bool("act", false, "execute script, firewall and map actions instead of reporting them")

@@ -275,7 +275,9 @@ func parseRFC3339(b []byte) (time.Time, int, bool) {
 	}
 	month, ok1 := twoDigits(b[5:])
 	day, ok2 := twoDigits(b[8:])
-	if !ok1 || !ok2 || month < 1 || month > 12 || day < 1 || day > 31 {
+	// No mail server logged before 1970: such a stamp is garbage, and would
+	// make the zero time that means "no time" elsewhere.
+	if !ok1 || !ok2 || month < 1 || month > 12 || day < 1 || day > 31 || year < 1970 {
 		return time.Time{}, 0, false
 	}
 	hour, min, sec, ok := parseClock(b[11:])

@@ -28,6 +28,9 @@ type Detection struct {
 	Limit   float64
 	Window  time.Duration
 	Until   time.Time // zero: no end by time
+	// Reason is why an unblock happened: expired, released (the measure
+	// fell back under the limit: "accepted again"), forgiven, unban.
+	Reason string
 }
 
 // Action acts on detections.
@@ -158,6 +161,9 @@ func (l *Log) Run(_ context.Context, d Detection) error {
 		"value", d.Value, "limit", d.Limit, "window", d.Window.String(), "time", d.Time.UTC().Format(time.RFC3339Nano)}
 	if !d.Until.IsZero() {
 		attrs = append(attrs, "until", d.Until.UTC().Format(time.RFC3339))
+	}
+	if d.Reason != "" {
+		attrs = append(attrs, "reason", d.Reason)
 	}
 	logger.Info(d.Event, attrs...)
 	return nil

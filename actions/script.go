@@ -16,7 +16,7 @@ import (
 // Script runs a program for each block (Command) and, if set, each unblock
 // (UnblockCommand). The command is an argv list executed directly, never
 // through a shell. Placeholders — {event} {rule} {key} {key_type} {value}
-// {limit} {window} {until} — are replaced inside each argument in one pass,
+// {limit} {window} {until} {time} {reason} — are replaced inside each argument in one pass,
 // so a key such as `"$(reboot);x"@evil.example` reaches the program as one
 // plain argument and a key holding "{rule}" is not expanded again. The same
 // values are in the environment as BOMBWATCH_EVENT, BOMBWATCH_RULE, ….
@@ -113,6 +113,7 @@ func placeholders(d Detection) [][2]string {
 		{"window", d.Window.String()},
 		{"until", until},
 		{"time", d.Time.UTC().Format(time.RFC3339Nano)},
+		{"reason", d.Reason},
 	}
 }
 

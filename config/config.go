@@ -48,11 +48,40 @@ type Rule struct {
 	Key     string   `yaml:"key"`
 	Prefix  *Prefix  `yaml:"prefix,omitempty"`
 	Measure string   `yaml:"measure"`
-	Limit   int      `yaml:"limit"`
-	Per     Duration `yaml:"per"`
-	Block   Duration `yaml:"block"`
-	Actions []string `yaml:"actions"`
-	Line    int      `yaml:"-"`
+	// Limit and Per are the rule's window; Windows holds it, or several.
+	Limit   int64    `yaml:"limit,omitempty"`
+	Per     Duration `yaml:"per,omitempty"`
+	Windows []Window `yaml:"windows,omitempty"`
+	// Soft, Hard and Expire are the burst measure's.
+	Soft   float64  `yaml:"soft,omitempty"`
+	Hard   float64  `yaml:"hard,omitempty"`
+	Expire Duration `yaml:"expire,omitempty"`
+	Block  Duration `yaml:"block"`
+	// Release "below" lifts a block as soon as the measure is back at or
+	// under the limit.
+	Release  string    `yaml:"release,omitempty"`
+	Forgive  int64     `yaml:"forgive,omitempty"`
+	Escalate *Escalate `yaml:"escalate,omitempty"`
+	// Sender key options.
+	StripTag  bool     `yaml:"strip_tag,omitempty"`
+	StripBATV bool     `yaml:"strip_batv,omitempty"`
+	DecodeSRS bool     `yaml:"decode_srs,omitempty"`
+	Actions   []string `yaml:"actions"`
+	Line      int      `yaml:"-"`
+}
+
+// Window is one limit over one sliding window.
+type Window struct {
+	Limit int64    `yaml:"limit"`
+	Per   Duration `yaml:"per"`
+}
+
+// Escalate lengthens the blocks of repeat offenders: each block of a key
+// lasts Factor times its previous one, at most Max; a key with no block for
+// Max starts again from the rule's block.
+type Escalate struct {
+	Factor float64  `yaml:"factor"`
+	Max    Duration `yaml:"max"`
 }
 
 // Prefix is the network size of client_net keys.
@@ -118,6 +147,7 @@ func ParseDuration(s string) (time.Duration, error) {
 
 // Event kinds, rule keys and measures that exist.
 var (
+	Measures = []string{"count", "bytes", "recipients", "burst"}
 	Kinds    = []string{"accepted", "rejected", "auth_failed", "lost_connection", "connect"}
 	KeyTypes = []string{"sender", "sender_domain", "client_ip", "client_net", "sasl_user", "uid"}
 	Formats  = []string{"auto", "postfix", "sendmail", "qmail", "journald"}
@@ -287,6 +317,24 @@ func (d *decoder) integer(n *yaml.Node, field string, dst *int) {
 	*dst = v
 }
 
+func (d *decoder) int64(n *yaml.Node, field string, dst *int64) {
+	v, err := strconv.ParseInt(n.Value, 10, 64)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		d.errorf(n, field, "must be a whole number, not %q", n.Value)
+		return
+	}
+	*dst = v
+}
+
+func (d *decoder) float(n *yaml.Node, field string, dst *float64) {
+	v, err := strconv.ParseFloat(n.Value, 64)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		d.errorf(n, field, "must be a number, not %q", n.Value)
+		return
+	}
+	*dst = v
+}
+
 func (d *decoder) duration(n *yaml.Node, field string, dst *Duration) {
 	if n.Kind != yaml.ScalarNode {
 		d.errorf(n, field, "must be a duration such as 1m, 1h, 2d")
@@ -360,27 +408,54 @@ func (d *decoder) list(n *yaml.Node, field string, each func(string, *yaml.Node)
 	}
 }
 
-// Keys that the interface names but this version does not implement yet:
-// accepted by the parser so that the error says so instead of "unknown".
-var notYet = map[string]string{
-	"release":  "lifting a block when the measure falls back under the limit",
-	"forgive":  "forgive counters",
-	"escalate": "escalating blocks for repeat offenders",
-	"soft":     "the burst measure",
-	"hard":     "the burst measure",
-	"expire":   "the burst measure",
-}
-
 func (d *decoder) rule(n *yaml.Node, path string) Rule {
 	r := Rule{Measure: "count", Line: n.Line, Block: Duration(time.Hour)}
 	set := map[string]func(string, *yaml.Node){
-		"name":    func(f string, v *yaml.Node) { d.str(v, f, &r.Name) },
-		"on":      func(f string, v *yaml.Node) { d.strs(v, f, &r.On) },
-		"key":     func(f string, v *yaml.Node) { d.str(v, f, &r.Key) },
-		"measure": func(f string, v *yaml.Node) { d.str(v, f, &r.Measure) },
-		"limit":   func(f string, v *yaml.Node) { d.integer(v, f, &r.Limit) },
-		"per":     func(f string, v *yaml.Node) { d.duration(v, f, &r.Per) },
-		"block":   func(f string, v *yaml.Node) { d.duration(v, f, &r.Block) },
+		"name":       func(f string, v *yaml.Node) { d.str(v, f, &r.Name) },
+		"on":         func(f string, v *yaml.Node) { d.strs(v, f, &r.On) },
+		"key":        func(f string, v *yaml.Node) { d.str(v, f, &r.Key) },
+		"measure":    func(f string, v *yaml.Node) { d.str(v, f, &r.Measure) },
+		"limit":      func(f string, v *yaml.Node) { d.int64(v, f, &r.Limit) },
+		"per":        func(f string, v *yaml.Node) { d.duration(v, f, &r.Per) },
+		"block":      func(f string, v *yaml.Node) { d.duration(v, f, &r.Block) },
+		"soft":       func(f string, v *yaml.Node) { d.float(v, f, &r.Soft) },
+		"hard":       func(f string, v *yaml.Node) { d.float(v, f, &r.Hard) },
+		"expire":     func(f string, v *yaml.Node) { d.duration(v, f, &r.Expire) },
+		"release":    func(f string, v *yaml.Node) { d.str(v, f, &r.Release) },
+		"forgive":    func(f string, v *yaml.Node) { d.int64(v, f, &r.Forgive) },
+		"strip_tag":  func(f string, v *yaml.Node) { d.boolean(v, f, &r.StripTag) },
+		"strip_batv": func(f string, v *yaml.Node) { d.boolean(v, f, &r.StripBATV) },
+		"decode_srs": func(f string, v *yaml.Node) { d.boolean(v, f, &r.DecodeSRS) },
+		"windows": func(f string, v *yaml.Node) {
+			d.list(v, f, func(f string, e *yaml.Node) {
+				var w Window
+				d.fields(e, f, map[string]func(string, *yaml.Node){
+					"limit": func(f string, v *yaml.Node) { d.int64(v, f, &w.Limit) },
+					"per":   func(f string, v *yaml.Node) { d.duration(v, f, &w.Per) },
+				})
+				if w.Limit < 1 {
+					d.errorf(e, f+".limit", "must be at least 1")
+				}
+				if w.Per <= 0 {
+					d.errorf(e, f+".per", "is required: the window, such as 1m")
+				}
+				r.Windows = append(r.Windows, w)
+			})
+		},
+		"escalate": func(f string, v *yaml.Node) {
+			e := Escalate{Factor: 2}
+			d.fields(v, f, map[string]func(string, *yaml.Node){
+				"factor": func(f string, v *yaml.Node) { d.float(v, f, &e.Factor) },
+				"max":    func(f string, v *yaml.Node) { d.duration(v, f, &e.Max) },
+			})
+			if e.Factor < 1 {
+				d.errorf(v, f+".factor", "must be at least 1")
+			}
+			if e.Max <= 0 {
+				d.errorf(v, f+".max", "is required: the longest block, such as 1w")
+			}
+			r.Escalate = &e
+		},
 		"actions": func(f string, v *yaml.Node) { d.strs(v, f, &r.Actions) },
 		"prefix": func(f string, v *yaml.Node) {
 			p := Prefix{IPv4: 24, IPv6: 48}
@@ -396,11 +471,6 @@ func (d *decoder) rule(n *yaml.Node, path string) Rule {
 			}
 			r.Prefix = &p
 		},
-	}
-	for k, what := range notYet {
-		set[k] = func(f string, v *yaml.Node) {
-			d.errorf(v, f, "%s is not implemented in this version of bombwatch", what)
-		}
 	}
 	d.fields(n, path, set)
 	return r
@@ -478,17 +548,15 @@ func (d *decoder) check(c *Config) {
 		if r.Key == "client_net" && r.Prefix == nil {
 			c.Rules[i].Prefix = &Prefix{IPv4: 24, IPv6: 48}
 		}
-		if r.Measure != "count" {
-			d.errorf(at("measure"), f+".measure", "%q is not implemented in this version of bombwatch (count)", r.Measure)
-		}
-		if r.Limit < 1 {
-			d.errorf(at("limit"), f+".limit", "must be at least 1")
-		}
-		if r.Per <= 0 {
-			d.errorf(at("per"), f+".per", "is required: the window, such as 1m")
-		}
+		d.checkMeasure(c, i, f, at)
 		if r.Block < 0 {
 			d.errorf(at("block"), f+".block", "must not be negative (0: no end)")
+		}
+		if r.Escalate != nil && r.Block > 0 && r.Escalate.Max < r.Block {
+			d.errorf(at("escalate"), f+".escalate.max", "is shorter than block")
+		}
+		if (r.StripTag || r.StripBATV || r.DecodeSRS) && r.Key != "sender" && r.Key != "sender_domain" {
+			d.errorf(at("key"), f+".key", "strip_tag, strip_batv and decode_srs apply to sender and sender_domain keys")
 		}
 		if len(r.Actions) == 0 {
 			c.Rules[i].Actions = []string{"log"}
@@ -498,6 +566,60 @@ func (d *decoder) check(c *Config) {
 				d.errorf(at("actions"), f+".actions", "%q is not defined under actions", a)
 			}
 		}
+	}
+}
+
+// checkMeasure validates a rule's measure and what goes with it, and fills
+// in Windows and the burst's expiry.
+func (d *decoder) checkMeasure(c *Config, i int, f string, at func(string) *yaml.Node) {
+	r := &c.Rules[i]
+	given := func(field string) bool { _, ok := d.lines[f+"."+field]; return ok }
+	if !contains(Measures, r.Measure) {
+		d.errorf(at("measure"), f+".measure", "%q is not a measure (%s)", r.Measure, strings.Join(Measures, ", "))
+		return
+	}
+	if r.Measure == "burst" {
+		for _, k := range []string{"limit", "per", "windows", "release", "forgive"} {
+			if given(k) {
+				d.errorf(at(k), f+"."+k, "does not apply to the burst measure (it uses soft, hard and expire)")
+			}
+		}
+		if r.Hard <= 0 {
+			d.errorf(at("hard"), f+".hard", "is required for the burst measure: the score that is always a bomb")
+		}
+		if r.Soft < 0 || r.Soft > r.Hard && r.Hard > 0 {
+			d.errorf(at("soft"), f+".soft", "must be between 0 and hard")
+		}
+		if r.Expire == 0 {
+			r.Expire = Duration(time.Hour)
+		}
+		return
+	}
+	for _, k := range []string{"soft", "hard", "expire"} {
+		if given(k) {
+			d.errorf(at(k), f+"."+k, "only applies to the burst measure")
+		}
+	}
+	switch {
+	case len(r.Windows) > 0 && (given("limit") || given("per")):
+		d.errorf(at("windows"), f+".windows", "give limit and per, or windows, not both")
+	case len(r.Windows) == 0:
+		if r.Limit < 1 {
+			d.errorf(at("limit"), f+".limit", "must be at least 1")
+		}
+		if r.Per <= 0 {
+			d.errorf(at("per"), f+".per", "is required: the window, such as 1m")
+		}
+		r.Windows = []Window{{Limit: r.Limit, Per: r.Per}}
+	}
+	if r.Release != "" && r.Release != "below" {
+		d.errorf(at("release"), f+".release", "%q is not a release (below)", r.Release)
+	}
+	if r.Forgive < 0 {
+		d.errorf(at("forgive"), f+".forgive", "must not be negative")
+	}
+	if r.Forgive > 0 && (len(r.Windows) > 1 || r.Release != "") {
+		d.errorf(at("forgive"), f+".forgive", "works with one window and without release")
 	}
 }
 
@@ -515,11 +637,17 @@ func (d *decoder) node(key string) *yaml.Node {
 }
 
 // CheckIgnore validates an ignore entry: an address or CIDR, a mail
-// address, or "@domain".
+// address, "@domain", "<>" (the null sender) or "uid:N".
 func CheckIgnore(s string) error {
 	switch {
 	case s == "":
 		return errors.New("empty entry")
+	case s == "<>":
+		return nil // the null sender
+	case strings.HasPrefix(s, "uid:"):
+		if n, err := strconv.Atoi(s[4:]); err != nil || n < 0 {
+			return fmt.Errorf("%q is not uid:N", s)
+		}
 	case strings.HasPrefix(s, "@"):
 		if len(s) == 1 || strings.ContainsAny(s[1:], "@ ") {
 			return fmt.Errorf("%q is not a valid @domain", s)

@@ -39,8 +39,25 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 		{"syntax", "rules: [\n", "c.yaml:1: (syntax):"},
 		{"duplicate rule", "rules:\n  - {name: a, on: [accepted], key: sender, limit: 1, per: 1m}\n  - {name: a, on: [accepted], key: sender, limit: 1, per: 1m}\n",
 			`c.yaml:3: rules[1].name: "a" is used by another rule`},
-		{"not yet", "rules:\n  - {name: a, on: [accepted], key: sender, limit: 1, per: 1m, release: below}\n",
-			"c.yaml:2: rules[0].release: lifting a block when the measure falls back under the limit is not implemented"},
+		{"bad release", "rules:\n  - {name: a, on: [accepted], key: sender, limit: 1, per: 1m, release: above}\n",
+			`c.yaml:2: rules[0].release: "above" is not a release (below)`},
+		{"burst without hard", "rules:\n  - {name: a, on: [accepted], key: sender, measure: burst, soft: 1}\n",
+			"c.yaml:2: rules[0].hard: is required for the burst measure"},
+		{"burst with limit", "rules:\n  - {name: a, on: [accepted], key: sender, measure: burst, hard: 3, limit: 4}\n",
+			"c.yaml:2: rules[0].limit: does not apply to the burst measure"},
+		{"soft without burst", "rules:\n  - {name: a, on: [accepted], key: sender, limit: 1, per: 1m, soft: 1}\n",
+			"c.yaml:2: rules[0].soft: only applies to the burst measure"},
+		{"windows and limit", "rules:\n  - {name: a, on: [accepted], key: sender, limit: 1, per: 1m, windows: [{limit: 1, per: 1m}]}\n",
+			"c.yaml:2: rules[0].windows: give limit and per, or windows, not both"},
+		{"forgive with release", "rules:\n  - {name: a, on: [accepted], key: sender, limit: 1, per: 1m, forgive: 3, release: below}\n",
+			"c.yaml:2: rules[0].forgive: works with one window and without release"},
+		{"escalate factor", "rules:\n  - {name: a, on: [accepted], key: sender, limit: 1, per: 1m, escalate: {factor: 0.5, max: 1w}}\n",
+			"c.yaml:2: rules[0].escalate.factor: must be at least 1"},
+		{"strip on ip", "rules:\n  - {name: a, on: [accepted], key: client_ip, limit: 1, per: 1m, strip_tag: true}\n",
+			"c.yaml:2: rules[0].key: strip_tag, strip_batv and decode_srs apply to sender"},
+		{"bad measure", "rules:\n  - {name: a, on: [accepted], key: sender, measure: weight, limit: 1, per: 1m}\n",
+			`c.yaml:2: rules[0].measure: "weight" is not a measure`},
+		{"bad uid", "ignore: [\"uid:x\"]\n", `c.yaml:1: ignore[0]: "uid:x" is not uid:N`},
 		{"bad timezone", "timezone: Mars/Olympus\n", `c.yaml:1: timezone: unknown time zone "Mars/Olympus"`},
 	}
 	for _, tt := range tests {
@@ -61,17 +78,21 @@ func TestValidConfig(t *testing.T) {
 state: /tmp/s.db
 timezone: Europe/Berlin
 inputs: [{path: /var/log/mail.log}]
-ignore: [127.0.0.0/8, "::1", postmaster@example.org, "@example.net", 192.0.2.1]
+ignore: [127.0.0.0/8, "::1", postmaster@example.org, "@example.net", 192.0.2.1, "<>", "uid:7791"]
 rules:
   - {name: nets, on: [accepted], key: client_net, prefix: {ipv4: 26, ipv6: 64}, limit: 5, per: 10m, block: 2d, actions: [log, hook]}
   - {name: uids, on: accepted, key: uid, limit: 5, per: 1h}
+  - {name: burst, on: [accepted], key: sender, measure: burst, soft: 1, hard: 3}
+  - {name: both, on: [accepted], key: sasl_user, measure: recipients, windows: [{limit: 50, per: 1m}, {limit: 500, per: 1h}], release: below, escalate: {factor: 2, max: 1w}}
+  - {name: behind, on: [accepted], key: client_ip, limit: 5, per: 10s, block: 30s, forgive: 10}
+  - {name: srs, on: [accepted], key: sender, limit: 5, per: 1m, strip_tag: true, strip_batv: true, decode_srs: true}
 actions:
   hook: {type: script, command: [/bin/true, "{key}"], timeout: 5s}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Inputs[0].Format != "auto" || c.Rules[0].Prefix.IPv4 != 26 || time.Duration(c.Rules[0].Block) != 48*time.Hour {
+	if c.Inputs[0].Format != "auto" || c.Rules[0].Prefix.IPv4 != 26 || len(c.Rules[0].Windows) != 1 || time.Duration(c.Rules[0].Block) != 48*time.Hour {
 		t.Errorf("parsed %+v", c)
 	}
 	if c.Rules[1].On[0] != "accepted" || c.Rules[1].Actions[0] != "log" || time.Duration(c.Rules[1].Block) != time.Hour {

@@ -21,6 +21,7 @@ import (
 	"github.com/bombwatch/bombwatch/actions"
 	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/state"
+	"github.com/bombwatch/bombwatch/window"
 )
 
 // Options are what the pipeline writes to and acts with.
@@ -46,9 +47,11 @@ type Pipeline struct {
 
 	clock     time.Time // newest event time seen
 	positions map[string]state.Position
-	expiry    blockHeap // blocks with an end, soonest first
-	nextID    int64     // the next block's ID
-	keyBuf    []byte    // the current event's key, reused
+	expiry    endHeap // when blocks are due to end, soonest first
+	inForce   map[int64]*active
+	offenses  map[offenseKey]state.Offense
+	nextID    int64  // the next block's ID
+	keyBuf    []byte // the current event's key, reused
 	batch     state.Batch
 	events    int // since the last commit
 
@@ -59,6 +62,15 @@ type Pipeline struct {
 
 	Stats Stats
 }
+
+// active is a block in force.
+type active struct {
+	state.Block
+	rule *rule     // nil for a rule no longer in the config
+	end  time.Time // when it is due to end: its Until, or sooner by release
+}
+
+type offenseKey struct{ rule, key string }
 
 // Stats counts what the pipeline saw and did.
 type Stats struct {
@@ -101,16 +113,69 @@ func (p *Pipeline) Event(e *parsers.Event) {
 		}
 		key, ok := r.appendKey(p.keyBuf[:0], e)
 		p.keyBuf = key
-		if !ok {
+		if !ok || p.ignore.key(r.keyType, key) {
 			continue
 		}
-		n := r.counter.AddBytes(key, e.Time)
-		if n > r.limit {
-			if _, blocked := r.blocked[string(key)]; !blocked {
-				p.block(r, string(key), e, n)
-			}
+		if r.burst != nil {
+			p.burst(r, key, e)
+		} else {
+			p.measure(r, key, e)
 		}
 	}
+}
+
+// measure adds the event to the rule's windows, and starts, keeps or lifts
+// the key's block.
+func (p *Pipeline) measure(r *rule, key []byte, e *parsers.Event) {
+	amount, ok := r.amount(e)
+	if !ok {
+		return
+	}
+	crossed := -1
+	var value int64
+	for i, w := range r.windows {
+		if v := w.Add(key, e.Time, amount); v > w.Limit() && crossed < 0 {
+			crossed, value = i, v
+		}
+	}
+	a := r.blocked[string(key)]
+	switch {
+	case a != nil && r.forgive > 0:
+		// The behind counter: the event that brings it back to 0 passes.
+		if r.windows[0].Value(a.Key, e.Time) >= 0 {
+			p.lift(a, e.Time, "forgiven")
+		}
+	case a != nil && r.release:
+		p.scheduleRelease(a)
+	case a == nil && crossed >= 0:
+		w := r.windows[crossed]
+		a = p.block(r, string(key), e, float64(value), float64(w.Limit()), w.Per())
+		if r.forgive > 0 {
+			w.Forgive(a.Key, r.forgive, e.Time)
+		}
+		if r.release {
+			p.scheduleRelease(a)
+		}
+	}
+}
+
+// burst adds the event to the rule's burst score: FML's verdict starts a
+// block, whose value is the score that decided and whose limit the
+// threshold it passed.
+func (p *Pipeline) burst(r *rule, key []byte, e *parsers.Event) {
+	et, ed, hasDate := r.burst.Add(key, e.Time, e.Date)
+	if r.blocked[string(key)] != nil || !window.IsBomb(et, ed, hasDate, r.soft, r.hard) {
+		return
+	}
+	value, limit := et, r.hard
+	switch {
+	case hasDate && ed > r.hard:
+		value = ed
+	case et > r.hard:
+	default: // E{d} above soft and above E{t}
+		value, limit = ed, r.soft
+	}
+	p.block(r, string(key), e, value, limit, r.burst.Expire())
 }
 
 // Advance moves the clock to t, if later, and lifts the blocks that ended
@@ -120,60 +185,149 @@ func (p *Pipeline) Advance(t time.Time) {
 		return
 	}
 	p.clock = t
-	for len(p.expiry) > 0 && !p.expiry[0].Until.After(t) {
-		b := heap.Pop(&p.expiry).(*state.Block)
-		p.lift(b, b.Until, "expired")
+	for len(p.expiry) > 0 && !p.expiry[0].at.After(t) {
+		d := heap.Pop(&p.expiry).(due)
+		if d.a.Ended.IsZero() && d.a.end.Equal(d.at) {
+			reason := "expired"
+			if d.a.Until.IsZero() || d.at.Before(d.a.Until) {
+				reason = "released"
+			}
+			p.lift(d.a, d.at, reason)
+		}
 	}
 	for _, r := range p.rules {
-		if t.Sub(r.swept) >= r.per {
-			r.counter.Expire(t)
+		if t.Sub(r.swept) >= r.longest {
+			for _, w := range r.windows {
+				w.Expire(t)
+			}
+			if r.burst != nil {
+				r.burst.Expired(t)
+			}
 			r.swept = t
+			p.forgetOffenses(r, t)
 		}
 	}
 }
 
-// block starts a block of key by rule r, because event e made its measure n.
-func (p *Pipeline) block(r *rule, key string, e *parsers.Event, n int) {
-	b := &state.Block{
+// block starts a block of key by rule r, because event e made its measure
+// value.
+func (p *Pipeline) block(r *rule, key string, e *parsers.Event, value, limit float64, per time.Duration) *active {
+	a := &active{rule: r, Block: state.Block{
 		ID: p.nextID, Rule: r.name, KeyType: r.keyType, Key: key,
-		Since: e.Time, Value: float64(n), Limit: float64(r.limit), Window: r.per,
+		Since: e.Time, Value: value, Limit: limit, Window: per,
 		Actions: make(map[string]string, len(r.actions)),
-	}
+	}}
 	p.nextID++
-	if r.block > 0 {
-		b.Until = e.Time.Add(r.block)
-		heap.Push(&p.expiry, b)
+	if d := p.blockLength(r, key, e.Time); d > 0 {
+		a.Until = e.Time.Add(d)
 	}
-	for _, a := range r.actions {
-		b.Actions[a.Name()] = state.Pending
+	p.schedule(a, a.Until)
+	for _, act := range r.actions {
+		a.Actions[act.Name()] = state.Pending
 	}
-	r.blocked[key] = b
+	r.blocked[key] = a
+	p.inForce[a.ID] = a
 	p.Stats.Blocks++
 	p.mu.Lock()
-	p.unsaved[b.ID] = b
+	p.unsaved[a.ID] = &a.Block
 	p.mu.Unlock()
-	p.act("block", b, b.Since, "", r.actions, e)
+	p.act("block", a, a.Since, "", r.actions, e)
+	return a
+}
+
+// blockLength is the rule's block, lengthened for a repeat offender: each
+// block lasts factor times the one before, at most max. The offense is
+// counted here.
+func (p *Pipeline) blockLength(r *rule, key string, t time.Time) time.Duration {
+	if r.escalate == nil {
+		return r.block
+	}
+	k := offenseKey{r.name, key}
+	o, seen := p.offenses[k]
+	if !seen || t.Sub(o.Last) >= time.Duration(r.escalate.Max) {
+		o = state.Offense{Rule: r.name, Key: key}
+	}
+	d := float64(r.block)
+	for i := 0; i < o.Count && d < float64(r.escalate.Max); i++ {
+		d *= r.escalate.Factor
+	}
+	o.Count++
+	o.Last = t
+	p.offenses[k] = o
+	p.batch.Offenses = append(p.batch.Offenses, o)
+	return min(time.Duration(d), time.Duration(r.escalate.Max))
+}
+
+// forgetOffenses drops the offenses that lapsed: memory follows the keys
+// blocked within the escalation's max.
+func (p *Pipeline) forgetOffenses(r *rule, t time.Time) {
+	if r.escalate == nil {
+		return
+	}
+	for k, o := range p.offenses {
+		if k.rule == r.name && t.Sub(o.Last) >= time.Duration(r.escalate.Max) {
+			delete(p.offenses, k)
+		}
+	}
+}
+
+// schedule makes at the block's end, when it is sooner than the end it has
+// (or it has none).
+func (p *Pipeline) schedule(a *active, at time.Time) {
+	if at.IsZero() || !a.end.IsZero() && !at.Before(a.end) {
+		return
+	}
+	a.end = at
+	heap.Push(&p.expiry, due{at: at, a: a})
+}
+
+// scheduleRelease sets a released block's end to when every window of its
+// rule is back at or under its limit, if no more events come. Each event
+// can only push that later: the earlier entry in the heap is then stale
+// and skipped.
+func (p *Pipeline) scheduleRelease(a *active) {
+	var at time.Time
+	for _, w := range a.rule.windows {
+		if t, over := w.Below(a.Key); over && t.After(at) {
+			at = t
+		}
+	}
+	if at.IsZero() {
+		at = p.clock // already back under the limit
+	}
+	if !a.Until.IsZero() && a.Until.Before(at) {
+		at = a.Until
+	}
+	if !at.Equal(a.end) {
+		a.end = at
+		heap.Push(&p.expiry, due{at: at, a: a})
+	}
 }
 
 // lift ends a block.
-func (p *Pipeline) lift(b *state.Block, at time.Time, reason string) {
-	b.Ended, b.EndReason = at, reason
-	p.batch.Ends = append(p.batch.Ends, state.End{ID: b.ID, Time: at, Reason: reason})
+func (p *Pipeline) lift(a *active, at time.Time, reason string) {
+	a.Ended, a.EndReason = at, reason
+	p.batch.Ends = append(p.batch.Ends, state.End{ID: a.ID, Time: at, Reason: reason})
+	delete(p.inForce, a.ID)
 	p.Stats.Unblocks++
 	acts := []actions.Action{p.logAction()}
-	if r := p.byName[b.Rule]; r != nil {
-		if r.blocked[b.Key] == b {
-			delete(r.blocked, b.Key)
+	if r := a.rule; r != nil {
+		if r.blocked[a.Key] == a {
+			delete(r.blocked, a.Key)
+		}
+		if r.forgive > 0 && reason == "expired" {
+			// smtp-dos-detector forgets a host whose entry expired.
+			r.windows[0].Reset(a.Key)
 		}
 		acts = r.actions
 	}
-	p.act("unblock", b, at, reason, acts, nil)
+	p.act("unblock", a, at, reason, acts, nil)
 }
 
 // act runs the actions of a block or unblock and reports the detection.
-func (p *Pipeline) act(event string, b *state.Block, at time.Time, reason string, acts []actions.Action, e *parsers.Event) {
-	d := actions.Detection{Event: event, Time: at, BlockID: b.ID, Rule: b.Rule, KeyType: b.KeyType, Key: b.Key,
-		Value: b.Value, Limit: b.Limit, Window: b.Window, Until: b.Until}
+func (p *Pipeline) act(event string, a *active, at time.Time, reason string, acts []actions.Action, e *parsers.Event) {
+	d := actions.Detection{Event: event, Time: at, BlockID: a.ID, Rule: a.Rule, KeyType: a.KeyType, Key: a.Key,
+		Value: a.Value, Limit: a.Limit, Window: a.Window, Until: a.Until, Reason: reason}
 	executed := true
 	if p.opts.Executor != nil {
 		external := slices.ContainsFunc(acts, actions.Action.External)
@@ -208,16 +362,31 @@ func (p *Pipeline) Commit(srcs []*Source) error {
 	p.events = 0
 	if p.opts.Store == nil {
 		for _, r := range p.rules {
-			r.counter.Flush(func(string, []int64) {})
+			for _, w := range r.windows {
+				w.Flush(func(string, window.State) {})
+			}
+			if r.burst != nil {
+				r.burst.Flush(func(string, []int64, []int64) {})
+			}
 		}
 		clear(p.unsaved)
 		p.batch.Reset()
 		return nil
 	}
 	for _, r := range p.rules {
-		r.counter.Flush(func(key string, times []int64) {
-			p.batch.Windows = append(p.batch.Windows, state.Window{Rule: r.name, Key: key, Times: slices.Clone(times)})
-		})
+		for i, w := range r.windows {
+			name := r.windowName(i)
+			w.Flush(func(key string, st window.State) {
+				p.batch.Windows = append(p.batch.Windows, state.Window{Rule: name, Key: key, Delete: st.Empty(),
+					Times: slices.Clone(st.Times), Amounts: slices.Clone(st.Amounts), Offset: st.Offset, Touched: st.Touched})
+			})
+		}
+		if r.burst != nil {
+			r.burst.Flush(func(key string, times, dates []int64) {
+				p.batch.Windows = append(p.batch.Windows, state.Window{Rule: r.name + "/burst", Key: key, Delete: times == nil,
+					Times: slices.Clone(times), Dates: slices.Clone(dates)})
+			})
+		}
 	}
 	for _, s := range srcs {
 		if pos, ok := s.position(); ok {
@@ -245,35 +414,35 @@ func (p *Pipeline) Clock() time.Time { return p.clock }
 // Active returns the blocks in force, oldest first.
 func (p *Pipeline) Active() []state.Block {
 	var out []state.Block
-	for _, r := range p.rules {
-		for _, b := range r.blocked {
-			out = append(out, *b)
-		}
-	}
-	for _, b := range p.expiry {
-		if p.byName[b.Rule] == nil {
-			out = append(out, *b)
-		}
+	for _, a := range p.inForce {
+		out = append(out, a.Block)
 	}
 	slices.SortFunc(out, func(a, b state.Block) int { return int(a.ID - b.ID) })
 	return out
 }
 
-// blockHeap orders blocks by their end.
-type blockHeap []*state.Block
-
-func (h blockHeap) Len() int { return len(h) }
-func (h blockHeap) Less(i, j int) bool {
-	if h[i].Until.Equal(h[j].Until) {
-		return h[i].ID < h[j].ID
-	}
-	return h[i].Until.Before(h[j].Until)
+// due is a block's end in the heap. A block whose end moved leaves its old
+// entries behind; they are skipped when they come up.
+type due struct {
+	at time.Time
+	a  *active
 }
-func (h blockHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *blockHeap) Push(x any)   { *h = append(*h, x.(*state.Block)) }
-func (h *blockHeap) Pop() any {
+
+// endHeap orders ends by time, then by block.
+type endHeap []due
+
+func (h endHeap) Len() int { return len(h) }
+func (h endHeap) Less(i, j int) bool {
+	if h[i].at.Equal(h[j].at) {
+		return h[i].a.ID < h[j].a.ID
+	}
+	return h[i].at.Before(h[j].at)
+}
+func (h endHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *endHeap) Push(x any)   { *h = append(*h, x.(due)) }
+func (h *endHeap) Pop() any {
 	old := *h
-	b := old[len(old)-1]
+	d := old[len(old)-1]
 	*h = old[:len(old)-1]
-	return b
+	return d
 }

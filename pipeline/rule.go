@@ -1,7 +1,7 @@
 package pipeline
 
 import (
-	"container/heap"
+	"bytes"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -17,21 +17,43 @@ import (
 )
 
 // rule is a config rule made ready to run: it turns events into keys and
-// counts them in its window.
+// measures them in its windows, or its burst score.
 type rule struct {
-	name    string
-	keyType string
-	kinds   [8]bool // by parsers.Kind
-	bits4   int     // client_net prefix lengths
-	bits6   int
-	limit   int
-	per     time.Duration
-	block   time.Duration
-	actions []actions.Action
-	counter *window.Counter
-	blocked map[string]*state.Block // keys in force, by key
-	swept   time.Time               // when expired keys were last dropped
+	name     string
+	keyType  string
+	measure  string
+	kinds    [8]bool // by parsers.Kind
+	bits4    int     // client_net prefix lengths
+	bits6    int
+	windows  []*window.Window // count, bytes, recipients
+	burst    *window.Burst    // burst
+	soft     float64
+	hard     float64
+	block    time.Duration
+	release  bool  // lift as soon as every window is back at its limit
+	forgive  int64 // restart the count at -forgive when a block starts
+	escalate *config.Escalate
+	strip    senderOptions
+	actions  []actions.Action
+	blocked  map[string]*active // keys in force, by key
+	swept    time.Time          // when idle keys were last dropped
+	longest  time.Duration      // the longest window, or the burst's expiry
 }
+
+// amount is what an event adds to the rule's measure; false when the event
+// does not say (a size the log did not give).
+func (r *rule) amount(e *parsers.Event) (int64, bool) {
+	switch r.measure {
+	case "bytes":
+		return e.Size, e.Size >= 0
+	case "recipients":
+		return e.NRcpt, e.NRcpt >= 0
+	}
+	return 1, true
+}
+
+// windowName names a window of the rule in the store.
+func (r *rule) windowName(i int) string { return r.name + "/" + strconv.Itoa(i) }
 
 // appendKey appends the event's key for the rule to buf. It reports false
 // when the event has no such key, or when the key is one that is never
@@ -45,10 +67,18 @@ func (r *rule) appendKey(buf []byte, e *parsers.Event) ([]byte, bool) {
 		if e.Sender == "" {
 			return append(buf, "<>"...), true // the null sender is its own key
 		}
-		return append(buf, e.Sender...), true
+		return r.strip.appendSender(buf, e.Sender), true
 	case "sender_domain":
-		d := e.SenderDomain()
-		return append(buf, d...), d != ""
+		if !e.HasSender {
+			return buf, false
+		}
+		start := len(buf)
+		buf = r.strip.appendSender(buf, e.Sender)
+		at := bytes.LastIndexByte(buf[start:], '@')
+		if at < 0 || start+at+1 == len(buf) {
+			return buf[:start], false
+		}
+		return append(buf[:start], buf[start+at+1:]...), true
 	case "client_ip", "client_net":
 		ip := e.ClientIP
 		if !ip.IsValid() || ip.IsLoopback() || ip.IsUnspecified() {
@@ -77,18 +107,25 @@ func (r *rule) appendKey(buf []byte, e *parsers.Event) ([]byte, bool) {
 // ignoreList is the config's ignore entries: events from these clients or
 // senders count for no rule.
 type ignoreList struct {
-	nets    []netip.Prefix
-	senders map[string]bool
-	domains map[string]bool
+	nets       []netip.Prefix
+	senders    map[string]bool
+	domains    map[string]bool
+	uids       map[int64]bool
+	nullSender bool
 }
 
 func newIgnoreList(entries []string) (*ignoreList, error) {
-	l := &ignoreList{senders: map[string]bool{}, domains: map[string]bool{}}
+	l := &ignoreList{senders: map[string]bool{}, domains: map[string]bool{}, uids: map[int64]bool{}}
 	for _, s := range entries {
 		if err := config.CheckIgnore(s); err != nil {
 			return nil, err
 		}
 		switch {
+		case s == "<>":
+			l.nullSender = true
+		case strings.HasPrefix(s, "uid:"):
+			n, _ := strconv.ParseInt(s[4:], 10, 64)
+			l.uids[n] = true
 		case strings.HasPrefix(s, "@"):
 			l.domains[strings.ToLower(s[1:])] = true
 		case strings.Contains(s, "@"):
@@ -112,6 +149,25 @@ func normalizeAddress(s string) string {
 	return s
 }
 
+// key reports whether a key is never to be one: "uid:N" entries and "<>"
+// name keys, not events, since every message qmail takes by SMTP carries
+// qmaild's uid, and a bounce's client still counts.
+func (l *ignoreList) key(keyType string, key []byte) bool {
+	switch keyType {
+	case "uid":
+		if len(l.uids) == 0 {
+			return false
+		}
+		n, err := strconv.ParseInt(string(key), 10, 64)
+		return err == nil && l.uids[n]
+	case "sender":
+		return l.nullSender && string(key) == "<>"
+	}
+	return false
+}
+
+// event reports whether an event counts for no rule: its client address is
+// in a listed network, or its sender or sender domain is listed.
 func (l *ignoreList) event(e *parsers.Event) bool {
 	if e.ClientIP.IsValid() {
 		for _, n := range l.nets {
@@ -136,7 +192,8 @@ func New(cfg *config.Config, opts Options) (*Pipeline, error) {
 	if opts.CommitEvery <= 0 {
 		opts.CommitEvery = 16384
 	}
-	p := &Pipeline{opts: opts, byName: map[string]*rule{}, unsaved: map[int64]*state.Block{}, nextID: 1, log: opts.Logger}
+	p := &Pipeline{opts: opts, byName: map[string]*rule{}, unsaved: map[int64]*state.Block{}, nextID: 1, log: opts.Logger,
+		offenses: map[offenseKey]state.Offense{}, inForce: map[int64]*active{}}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -153,8 +210,18 @@ func New(cfg *config.Config, opts Options) (*Pipeline, error) {
 	}
 	for _, rc := range cfg.Rules {
 		r := &rule{
-			name: rc.Name, keyType: rc.Key, limit: rc.Limit, per: time.Duration(rc.Per), block: time.Duration(rc.Block),
-			counter: window.New(rc.Limit, time.Duration(rc.Per)), blocked: map[string]*state.Block{},
+			name: rc.Name, keyType: rc.Key, measure: rc.Measure, block: time.Duration(rc.Block),
+			release: rc.Release == "below", forgive: rc.Forgive, escalate: rc.Escalate,
+			strip:   senderOptions{tag: rc.StripTag, batv: rc.StripBATV, srs: rc.DecodeSRS},
+			blocked: map[string]*active{},
+		}
+		if rc.Measure == "burst" {
+			r.burst = window.NewBurst(time.Duration(rc.Expire))
+			r.soft, r.hard, r.longest = rc.Soft, rc.Hard, time.Duration(rc.Expire)
+		}
+		for _, w := range rc.Windows {
+			r.windows = append(r.windows, window.New(w.Limit, time.Duration(w.Per)))
+			r.longest = max(r.longest, time.Duration(w.Per))
 		}
 		if rc.Prefix != nil {
 			r.bits4, r.bits6 = rc.Prefix.IPv4, rc.Prefix.IPv6
@@ -186,18 +253,35 @@ func (p *Pipeline) restore() error {
 	}
 	p.clock, p.nextID, p.positions = snap.Clock, snap.NextID, snap.Positions
 	for _, w := range snap.Windows {
-		if r := p.byName[w.Rule]; r != nil {
-			r.counter.Restore(w.Key, w.Times)
+		name, which, ok := strings.Cut(w.Rule, "/")
+		r := p.byName[name]
+		if !ok || r == nil {
+			continue // a rule no longer in the config
+		}
+		if which == "burst" {
+			if r.burst != nil {
+				r.burst.Restore(w.Key, w.Times, w.Dates)
+			}
+			continue
+		}
+		if i, err := strconv.Atoi(which); err == nil && i < len(r.windows) {
+			r.windows[i].Restore(w.Key, window.State{Times: w.Times, Amounts: w.Amounts, Offset: w.Offset, Touched: w.Touched})
 		}
 	}
+	for _, o := range snap.Offenses {
+		p.offenses[offenseKey{o.Rule, o.Key}] = o
+	}
 	for i := range snap.Blocks {
-		b := &snap.Blocks[i]
-		if r := p.byName[b.Rule]; r != nil {
-			r.blocked[b.Key] = b
+		a := &active{Block: snap.Blocks[i]}
+		if r := p.byName[a.Rule]; r != nil {
+			a.rule = r
+			r.blocked[a.Key] = a
+			if r.release {
+				p.scheduleRelease(a)
+			}
 		}
-		if !b.Until.IsZero() {
-			heap.Push(&p.expiry, b)
-		}
+		p.schedule(a, a.Until)
+		p.inForce[a.ID] = a
 	}
 	return nil
 }

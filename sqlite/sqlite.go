@@ -56,6 +56,23 @@ var migrations = []string{
 		name  TEXT PRIMARY KEY,
 		value TEXT NOT NULL
 	);`,
+	// Windows with amounts, dates and forgiveness; escalation's offenses.
+	// Window contents last one window: dropping the old ones costs at most
+	// the counts of one window after the upgrade.
+	`DROP TABLE windows;
+	CREATE TABLE windows (
+		rule TEXT NOT NULL, -- "rule/0", "rule/burst"
+		key  TEXT NOT NULL,
+		data BLOB NOT NULL, -- see encodeWindow
+		PRIMARY KEY (rule, key)
+	) WITHOUT ROWID;
+	CREATE TABLE offenses (
+		rule  TEXT NOT NULL,
+		key   TEXT NOT NULL,
+		count INTEGER NOT NULL,
+		last  INTEGER NOT NULL, -- Unix ns
+		PRIMARY KEY (rule, key)
+	) WITHOUT ROWID;`,
 }
 
 // Store is a state.Store in an SQLite file.
@@ -120,7 +137,7 @@ func (s *Store) Close() error { return s.db.Close() }
 // Load reads the whole state.
 func (s *Store) Load() (*state.Snapshot, error) {
 	snap := &state.Snapshot{Positions: map[string]state.Position{}, NextID: 1}
-	rows, err := s.db.Query(`SELECT rule, key, times FROM windows`)
+	rows, err := s.db.Query(`SELECT rule, key, data FROM windows`)
 	if err != nil {
 		return nil, s.wrap("load windows", err)
 	}
@@ -131,7 +148,7 @@ func (s *Store) Load() (*state.Snapshot, error) {
 			rows.Close()
 			return nil, s.wrap("load windows", err)
 		}
-		if w.Times, err = decodeTimes(blob); err != nil {
+		if err = decodeWindow(blob, &w); err != nil {
 			rows.Close()
 			return nil, s.wrap("load window of "+w.Rule+" "+w.Key, err)
 		}
@@ -147,6 +164,21 @@ func (s *Store) Load() (*state.Snapshot, error) {
 	if err := s.db.QueryRow(`SELECT COALESCE(MAX(id), 0) + 1 FROM blocks`).Scan(&snap.NextID); err != nil {
 		return nil, s.wrap("load block IDs", err)
 	}
+	orow, err := s.db.Query(`SELECT rule, key, count, last FROM offenses`)
+	if err != nil {
+		return nil, s.wrap("load offenses", err)
+	}
+	for orow.Next() {
+		var o state.Offense
+		var last int64
+		if err := orow.Scan(&o.Rule, &o.Key, &o.Count, &last); err != nil {
+			orow.Close()
+			return nil, s.wrap("load offenses", err)
+		}
+		o.Last = time.Unix(0, last).UTC()
+		snap.Offenses = append(snap.Offenses, o)
+	}
+	orow.Close()
 	prow, err := s.db.Query(`SELECT input, device, inode, offset, line, fingerprint FROM positions`)
 	if err != nil {
 		return nil, s.wrap("load positions", err)
@@ -182,7 +214,7 @@ func (s *Store) Commit(b *state.Batch) error {
 	}
 	defer tx.Rollback()
 	if len(b.Windows) > 0 {
-		put, err := tx.Prepare(`INSERT OR REPLACE INTO windows (rule, key, times) VALUES (?, ?, ?)`)
+		put, err := tx.Prepare(`INSERT OR REPLACE INTO windows (rule, key, data) VALUES (?, ?, ?)`)
 		if err != nil {
 			return s.wrap("commit windows", err)
 		}
@@ -192,10 +224,10 @@ func (s *Store) Commit(b *state.Batch) error {
 		}
 		var buf []byte
 		for _, w := range b.Windows {
-			if w.Times == nil {
+			if w.Delete {
 				_, err = del.Exec(w.Rule, w.Key)
 			} else {
-				buf = encodeTimes(buf[:0], w.Times)
+				buf = encodeWindow(buf[:0], &w)
 				_, err = put.Exec(w.Rule, w.Key, buf)
 			}
 			if err != nil {
@@ -217,6 +249,11 @@ func (s *Store) Commit(b *state.Batch) error {
 			int64(bl.Window), string(actions), nullTime(bl.Ended), bl.EndReason)
 		if err != nil {
 			return s.wrap("commit blocks", err)
+		}
+	}
+	for _, o := range b.Offenses {
+		if _, err := tx.Exec(`INSERT OR REPLACE INTO offenses (rule, key, count, last) VALUES (?, ?, ?, ?)`, o.Rule, o.Key, o.Count, o.Last.UnixNano()); err != nil {
+			return s.wrap("commit offenses", err)
 		}
 	}
 	for _, e := range b.Ends {
@@ -301,6 +338,96 @@ func nullTime(t time.Time) any {
 		return nil
 	}
 	return t.UnixNano()
+}
+
+// encodeWindow writes a window: a version byte (1), then the times
+// (encodeTimes), then flags (1: amounts follow, 2: dates follow) and the
+// amounts and dates as varints, then the offset and the touched time.
+func encodeWindow(buf []byte, w *state.Window) []byte {
+	buf = append(buf, 1)
+	buf = binary.AppendUvarint(buf, uint64(len(w.Times)))
+	buf = encodeTimes(buf, w.Times)
+	flags := byte(0)
+	if w.Amounts != nil {
+		flags |= 1
+	}
+	if w.Dates != nil {
+		flags |= 2
+	}
+	buf = append(buf, flags)
+	for _, a := range w.Amounts {
+		buf = binary.AppendVarint(buf, a)
+	}
+	for _, d := range w.Dates {
+		buf = binary.AppendVarint(buf, d)
+	}
+	buf = binary.AppendVarint(buf, w.Offset)
+	return binary.AppendVarint(buf, w.Touched)
+}
+
+var errCorrupt = errors.New("corrupt window data")
+
+func decodeWindow(b []byte, w *state.Window) error {
+	if len(b) < 1 || b[0] != 1 {
+		return errCorrupt
+	}
+	b = b[1:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > 1<<20 {
+		return errCorrupt
+	}
+	b = b[k:]
+	w.Times = make([]int64, 0, n)
+	for i := uint64(0); i < n; i++ {
+		var v int64
+		if i == 0 {
+			v, k = binary.Varint(b)
+		} else {
+			var d uint64
+			d, k = binary.Uvarint(b)
+			v = w.Times[i-1] + int64(d)
+		}
+		if k <= 0 {
+			return errCorrupt
+		}
+		w.Times, b = append(w.Times, v), b[k:]
+	}
+	if len(b) < 1 {
+		return errCorrupt
+	}
+	flags := b[0]
+	b = b[1:]
+	read := func() (int64, bool) {
+		v, k := binary.Varint(b)
+		if k <= 0 {
+			return 0, false
+		}
+		b = b[k:]
+		return v, true
+	}
+	for _, set := range []struct {
+		bit byte
+		dst *[]int64
+	}{{1, &w.Amounts}, {2, &w.Dates}} {
+		if flags&set.bit == 0 {
+			continue
+		}
+		*set.dst = make([]int64, n)
+		for i := range *set.dst {
+			v, ok := read()
+			if !ok {
+				return errCorrupt
+			}
+			(*set.dst)[i] = v
+		}
+	}
+	var ok1, ok2 bool
+	w.Offset, ok1 = read()
+	w.Touched, ok2 = read()
+	if !ok1 || !ok2 {
+		return errCorrupt
+	}
+	return nil
 }
 
 // encodeTimes writes ascending times compactly: a window of 31 times costs

@@ -19,8 +19,9 @@ func TestRoundTrip(t *testing.T) {
 	}
 	b := &state.Batch{
 		Windows: []state.Window{
-			{Rule: "r", Key: "a@example.org", Times: []int64{t0.UnixNano(), t0.UnixNano() + 5, t0.UnixNano() + 5e9}},
+			{Rule: "r", Key: "a@example.org", Times: []int64{t0.UnixNano(), t0.UnixNano() + 5, t0.UnixNano() + 5e9}, Touched: t0.UnixNano() + 5e9},
 			{Rule: "r", Key: "gone", Times: []int64{1}},
+			{Rule: "b", Key: "x", Times: []int64{1, 2}, Amounts: []int64{300, 4000}, Dates: []int64{0, 99}, Offset: -3, Touched: 7},
 		},
 		Blocks: []state.Block{
 			{ID: 1, Rule: "r", KeyType: "sender", Key: "a@example.org", Since: t0, Until: t0.Add(time.Hour), Value: 11, Limit: 10, Window: time.Minute, Actions: map[string]string{"log": state.Applied}},
@@ -33,7 +34,8 @@ func TestRoundTrip(t *testing.T) {
 	if err := s.Commit(b); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Commit(&state.Batch{Windows: []state.Window{{Rule: "r", Key: "gone"}}}); err != nil {
+	if err := s.Commit(&state.Batch{Windows: []state.Window{{Rule: "r", Key: "gone", Delete: true}},
+		Offenses: []state.Offense{{Rule: "r", Key: "a@example.org", Count: 2, Last: t0}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetActionStatus(1, "hook", state.Failed); err != nil {
@@ -50,8 +52,11 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(snap.Windows) != 1 || !reflect.DeepEqual(snap.Windows[0], b.Windows[0]) {
+	if len(snap.Windows) != 2 || !reflect.DeepEqual(snap.Windows[1], b.Windows[0]) || !reflect.DeepEqual(snap.Windows[0], b.Windows[2]) {
 		t.Errorf("windows = %+v", snap.Windows)
+	}
+	if len(snap.Offenses) != 1 || snap.Offenses[0].Count != 2 || !snap.Offenses[0].Last.Equal(t0) {
+		t.Errorf("offenses = %+v", snap.Offenses)
 	}
 	if len(snap.Blocks) != 1 || snap.Blocks[0].ID != 1 || !snap.Blocks[0].Until.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("active blocks = %+v", snap.Blocks)
@@ -109,7 +114,7 @@ func BenchmarkCommit(b *testing.B) {
 	defer s.Close()
 	batch := &state.Batch{Clock: t0}
 	for i := range 1000 {
-		batch.Windows = append(batch.Windows, state.Window{Rule: "r", Key: "sender" + string(rune('a'+i%26)) + time.Duration(i).String(), Times: []int64{1, 2, 3}})
+		batch.Windows = append(batch.Windows, state.Window{Rule: "r/0", Key: "sender" + string(rune('a'+i%26)) + time.Duration(i).String(), Times: []int64{1, 2, 3}})
 	}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -44,11 +44,25 @@ type Block struct {
 func (b *Block) Active() bool { return b.Ended.IsZero() }
 
 // Window is a rule's window for one key: the times of its latest events, in
-// Unix nanoseconds, oldest first. Nil Times means the key is forgotten.
+// Unix nanoseconds, oldest first, and what goes with them. Rule names the
+// rule and which of its windows ("sender-flood/0", "burst/burst").
 type Window struct {
+	Rule    string
+	Key     string
+	Times   []int64
+	Amounts []int64 // nil: every event counts 1
+	Dates   []int64 // the burst measure's Date: headers; 0 where unknown
+	Offset  int64   // forgiveness
+	Touched int64
+	Delete  bool // the key is forgotten
+}
+
+// Offense counts a key's blocks by a rule, for escalation.
+type Offense struct {
 	Rule  string
 	Key   string
-	Times []int64
+	Count int
+	Last  time.Time
 }
 
 // Position is how far an input has been read: the line after Line starts at
@@ -77,13 +91,15 @@ type Batch struct {
 	// Ends lifts blocks. Only the end is written, so that action statuses
 	// recorded meanwhile by SetActionStatus are kept.
 	Ends      []End
+	Offenses  []Offense
 	Positions []Position
 	Clock     time.Time // the pipeline's clock: the newest event time
 }
 
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
-	return len(b.Windows) == 0 && len(b.Blocks) == 0 && len(b.Ends) == 0 && len(b.Positions) == 0 && b.Clock.IsZero()
+	return len(b.Windows) == 0 && len(b.Blocks) == 0 && len(b.Ends) == 0 && len(b.Offenses) == 0 &&
+		len(b.Positions) == 0 && b.Clock.IsZero()
 }
 
 // Reset empties the batch for reuse.
@@ -92,6 +108,7 @@ func (b *Batch) Reset() {
 	b.Windows = b.Windows[:0]
 	b.Blocks = b.Blocks[:0]
 	b.Ends = b.Ends[:0]
+	b.Offenses = b.Offenses[:0]
 	b.Positions = b.Positions[:0]
 	b.Clock = time.Time{}
 }
@@ -100,6 +117,7 @@ func (b *Batch) Reset() {
 type Snapshot struct {
 	Windows   []Window
 	Blocks    []Block // those in force
+	Offenses  []Offense
 	Positions map[string]Position
 	Clock     time.Time
 	NextID    int64 // the first unused block ID
@@ -121,7 +139,8 @@ type Store interface {
 // state of `bombwatch replay` without --db.
 type Memory struct {
 	mu        sync.Mutex
-	windows   map[[2]string][]int64
+	windows   map[[2]string]Window
+	offenses  map[[2]string]Offense
 	blocks    map[int64]Block
 	positions map[string]Position
 	clock     time.Time
@@ -129,15 +148,18 @@ type Memory struct {
 
 // NewMemory returns an empty Memory store.
 func NewMemory() *Memory {
-	return &Memory{windows: map[[2]string][]int64{}, blocks: map[int64]Block{}, positions: map[string]Position{}}
+	return &Memory{windows: map[[2]string]Window{}, offenses: map[[2]string]Offense{}, blocks: map[int64]Block{}, positions: map[string]Position{}}
 }
 
 func (m *Memory) Load() (*Snapshot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := &Snapshot{Positions: maps.Clone(m.positions), Clock: m.clock, NextID: 1}
-	for k, t := range m.windows {
-		s.Windows = append(s.Windows, Window{Rule: k[0], Key: k[1], Times: t})
+	for _, w := range m.windows {
+		s.Windows = append(s.Windows, w)
+	}
+	for _, o := range m.offenses {
+		s.Offenses = append(s.Offenses, o)
 	}
 	for id, b := range m.blocks {
 		if b.Active() {
@@ -154,11 +176,15 @@ func (m *Memory) Commit(b *Batch) error {
 	defer m.mu.Unlock()
 	for _, w := range b.Windows {
 		k := [2]string{w.Rule, w.Key}
-		if w.Times == nil {
+		if w.Delete {
 			delete(m.windows, k)
 		} else {
-			m.windows[k] = slices.Clone(w.Times)
+			w.Times, w.Amounts, w.Dates = slices.Clone(w.Times), slices.Clone(w.Amounts), slices.Clone(w.Dates)
+			m.windows[k] = w
 		}
+	}
+	for _, o := range b.Offenses {
+		m.offenses[[2]string{o.Rule, o.Key}] = o
 	}
 	for _, bl := range b.Blocks {
 		bl.Actions = maps.Clone(bl.Actions)

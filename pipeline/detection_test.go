@@ -1,0 +1,374 @@
+package pipeline
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bombwatch/bombwatch/sqlite"
+)
+
+var base = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+
+// msg writes one Postfix message at the given offset from base.
+type msg struct {
+	at     time.Duration
+	sender string
+	ip     string
+	size   int
+	nrcpt  int
+	sasl   string
+	date   string // Date: header, when logged
+}
+
+var qidSerial int
+
+func postfixLines(ms ...msg) []string {
+	var out []string
+	for _, m := range ms {
+		qidSerial++
+		qid := fmt.Sprintf("QQ%08X", qidSerial)
+		ts := base.Add(m.at).Format(time.RFC3339Nano)
+		client := fmt.Sprintf("%s %s postfix/smtpd[1]: %s: client=c.example[%s]", ts, "mx", qid, m.ip)
+		if m.sasl != "" {
+			client += ", sasl_method=PLAIN, sasl_username=" + m.sasl
+		}
+		out = append(out, client)
+		if m.date != "" {
+			out = append(out, fmt.Sprintf("%s mx postfix/cleanup[2]: %s: info: header Date: %s from c.example[%s]; from=<%s> to=<r@example.org> proto=ESMTP helo=<x>", ts, qid, m.date, m.ip, m.sender))
+		}
+		size, nrcpt := max(m.size, 100), max(m.nrcpt, 1)
+		out = append(out, fmt.Sprintf("%s mx postfix/qmgr[3]: %s: from=<%s>, size=%d, nrcpt=%d (queue active)", ts, qid, m.sender, size, nrcpt))
+	}
+	return out
+}
+
+func every(n int, start, gap time.Duration, m msg) []msg {
+	var out []msg
+	for i := range n {
+		m.at = start + time.Duration(i)*gap
+		out = append(out, m)
+	}
+	return out
+}
+
+func summary(ds []Detection) []string {
+	var out []string
+	for _, d := range ds {
+		s := fmt.Sprintf("%s %s %s %s", d.Event, d.Rule, d.Key, d.Time.Sub(base))
+		if d.Event == "unblock" {
+			s += " " + d.Reason
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func checkSummary(t *testing.T, got []Detection, want ...string) {
+	t.Helper()
+	if s := summary(got); !slices.Equal(s, want) {
+		t.Errorf("detections\n%s\nwant\n%s", strings.Join(s, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestSMTPDoSDetector: threshold 5 in 10 s, expire 30 s, behind -10. The
+// 6th mail starts a block that covers ten mails, the 6th to the 15th; the
+// 16th passes; and a block never outlasts 30 s.
+func TestSMTPDoSDetector(t *testing.T) {
+	cfg := mustConfig(t, "rules:\n  - {name: dos, on: [accepted], key: client_ip, limit: 5, per: 10s, block: 30s, forgive: 10}\n")
+	m := msg{sender: "a@example.org", ip: "192.0.2.9"}
+	got, _ := replay(t, cfg, nil, nil, writeLog(t, postfixLines(every(16, 0, 500*time.Millisecond, m)...)...))
+	checkSummary(t, got,
+		"block dos 192.0.2.9 2.5s",            // the 6th mail
+		"unblock dos 192.0.2.9 7.5s forgiven", // the 16th passes
+	)
+
+	// Six mails, then silence: the block ends after 30 s, and the host is
+	// forgotten, as smtp-dos-detector's entry expires.
+	lines := postfixLines(every(6, 0, 500*time.Millisecond, m)...)
+	lines = append(lines, postfixLines(msg{at: time.Minute, sender: "other@example.org", ip: "198.51.100.1"})...)
+	lines = append(lines, postfixLines(every(5, 61*time.Second, 100*time.Millisecond, m)...)...)
+	got, _ = replay(t, cfg, nil, nil, writeLog(t, lines...))
+	checkSummary(t, got,
+		"block dos 192.0.2.9 2.5s",
+		"unblock dos 192.0.2.9 32.5s expired",
+	)
+}
+
+// TestQmailMonitor: more than 10 in 30 minutes blocks; when the count is
+// back at 10 the key is "accepted again" — released.
+func TestQmailMonitor(t *testing.T) {
+	cfg := mustConfig(t, "rules:\n  - {name: mon, on: [accepted], key: sender, limit: 10, per: 30m, block: 0, release: below}\n")
+	m := msg{sender: "list@example.org", ip: "192.0.2.10"}
+	lines := postfixLines(every(11, 0, time.Minute, m)...) // 0..10 min
+	lines = append(lines, postfixLines(msg{at: time.Hour, sender: "x@example.com", ip: "198.51.100.2"})...)
+	got, _ := replay(t, cfg, nil, nil, writeLog(t, lines...))
+	checkSummary(t, got,
+		"block mon list@example.org 10m0s",
+		"unblock mon list@example.org 30m0s released", // the first mail leaves the window
+	)
+
+	// More mail while blocked pushes the release later: 11 more, one a
+	// minute, keep it over until 10 minutes after the last.
+	lines = postfixLines(every(22, 0, time.Minute, m)...)
+	lines = append(lines, postfixLines(msg{at: 2 * time.Hour, sender: "x@example.com", ip: "198.51.100.2"})...)
+	got, _ = replay(t, cfg, nil, nil, writeLog(t, lines...))
+	checkSummary(t, got,
+		"block mon list@example.org 10m0s",
+		"unblock mon list@example.org 41m0s released", // mails 11..21 (min 11..21): the 11th leaves at 41 min
+	)
+}
+
+// TestFMLBurst: mails at 0, 2.5, 5, 7.5 and 10 s give E{t} ≈ 0.833 at the
+// fifth; with hard 0.8 that is a bomb, and the detection shows the score.
+func TestFMLBurst(t *testing.T) {
+	cfg := mustConfig(t, "rules:\n  - {name: fml, on: [accepted], key: sender, measure: burst, soft: 0.5, hard: 0.8}\n")
+	m := msg{sender: "burst@example.org", ip: "192.0.2.11"}
+	got, _ := replay(t, cfg, nil, nil, writeLog(t, postfixLines(every(5, 0, 2500*time.Millisecond, m)...)...))
+	checkSummary(t, got, "block fml burst@example.org 10s")
+	if len(got) == 1 && (math.Abs(got[0].Value-0.8333) > 0.001 || got[0].Limit != 0.8 || got[0].Window != "1h0m0s") {
+		t.Errorf("detection %+v", got[0])
+	}
+	// Mails trickling in slowly but written back to back (their Date:
+	// headers a second apart): E{d} > E{t} and > soft.
+	var ms []msg
+	for i := range 4 {
+		ms = append(ms, msg{at: time.Duration(i) * 10 * time.Minute, sender: "late@example.org", ip: "192.0.2.12",
+			date: base.Add(time.Duration(i) * time.Second).Format("Mon, 2 Jan 2006 15:04:05 -0700")})
+	}
+	got, _ = replay(t, cfg, nil, nil, writeLog(t, postfixLines(ms...)...))
+	checkSummary(t, got, "block fml late@example.org 20m0s")
+	if len(got) == 1 && got[0].Limit != 0.5 {
+		t.Errorf("decided by soft: %+v", got[0])
+	}
+}
+
+// TestMoxMasks: several client_net rules give mox's /32, /26, /21 (IPv4)
+// and /64, /48, /32 (IPv6) masks.
+func TestMoxMasks(t *testing.T) {
+	cfg := mustConfig(t, `
+rules:
+  - {name: m1, on: [accepted], key: client_net, prefix: {ipv4: 32, ipv6: 64}, limit: 2, per: 1m}
+  - {name: m2, on: [accepted], key: client_net, prefix: {ipv4: 26, ipv6: 48}, limit: 2, per: 1m}
+  - {name: m3, on: [accepted], key: client_net, prefix: {ipv4: 21, ipv6: 32}, limit: 2, per: 1m}
+`)
+	var ms []msg
+	for i, ip := range []string{"203.0.113.1", "203.0.113.1", "203.0.113.1", "203.0.113.62", "203.0.112.200",
+		"2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2::3", "2001:db8:1:9::1", "2001:db8:77::1"} {
+		ms = append(ms, msg{at: time.Duration(i) * time.Second, sender: fmt.Sprintf("s%d@example.org", i), ip: ip})
+	}
+	got, _ := replay(t, cfg, nil, nil, writeLog(t, postfixLines(ms...)...))
+	want := map[string]bool{
+		"m1 203.0.113.1/32": true, "m2 203.0.113.0/26": true, "m3 203.0.112.0/21": true,
+		"m1 2001:db8:1:2::/64": true, "m2 2001:db8:1::/48": true, "m3 2001:db8::/32": true,
+	}
+	if keys := blockedKeys(got); !mapsEqual(keys, want) {
+		t.Errorf("blocked %v\nwant    %v", sortedKeys(keys), sortedKeys(want))
+	}
+}
+
+func TestMeasures(t *testing.T) {
+	cfg := mustConfig(t, `
+rules:
+  - {name: bytes, on: [accepted], key: sender, measure: bytes, limit: 10000, per: 1m}
+  - {name: rcpts, on: [accepted], key: client_ip, measure: recipients, limit: 10, per: 1m}
+  - {name: two, on: [accepted], key: sasl_user, windows: [{limit: 3, per: 10s}, {limit: 5, per: 1h}]}
+`)
+	var ms []msg
+	ms = append(ms, every(4, 0, time.Second, msg{sender: "big@example.org", ip: "192.0.2.20", size: 3000})...)
+	ms = append(ms, every(3, 10*time.Second, time.Second, msg{sender: "x@example.org", ip: "192.0.2.21", nrcpt: 4})...)
+	ms = append(ms, every(6, 20*time.Second, time.Minute, msg{sender: "y@example.org", ip: "192.0.2.22", sasl: "slow"})...)
+	got, _ := replay(t, cfg, nil, nil, writeLog(t, postfixLines(ms...)...))
+	checkSummary(t, got,
+		"block bytes big@example.org 3s", // 4 × 3000 > 10000
+		"block rcpts 192.0.2.21 12s",     // 3 × 4 > 10
+		"block two slow 5m20s",           // the 6th within the hour
+	)
+	if len(got) == 3 && (got[0].Value != 12000 || got[1].Value != 12 || got[2].Value != 6 || got[2].Window != "1h0m0s" || got[2].Limit != 5) {
+		t.Errorf("values: %+v", got)
+	}
+}
+
+func TestEscalate(t *testing.T) {
+	cfg := mustConfig(t, "rules:\n  - {name: esc, on: [accepted], key: sender, limit: 2, per: 1m, block: 1h, escalate: {factor: 2, max: 1w}}\n")
+	m := msg{sender: "again@example.org", ip: "192.0.2.30"}
+	var ms []msg
+	for _, start := range []time.Duration{0, 2 * time.Hour, 5 * time.Hour, 5*time.Hour + 8*24*time.Hour} {
+		ms = append(ms, every(3, start, time.Second, m)...)
+	}
+	ms = append(ms, msg{at: 20 * 24 * time.Hour, sender: "z@example.org", ip: "198.51.100.3"})
+	lines := postfixLines(ms...)
+	got, _ := replay(t, cfg, nil, nil, writeLog(t, lines...))
+	var lengths []string
+	for _, d := range got {
+		if d.Event == "block" {
+			lengths = append(lengths, d.Until.Sub(d.Time).String())
+		}
+	}
+	// 1h, then 2h, then 4h; a week clean starts again at 1h.
+	if want := []string{"1h0m0s", "2h0m0s", "4h0m0s", "1h0m0s"}; !slices.Equal(lengths, want) {
+		t.Errorf("block lengths %v, want %v", lengths, want)
+	}
+
+	// Remembered in SQLite: the same in two halves.
+	dir := t.TempDir()
+	db := filepath.Join(dir, "state.db")
+	log := filepath.Join(dir, "mail.log")
+	half := len(postfixLines(every(6, 0, time.Second, m)...))
+	for _, part := range [][]string{lines[:half], lines[half:]} {
+		f, _ := os.OpenFile(log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		f.WriteString(strings.Join(part, "\n") + "\n")
+		f.Close()
+		os.Chtimes(log, ref, ref)
+		s, err := sqlite.Open(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		more, _ := replay(t, cfg, s, nil, log)
+		s.Close()
+		for _, d := range more {
+			if d.Event == "block" {
+				lengths = append(lengths, d.Until.Sub(d.Time).String())
+			}
+		}
+	}
+	if want := []string{"1h0m0s", "2h0m0s", "4h0m0s", "1h0m0s"}; !slices.Equal(lengths[4:], want) {
+		t.Errorf("block lengths over a restart %v, want %v", lengths[4:], want)
+	}
+}
+
+// TestIgnoreKeys: "uid:N" and "<>" keep a uid or the null sender from being
+// a key, without dropping the event for the other rules.
+func TestIgnoreKeys(t *testing.T) {
+	cfg := mustConfig(t, `
+ignore: ["<>", "uid:7791"]
+rules:
+  - {name: s, on: [accepted], key: sender, limit: 2, per: 1m}
+  - {name: u, on: [accepted], key: uid, limit: 2, per: 1m}
+  - {name: c, on: [accepted], key: client_ip, limit: 2, per: 1m}
+`)
+	var lines []string
+	for i := range 3 {
+		ts := base.Add(time.Duration(i) * time.Second).Format(time.RFC3339)
+		lines = append(lines,
+			fmt.Sprintf("%s mx postfix/pickup[1]: UIDQ%05d: uid=7791 from=<qmaild>", ts, i),
+			fmt.Sprintf("%s mx postfix/qmgr[2]: UIDQ%05d: from=<smtp%d@example.org>, size=1, nrcpt=1 (queue active)", ts, i, i),
+			fmt.Sprintf("%s mx postfix/pickup[1]: UIDR%05d: uid=1000 from=<www>", ts, i),
+			fmt.Sprintf("%s mx postfix/qmgr[2]: UIDR%05d: from=<www%d@example.org>, size=1, nrcpt=1 (queue active)", ts, i, i))
+	}
+	lines = append(lines, postfixLines(every(3, 10*time.Second, time.Second, msg{sender: "", ip: "192.0.2.50"})...)...)
+	got, _ := replay(t, cfg, nil, nil, writeLog(t, lines...))
+	want := map[string]bool{"u 1000": true, "c 192.0.2.50": true}
+	if keys := blockedKeys(got); !mapsEqual(keys, want) {
+		t.Errorf("blocked %v, want %v", sortedKeys(keys), sortedKeys(want))
+	}
+}
+
+func TestSenderOptions(t *testing.T) {
+	cfg := mustConfig(t, `
+ignore: ["<>", "uid:7791"]
+rules:
+  - {name: s, on: [accepted], key: sender, limit: 3, per: 1m, strip_tag: true, strip_batv: true, decode_srs: true}
+  - {name: d, on: [accepted], key: sender_domain, limit: 3, per: 1m, decode_srs: true}
+`)
+	var ms []msg
+	for i, s := range []string{"bob+news@example.org", "prvs=1234abcdef=bob@example.org", "SRS0=HHH=TT=example.org=bob@fwd.example",
+		"SRS1=HHH=fwd.example==HHH=TT=example.org=bob@fwd2.example", "<>", "", ""} {
+		ms = append(ms, msg{at: time.Duration(i) * time.Second, sender: s, ip: "192.0.2.40"})
+	}
+	ms[4].sender = ""
+	got, _ := replay(t, cfg, nil, nil, writeLog(t, postfixLines(ms...)...))
+	want := map[string]bool{"s bob@example.org": true, "d example.org": true}
+	if keys := blockedKeys(got); !mapsEqual(keys, want) {
+		t.Errorf("blocked %v, want %v", sortedKeys(keys), sortedKeys(want))
+	}
+	for _, tt := range []struct{ in, want string }{
+		{"SRS0+HHH=TT=orig.example=user@fwd.example", "user@orig.example"},
+		{"srs0=HHH=TT=Orig.Example=a=b@fwd", "a=b@orig.example"},
+		{"SRS0=broken@fwd", "SRS0=broken@fwd"},
+		{"msprvs1=17abc=carol@example.com", "carol@example.com"},
+		{"prvs=@x", "prvs=@x"},
+	} {
+		if got := string(senderOptions{tag: true, batv: true, srs: true}.appendSender(nil, tt.in)); got != tt.want {
+			t.Errorf("%q → %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestSplitReplayIsExact replays a log with every kind of rule in two parts
+// at many split points, with SQLite between them: the detections are those
+// of one replay.
+func TestSplitReplayIsExact(t *testing.T) {
+	cfg := mustConfig(t, `
+ignore: [127.0.0.0/8]
+rules:
+  - {name: count, on: [accepted], key: sender, limit: 30, per: 1m, block: 10m}
+  - {name: release, on: [accepted], key: client_ip, limit: 60, per: 1m, block: 0, release: below}
+  - {name: forgive, on: [accepted], key: client_ip, limit: 20, per: 10s, block: 30s, forgive: 15}
+  - {name: bytes, on: [accepted], key: sender_domain, measure: bytes, limit: 200000, per: 1m, escalate: {factor: 2, max: 1d}, block: 5m}
+  - {name: burst, on: [accepted], key: sasl_user, measure: burst, soft: 0.2, hard: 0.35, expire: 10m}
+  - {name: two, on: [accepted], key: client_net, windows: [{limit: 40, per: 1m}, {limit: 150, per: 1h}]}
+`)
+	full := generate(t, "postfix", 30000, 21)
+	data, _ := os.ReadFile(full)
+	want, _ := replay(t, cfg, nil, nil, full)
+	if len(want) < 10 {
+		t.Fatalf("only %d detections in the whole replay", len(want))
+	}
+	for k := 1; k < 12; k++ {
+		cut := bytes_LastNewline(data, len(data)*k/12)
+		dir := t.TempDir()
+		log := filepath.Join(dir, "mail.log")
+		db := filepath.Join(dir, "state.db")
+		var got []Detection
+		for _, part := range [][]byte{data[:cut], data[cut:]} {
+			f, _ := os.OpenFile(log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+			f.Write(part)
+			f.Close()
+			os.Chtimes(log, ref, ref)
+			s, err := sqlite.Open(db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ds, _ := replay(t, cfg, s, nil, log)
+			s.Close()
+			got = append(got, ds...)
+		}
+		if g, w := summaryWithValues(got), summaryWithValues(want); !slices.Equal(g, w) {
+			t.Errorf("cut %d/12: %d detections, want %d\nfirst difference: %s", k, len(got), len(want), firstDiff(g, w))
+		}
+	}
+}
+
+func summaryWithValues(ds []Detection) []string {
+	var out []string
+	for _, d := range ds {
+		until := ""
+		if d.Until != nil {
+			until = d.Until.String()
+		}
+		out = append(out, fmt.Sprintf("%s %s %s %s %g %g %s %s", d.Event, d.Rule, d.Key, d.Time, d.Value, d.Limit, until, d.Reason))
+	}
+	return out
+}
+
+func firstDiff(a, b []string) string {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return fmt.Sprintf("#%d\n got %s\nwant %s", i, a[i], b[i])
+		}
+	}
+	return fmt.Sprintf("lengths %d and %d", len(a), len(b))
+}
+
+func bytes_LastNewline(b []byte, n int) int {
+	for n > 0 && b[n-1] != '\n' {
+		n--
+	}
+	return n
+}

@@ -1,0 +1,296 @@
+package window
+
+import (
+	"time"
+)
+
+// maxEntries bounds the events a key keeps when amounts are small next to
+// the limit (a bytes limit of 100 MB and 1 kB messages). Past it, the two
+// oldest entries are merged into one at the newer time: the sum stays
+// exact, and the merged amount leaves the window a little late, which can
+// only make a block start earlier or last longer, never miss one.
+const maxEntries = 1024
+
+// Window is an exact sliding-window sum per key. It is not safe for
+// concurrent use.
+type Window struct {
+	limit int64
+	per   time.Duration
+	keys  map[string]*series
+	dirty []string
+}
+
+// series is one key's newest events, oldest first from head.
+type series struct {
+	key     string // the map's key, so that marking it dirty costs nothing
+	times   []int64
+	amounts []int64 // nil while every amount is 1
+	head    int
+	sum     int64 // of the kept events
+	offset  int64 // forgiveness: added to the sum until the key is idle
+	touched int64 // the newest event, or when the key was forgiven
+	dirty   bool
+}
+
+// New returns a Window of length per for sums compared with limit.
+func New(limit int64, per time.Duration) *Window {
+	return &Window{limit: max(limit, 0), per: per, keys: make(map[string]*series)}
+}
+
+// Limit and Per return the parameters the Window was made with; Len the
+// number of keys it holds.
+func (w *Window) Limit() int64       { return w.limit }
+func (w *Window) Per() time.Duration { return w.per }
+func (w *Window) Len() int           { return len(w.keys) }
+
+// Add records an event of key at t with the given amount (1 for a count)
+// and returns the key's measure: the sum over (t-per, t], plus its
+// forgiveness offset. The measure is exact while it is at most the limit,
+// and when it first goes above it; above the limit it may be reported
+// lower than it is, but never at or under the limit.
+//
+// Events must come in time order per key. An event older than the key's
+// newest (a clock stepped back, or lines of two logs slightly out of order)
+// is counted at the key's newest time, so it is neither lost nor able to
+// shrink the window.
+func (w *Window) Add(key []byte, t time.Time, amount int64) int64 {
+	s := w.keys[string(key)]
+	if s == nil {
+		s = &series{key: string(key)}
+		w.keys[s.key] = s
+	}
+	now := max(t.UnixNano(), s.touched)
+	s.expire(now - int64(w.per))
+	s.touched = now
+	if amount > 0 {
+		s.push(now, amount)
+		s.trim(w.limit)
+	}
+	w.markDirty(s)
+	return s.sum + s.offset
+}
+
+// Value returns the key's measure at t without adding an event.
+func (w *Window) Value(key string, t time.Time) int64 {
+	s := w.keys[key]
+	if s == nil {
+		return 0
+	}
+	since := t.UnixNano() - int64(w.per)
+	sum := s.sum
+	for i := s.head; i < len(s.times) && s.times[i] <= since; i++ {
+		sum -= s.amount(i)
+	}
+	if sum == 0 && s.touched <= since {
+		return 0 // idle: the offset has lapsed
+	}
+	return sum + s.offset
+}
+
+// Below returns when the key's measure falls to the limit or under if no
+// further event comes: the end of a block that lifts when the key is
+// "accepted again". It returns false when the measure is not above it.
+func (w *Window) Below(key string) (time.Time, bool) {
+	s := w.keys[key]
+	if s == nil || s.sum+s.offset <= w.limit {
+		return time.Time{}, false
+	}
+	// Dropping events oldest first, find the one whose leaving brings the
+	// measure down to the limit: at its time plus per.
+	sum := s.sum + s.offset
+	for i := s.head; i < len(s.times); i++ {
+		sum -= s.amount(i)
+		if sum <= w.limit {
+			return time.Unix(0, s.times[i]+int64(w.per)), true
+		}
+	}
+	return time.Time{}, false // the offset alone keeps it above: cannot be
+}
+
+// Forgive clears the key's events and sets its measure to -n at t, from
+// which the next events count up: smtp-dos-detector's behind counter. The
+// offset lapses when the key is idle for a whole window.
+func (w *Window) Forgive(key string, n int64, t time.Time) {
+	s := w.keys[key]
+	if s == nil {
+		s = &series{key: key}
+		w.keys[key] = s
+	}
+	s.times, s.amounts, s.head, s.sum = s.times[:0], nil, 0, 0
+	s.offset = -n
+	s.touched = max(s.touched, t.UnixNano())
+	w.markDirty(s)
+}
+
+func (w *Window) markDirty(s *series) {
+	if !s.dirty {
+		s.dirty = true
+		w.dirty = append(w.dirty, s.key)
+	}
+}
+
+func (s *series) len() int { return len(s.times) - s.head }
+
+func (s *series) amount(i int) int64 {
+	if s.amounts == nil {
+		return 1
+	}
+	return s.amounts[i]
+}
+
+func (s *series) push(t, amount int64) {
+	if amount != 1 && s.amounts == nil {
+		s.amounts = make([]int64, len(s.times), cap(s.times))
+		for i := range s.amounts {
+			s.amounts[i] = 1
+		}
+	}
+	s.times = append(s.times, t)
+	if s.amounts != nil {
+		s.amounts = append(s.amounts, amount)
+	}
+	s.sum += amount
+}
+
+// expire drops the events at or before since; an idle key's offset lapses.
+func (s *series) expire(since int64) {
+	for s.head < len(s.times) && s.times[s.head] <= since {
+		s.sum -= s.amount(s.head)
+		s.head++
+	}
+	if s.head == len(s.times) {
+		s.times, s.head, s.sum = s.times[:0], 0, 0
+		if s.amounts != nil {
+			s.amounts = s.amounts[:0]
+		}
+		if s.touched <= since {
+			s.offset = 0
+		}
+	}
+	s.compact()
+}
+
+// trim drops the oldest events that are not needed: while the newer ones
+// alone are above the limit, the oldest can only add to a sum already
+// known to be above it, and leave the window before them.
+func (s *series) trim(limit int64) {
+	for s.len() > 1 && s.sum-s.amount(s.head)+s.offset > limit {
+		s.sum -= s.amount(s.head)
+		s.head++
+	}
+	if s.len() > maxEntries {
+		// Merge the two oldest, at the newer's time.
+		s.amounts = s.amountsOrOnes()
+		s.amounts[s.head+1] += s.amounts[s.head]
+		s.head++
+	}
+	s.compact()
+}
+
+func (s *series) amountsOrOnes() []int64 {
+	if s.amounts == nil {
+		s.amounts = make([]int64, len(s.times), cap(s.times))
+		for i := range s.amounts {
+			s.amounts[i] = 1
+		}
+	}
+	return s.amounts
+}
+
+// compact moves the kept events to the front when the dropped ones fill
+// half the slice, so that memory follows what is kept.
+func (s *series) compact() {
+	if s.head == 0 || s.head < len(s.times)/2 {
+		return
+	}
+	n := copy(s.times, s.times[s.head:])
+	s.times = s.times[:n]
+	if s.amounts != nil {
+		copy(s.amounts, s.amounts[s.head:])
+		s.amounts = s.amounts[:n]
+	}
+	s.head = 0
+}
+
+// Expire forgets the keys with no event in (t-per, t]: their measure is 0
+// whether remembered or not. It keeps memory bounded by the keys active in
+// one window, however many keys were ever seen.
+func (w *Window) Expire(t time.Time) {
+	since := t.UnixNano() - int64(w.per)
+	for key, s := range w.keys {
+		if s.touched <= since {
+			delete(w.keys, key)
+			if !s.dirty { // else it is on the dirty list already
+				w.dirty = append(w.dirty, key)
+			}
+		}
+	}
+}
+
+// Reset forgets a key.
+func (w *Window) Reset(key string) {
+	if s, ok := w.keys[key]; ok {
+		delete(w.keys, key)
+		if !s.dirty {
+			w.dirty = append(w.dirty, key)
+		}
+	}
+}
+
+// State is a key's saved window: times in Unix nanoseconds, oldest first;
+// amounts (nil when all are 1); the forgiveness offset and when the key was
+// last touched. The zero State is a forgotten key.
+type State struct {
+	Times   []int64
+	Amounts []int64
+	Offset  int64
+	Touched int64
+}
+
+// Empty reports whether the State is a forgotten key.
+func (st State) Empty() bool { return len(st.Times) == 0 && st.Offset == 0 }
+
+// Restore sets a key's window as saved by Flush, keeping what the current
+// limit needs.
+func (w *Window) Restore(key string, st State) {
+	if st.Empty() {
+		return
+	}
+	s := &series{key: key, offset: st.Offset, touched: st.Touched}
+	for i, t := range st.Times {
+		a := int64(1)
+		if st.Amounts != nil && i < len(st.Amounts) {
+			a = st.Amounts[i]
+		}
+		if n := len(s.times); n > 0 && t < s.times[n-1] {
+			t = s.times[n-1]
+		}
+		s.push(t, a)
+		s.touched = max(s.touched, t)
+	}
+	s.trim(w.limit)
+	w.keys[key] = s
+}
+
+// Flush calls save for every key changed since the last Flush, with its
+// state, or with an empty State for a key forgotten. The slices are only
+// valid during the call.
+func (w *Window) Flush(save func(key string, st State)) {
+	for _, key := range w.dirty {
+		s := w.keys[key]
+		if s == nil {
+			save(key, State{})
+			continue
+		}
+		if !s.dirty {
+			continue // already saved in this flush
+		}
+		s.dirty = false
+		st := State{Times: s.times[s.head:], Offset: s.offset, Touched: s.touched}
+		if s.amounts != nil {
+			st.Amounts = s.amounts[s.head:]
+		}
+		save(key, st)
+	}
+	w.dirty = w.dirty[:0]
+}

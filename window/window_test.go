@@ -1,0 +1,338 @@
+package window
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+
+func at(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+
+func key(s string) []byte { return []byte(s) }
+
+func TestCount(t *testing.T) {
+	tests := []struct {
+		name  string
+		limit int64
+		per   time.Duration
+		times []float64 // seconds after t0, one key
+		want  []int64   // measure after each Add; above the limit, at least limit+1
+	}{
+		{"under the limit", 3, time.Minute, []float64{0, 10, 20}, []int64{1, 2, 3}},
+		{"crossing", 3, time.Minute, []float64{0, 10, 20, 30}, []int64{1, 2, 3, 4}},
+		{"kept at limit+1", 2, time.Minute, []float64{0, 1, 2, 3, 4}, []int64{1, 2, 3, 3, 3}},
+		// The window is (t-per, t]: an event exactly per ago is outside.
+		{"edge is outside", 2, time.Minute, []float64{0, 30, 60}, []int64{1, 2, 2}},
+		{"just inside", 2, time.Minute, []float64{0, 30, 59.999}, []int64{1, 2, 3}},
+		// A fixed window at the minute would reset at 60 s and miss this.
+		{"across a boundary", 3, time.Minute, []float64{50, 55, 58, 61}, []int64{1, 2, 3, 4}},
+		{"slides out", 2, time.Minute, []float64{0, 1, 2, 61.5, 62.5}, []int64{1, 2, 3, 2, 2}},
+		// A clock stepped back counts the event at the newest time.
+		{"backwards", 5, time.Minute, []float64{100, 50, 159}, []int64{1, 2, 3}},
+		{"limit zero", 0, time.Minute, []float64{0, 1}, []int64{1, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := New(tt.limit, tt.per)
+			for i, s := range tt.times {
+				if got := w.Add(key("k"), at(s), 1); got != tt.want[i] {
+					t.Errorf("Add #%d at %gs = %d, want %d", i, s, got, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+// bruteSum is the reference: the sum of amounts in (t-per, t].
+func bruteSum(times []time.Time, amounts []int64, t time.Time, per time.Duration) int64 {
+	var sum int64
+	for i, ti := range times {
+		if ti.After(t.Add(-per)) && !ti.After(t) {
+			sum += amounts[i]
+		}
+	}
+	return sum
+}
+
+// TestAgainstBruteForce drives windows with random traffic — counts and
+// amounts, bursts and gaps, several keys — and compares every answer with
+// a sum over all events.
+func TestAgainstBruteForce(t *testing.T) {
+	for seed := range uint64(40) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		limit := int64(1 + rng.IntN(20))
+		per := time.Duration(1+rng.IntN(120)) * time.Second
+		amounts := rng.IntN(2) == 1
+		if amounts {
+			limit *= 1000
+		}
+		w := New(limit, per)
+		type ev struct {
+			times   []time.Time
+			amounts []int64
+		}
+		hist := map[string]*ev{}
+		now := t0
+		for i := range 3000 {
+			now = now.Add(time.Duration(rng.ExpFloat64() * float64(per) / float64(1+rng.IntN(30))))
+			k := fmt.Sprint("k", rng.IntN(5))
+			a := int64(1)
+			if amounts {
+				a = 1 + rng.Int64N(limit/3)
+			}
+			h := hist[k]
+			if h == nil {
+				h = &ev{}
+				hist[k] = h
+			}
+			h.times = append(h.times, now)
+			h.amounts = append(h.amounts, a)
+			got := w.Add(key(k), now, a)
+			want := bruteSum(h.times, h.amounts, now, per)
+			if want <= limit && got != want || want > limit && got <= limit {
+				t.Fatalf("seed %d event %d: measure %d, brute force %d (limit %d)", seed, i, got, want, limit)
+			}
+			// Below: the measure at the time it names is at or under the
+			// limit, and just before it, above.
+			if when, ok := w.Below(k); ok {
+				if v := bruteSum(h.times, h.amounts, when, per); v > limit {
+					t.Fatalf("seed %d event %d: at Below %v the sum is %d > %d", seed, i, when, v, limit)
+				}
+				if v := bruteSum(h.times, h.amounts, when.Add(-time.Nanosecond), per); v <= limit {
+					t.Fatalf("seed %d event %d: just before Below the sum is %d <= %d", seed, i, v, limit)
+				}
+			} else if want > limit {
+				t.Fatalf("seed %d event %d: over the limit and no Below", seed, i)
+			}
+			if rng.IntN(200) == 0 {
+				w.Expire(now)
+			}
+			if v := w.Value(k, now); want <= limit && v != want {
+				t.Fatalf("seed %d event %d: Value %d, brute force %d", seed, i, v, want)
+			}
+		}
+	}
+}
+
+func TestMemoryIsBounded(t *testing.T) {
+	w := New(10, time.Minute)
+	for i := range 10000 {
+		w.Add(key("k"), at(float64(i)/100), 1)
+	}
+	if n := w.keys["k"].len(); n != 11 {
+		t.Errorf("kept %d events, want limit+1 = 11", n)
+	}
+	if c := cap(w.keys["k"].times); c > 64 {
+		t.Errorf("capacity %d for 11 events", c)
+	}
+	// Small amounts against a large limit: bounded by maxEntries.
+	b := New(1<<40, time.Hour)
+	for i := range 10 * maxEntries {
+		b.Add(key("k"), at(float64(i)/100), 1+int64(i%3))
+	}
+	if n := b.keys["k"].len(); n > maxEntries {
+		t.Errorf("kept %d entries, bound %d", n, maxEntries)
+	}
+	for i := range 1000 {
+		w.Add(key(fmt.Sprint("key", i)), at(200), 1)
+	}
+	w.Expire(at(259))
+	if w.Len() != 1000 {
+		t.Errorf("after Expire inside the window: %d keys, want 1000", w.Len())
+	}
+	w.Expire(at(260))
+	if w.Len() != 0 {
+		t.Errorf("after Expire past the window: %d keys, want 0", w.Len())
+	}
+}
+
+func TestBelow(t *testing.T) {
+	w := New(10, 30*time.Minute)
+	for i := range 11 {
+		w.Add(key("k"), at(float64(i*60)), 1)
+	}
+	// Over with 11 in 10 minutes: back to 10 when the first leaves.
+	when, ok := w.Below("k")
+	if !ok || !when.Equal(at(30*60)) {
+		t.Errorf("Below = %v, %v; want %v", when, ok, at(30*60))
+	}
+	if _, ok := New(10, time.Minute).Below("none"); ok {
+		t.Error("Below of an unknown key")
+	}
+}
+
+// TestForgive is smtp-dos-detector's behind counter: threshold 5 in 10 s,
+// behind 10. The 6th mail starts a block; the count restarts at -10, so
+// the 6th to the 15th are covered and the 16th brings it back to 0.
+func TestForgive(t *testing.T) {
+	w := New(5, 10*time.Second)
+	var got []int64
+	for i := 1; i <= 17; i++ {
+		v := w.Add(key("host"), at(float64(i)*0.1), 1)
+		if i == 6 {
+			w.Forgive("host", 10, at(float64(i)*0.1))
+			v = w.Value("host", at(float64(i)*0.1))
+		}
+		got = append(got, v)
+	}
+	want := []int64{1, 2, 3, 4, 5, -10, -9, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("measures %v\nwant     %v", got, want)
+	}
+	// The offset lapses when the key is idle for a window.
+	w.Forgive("host", 10, at(100))
+	if v := w.Value("host", at(105)); v != -10 {
+		t.Errorf("forgiven and idle 5 s: %d, want -10", v)
+	}
+	if v := w.Value("host", at(110)); v != 0 {
+		t.Errorf("forgiven and idle 10 s: %d, want 0", v)
+	}
+	if v := w.Add(key("host"), at(111), 1); v != 1 {
+		t.Errorf("after the offset lapsed: %d, want 1", v)
+	}
+}
+
+func TestFlushAndRestore(t *testing.T) {
+	w := New(3, time.Minute)
+	for _, s := range []float64{0, 1, 2, 3, 4} {
+		w.Add(key("a"), at(s), 1)
+	}
+	w.Add(key("b"), at(5), 1000)
+	w.Forgive("c", 4, at(5))
+	saved := map[string]State{}
+	w.Flush(func(k string, st State) {
+		saved[k] = State{Times: append([]int64(nil), st.Times...), Amounts: append([]int64(nil), st.Amounts...), Offset: st.Offset, Touched: st.Touched}
+	})
+	if len(saved) != 3 || len(saved["a"].Times) != 4 || saved["b"].Amounts[0] != 1000 || saved["c"].Offset != -4 {
+		t.Fatalf("flushed %+v", saved)
+	}
+	w.Flush(func(k string, _ State) { t.Errorf("second flush saved %q again", k) })
+
+	r := New(3, time.Minute)
+	for k, st := range saved {
+		r.Restore(k, st)
+	}
+	for _, k := range []string{"a", "b", "c"} {
+		if got, want := r.Add(key(k), at(10), 1), w.Add(key(k), at(10), 1); got != want {
+			t.Errorf("%s: restored window says %d, original %d", k, got, want)
+		}
+	}
+	w.Expire(at(200))
+	forgotten := 0
+	w.Flush(func(_ string, st State) {
+		if st.Empty() {
+			forgotten++
+		}
+	})
+	if forgotten != 3 {
+		t.Errorf("flush after expiry forgot %d keys, want 3", forgotten)
+	}
+}
+
+// TestFMLWorkedExample: mails at 0, 2.5, 5, 7.5 and 10 s give, at the
+// fifth, E{t} = 1/10 + 1/7.5 + 1/5 + 1/2.5.
+func TestFMLWorkedExample(t *testing.T) {
+	b := NewBurst(time.Hour)
+	var et float64
+	for _, s := range []float64{0, 2.5, 5, 7.5, 10} {
+		et, _, _ = b.Add(key("k"), at(s), time.Time{})
+	}
+	want := 1/10.0 + 1/7.5 + 1/5.0 + 1/2.5
+	if math.Abs(et-want) > 1e-9 || math.Abs(et-0.8333) > 0.001 {
+		t.Errorf("E{t} = %v, want %v", et, want)
+	}
+	if IsBomb(et, 0, false, 1, 3) {
+		t.Error("0.833 is no bomb with hard 3")
+	}
+}
+
+func TestBurstDates(t *testing.T) {
+	// Mails delivered slowly but written back to back (Date 1 s apart: the
+	// 3 s epsilon applies): E{d} outgrows E{t}.
+	b := NewBurst(time.Hour)
+	var et, ed float64
+	var has bool
+	for i := range 6 {
+		et, ed, has = b.Add(key("k"), at(float64(i*60)), at(float64(i)))
+	}
+	wantD := 1/5.0 + 1/4.0 + 3*(1/3.0) // gaps 5, 4, 3, 2, 1 s; under 3 s counts as 3
+	if !has || math.Abs(ed-wantD) > 1e-9 {
+		t.Errorf("E{d} = %v (%v), want %v", ed, has, wantD)
+	}
+	if !IsBomb(et, ed, has, 1.0, 3.0) {
+		t.Errorf("E{t} %v, E{d} %v: a bomb by soft", et, ed)
+	}
+	// Events older than expire drop out; so do keys.
+	b2 := NewBurst(time.Minute)
+	b2.Add(key("k"), at(0), time.Time{})
+	if et, _, _ := b2.Add(key("k"), at(61), time.Time{}); et != 0 {
+		t.Errorf("E{t} after expiry = %v", et)
+	}
+	b2.Expired(at(200))
+	if b2.Len() != 0 {
+		t.Errorf("keys after Expired: %d", b2.Len())
+	}
+	// Same-second events add 1 each.
+	b3 := NewBurst(time.Hour)
+	b3.Add(key("k"), at(0), time.Time{})
+	if et, _, _ := b3.Add(key("k"), at(0), time.Time{}); et != 1 {
+		t.Errorf("same-second E{t} = %v, want 1", et)
+	}
+}
+
+// The window answers whether a key sent more than 10 messages within any
+// minute.
+func Example() {
+	w := New(10, time.Minute)
+	start := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	for i := 0; i < 11; i++ {
+		if w.Add([]byte("bomber@example.com"), start.Add(time.Duration(i)*5*time.Second), 1) > 10 {
+			fmt.Println("over the limit at message", i+1)
+		}
+	}
+	// Output: over the limit at message 11
+}
+
+func BenchmarkAdd(b *testing.B) {
+	w := New(30, time.Minute)
+	keys := make([][]byte, 1000)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "sender%d@example.com", i)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		w.Add(keys[i%len(keys)], t0.Add(time.Duration(i)*time.Millisecond), 1)
+		if i%100000 == 0 {
+			w.Flush(func(string, State) {})
+		}
+	}
+}
+
+// BenchmarkMillionKeys sends events from 1M distinct keys through a window
+// and reports the memory per active key.
+func BenchmarkMillionKeys(b *testing.B) {
+	const n = 1 << 20
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "sender%d@example.com", i)
+	}
+	var before, after runtimeMem
+	before.read()
+	w := New(30, time.Hour)
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		w.Add(keys[i%n], t0.Add(time.Duration(i)*time.Microsecond), 1)
+		i++
+	}
+	b.StopTimer()
+	after.read()
+	b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "events/s")
+	if w.Len() > 0 {
+		b.ReportMetric(float64(after.heap-before.heap)/float64(w.Len()), "bytes/key")
+	}
+}

@@ -618,8 +618,8 @@ func (d *decoder) checkMeasure(c *Config, i int, f string, at func(string) *yaml
 	if r.Forgive < 0 {
 		d.errorf(at("forgive"), f+".forgive", "must not be negative")
 	}
-	if r.Forgive > 0 && (len(r.Windows) > 1 || r.Release != "") {
-		d.errorf(at("forgive"), f+".forgive", "works with one window and without release")
+	if r.Forgive > 0 && len(r.Windows) > 1 {
+		d.errorf(at("forgive"), f+".forgive", "works with one window")
 	}
 }
 

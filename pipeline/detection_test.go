@@ -100,6 +100,21 @@ func TestSMTPDoSDetector(t *testing.T) {
 	)
 }
 
+// TestForgiveAndRelease: with both, a block ends when the count is back at
+// 0, when the rate — not forgiven — is back under the limit, or by time,
+// whichever comes first.
+func TestForgiveAndRelease(t *testing.T) {
+	cfg := mustConfig(t, "rules:\n  - {name: fr, on: [accepted], key: client_ip, limit: 5, per: 10s, block: 1h, forgive: 10, release: below}\n")
+	m := msg{sender: "a@example.org", ip: "192.0.2.8"}
+	lines := postfixLines(every(6, 0, 500*time.Millisecond, m)...)
+	lines = append(lines, postfixLines(msg{at: time.Minute, sender: "b@example.org", ip: "198.51.100.9"})...)
+	got, _ := replay(t, cfg, nil, nil, writeLog(t, lines...))
+	checkSummary(t, got,
+		"block fr 192.0.2.8 2.5s",
+		"unblock fr 192.0.2.8 10s released", // the first mail leaves the 10 s window
+	)
+}
+
 // TestQmailMonitor: more than 10 in 30 minutes blocks; when the count is
 // back at 10 the key is "accepted again" — released.
 func TestQmailMonitor(t *testing.T) {
@@ -313,6 +328,7 @@ rules:
   - {name: bytes, on: [accepted], key: sender_domain, measure: bytes, limit: 200000, per: 1m, escalate: {factor: 2, max: 1d}, block: 5m}
   - {name: burst, on: [accepted], key: sasl_user, measure: burst, soft: 0.2, hard: 0.35, expire: 10m}
   - {name: two, on: [accepted], key: client_net, windows: [{limit: 40, per: 1m}, {limit: 150, per: 1h}]}
+  - {name: both, on: [accepted], key: client_net, prefix: {ipv4: 16, ipv6: 32}, limit: 50, per: 1m, block: 20m, forgive: 10, release: below}
 `)
 	full := generate(t, "postfix", 30000, 21)
 	data, _ := os.ReadFile(full)

@@ -131,6 +131,9 @@ func (p *Pipeline) measure(r *rule, key []byte, e *parsers.Event) {
 	if !ok {
 		return
 	}
+	if r.rate != nil {
+		r.rate.Add(key, e.Time, amount)
+	}
 	crossed := -1
 	var value int64
 	for i, w := range r.windows {
@@ -140,11 +143,9 @@ func (p *Pipeline) measure(r *rule, key []byte, e *parsers.Event) {
 	}
 	a := r.blocked[string(key)]
 	switch {
-	case a != nil && r.forgive > 0:
+	case a != nil && r.forgive > 0 && r.windows[0].Value(a.Key, e.Time) >= 0:
 		// The behind counter: the event that brings it back to 0 passes.
-		if r.windows[0].Value(a.Key, e.Time) >= 0 {
-			p.lift(a, e.Time, "forgiven")
-		}
+		p.lift(a, e.Time, "forgiven")
 	case a != nil && r.release:
 		p.scheduleRelease(a)
 	case a == nil && crossed >= 0:
@@ -197,7 +198,7 @@ func (p *Pipeline) Advance(t time.Time) {
 	}
 	for _, r := range p.rules {
 		if t.Sub(r.swept) >= r.longest {
-			for _, w := range r.windows {
+			for _, w := range r.stores() {
 				w.Expire(t)
 			}
 			if r.burst != nil {
@@ -287,7 +288,11 @@ func (p *Pipeline) schedule(a *active, at time.Time) {
 // and skipped.
 func (p *Pipeline) scheduleRelease(a *active) {
 	var at time.Time
-	for _, w := range a.rule.windows {
+	windows := a.rule.windows
+	if a.rule.rate != nil {
+		windows = []*window.Window{a.rule.rate}
+	}
+	for _, w := range windows {
 		if t, over := w.Below(a.Key); over && t.After(at) {
 			at = t
 		}
@@ -362,7 +367,7 @@ func (p *Pipeline) Commit(srcs []*Source) error {
 	p.events = 0
 	if p.opts.Store == nil {
 		for _, r := range p.rules {
-			for _, w := range r.windows {
+			for _, w := range r.stores() {
 				w.Flush(func(string, window.State) {})
 			}
 			if r.burst != nil {
@@ -374,8 +379,7 @@ func (p *Pipeline) Commit(srcs []*Source) error {
 		return nil
 	}
 	for _, r := range p.rules {
-		for i, w := range r.windows {
-			name := r.windowName(i)
+		for name, w := range r.stores() {
 			w.Flush(func(key string, st window.State) {
 				p.batch.Windows = append(p.batch.Windows, state.Window{Rule: name, Key: key, Delete: st.Empty(),
 					Times: slices.Clone(st.Times), Amounts: slices.Clone(st.Amounts), Offset: st.Offset, Touched: st.Touched})

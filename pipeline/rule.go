@@ -26,6 +26,9 @@ type rule struct {
 	bits4    int     // client_net prefix lengths
 	bits6    int
 	windows  []*window.Window // count, bytes, recipients
+	// rate is the window without forgiveness, for release: below on a
+	// forgiving rule: the count restarts at -forgive, the rate does not.
+	rate     *window.Window
 	burst    *window.Burst    // burst
 	soft     float64
 	hard     float64
@@ -54,6 +57,18 @@ func (r *rule) amount(e *parsers.Event) (int64, bool) {
 
 // windowName names a window of the rule in the store.
 func (r *rule) windowName(i int) string { return r.name + "/" + strconv.Itoa(i) }
+
+// stores lists the rule's windows with their names in the store.
+func (r *rule) stores() map[string]*window.Window {
+	m := make(map[string]*window.Window, len(r.windows)+1)
+	for i, w := range r.windows {
+		m[r.windowName(i)] = w
+	}
+	if r.rate != nil {
+		m[r.name+"/rate"] = r.rate
+	}
+	return m
+}
 
 // appendKey appends the event's key for the rule to buf. It reports false
 // when the event has no such key, or when the key is one that is never
@@ -223,6 +238,9 @@ func New(cfg *config.Config, opts Options) (*Pipeline, error) {
 			r.windows = append(r.windows, window.New(w.Limit, time.Duration(w.Per)))
 			r.longest = max(r.longest, time.Duration(w.Per))
 		}
+		if r.forgive > 0 && r.release {
+			r.rate = window.New(rc.Windows[0].Limit, time.Duration(rc.Windows[0].Per))
+		}
 		if rc.Prefix != nil {
 			r.bits4, r.bits6 = rc.Prefix.IPv4, rc.Prefix.IPv6
 		}
@@ -261,6 +279,12 @@ func (p *Pipeline) restore() error {
 		if which == "burst" {
 			if r.burst != nil {
 				r.burst.Restore(w.Key, w.Times, w.Dates)
+			}
+			continue
+		}
+		if which == "rate" {
+			if r.rate != nil {
+				r.rate.Restore(w.Key, window.State{Times: w.Times, Amounts: w.Amounts, Offset: w.Offset, Touched: w.Touched})
 			}
 			continue
 		}

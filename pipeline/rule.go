@@ -19,17 +19,17 @@ import (
 // rule is a config rule made ready to run: it turns events into keys and
 // measures them in its windows, or its burst score.
 type rule struct {
-	name     string
-	keyType  string
-	measure  string
-	kinds    [8]bool // by parsers.Kind
-	bits4    int     // client_net prefix lengths
-	bits6    int
-	windows  []*window.Window // count, bytes, recipients
+	name    string
+	keyType string
+	measure string
+	kinds   [8]bool // by parsers.Kind
+	bits4   int     // client_net prefix lengths
+	bits6   int
+	windows []*window.Window // count, bytes, recipients
 	// rate is the window without forgiveness, for release: below on a
 	// forgiving rule: the count restarts at -forgive, the rate does not.
 	rate     *window.Window
-	burst    *window.Burst    // burst
+	burst    *window.Burst // burst
 	soft     float64
 	hard     float64
 	block    time.Duration

@@ -11,7 +11,7 @@ FUZZ_TARGETS := FuzzPostfix FuzzSendmail FuzzQmail FuzzJournald
 
 export CGO_ENABLED := 1
 
-.PHONY: all build demo test vet fmt-check race fuzz-short fuzz bench samples clean
+.PHONY: all build demo test vet fmt-check race fuzz-short fuzz bench compare samples clean
 
 all: build
 
@@ -44,8 +44,30 @@ fuzz-short:
 fuzz:
 	$(MAKE) fuzz-short FUZZTIME=5m
 
-bench:
+# The Go benchmarks of each stage, then the whole pipeline on generated
+# logs of every format (bombwatch bench).
+bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	bin/bombwatch bench
+
+# bombwatch against fail2ban-regex on the same generated 1M-line Postfix
+# log, in one run: fail2ban is installed from Debian when missing.
+COMPARE_LINES ?= 1000000
+COMPARE_DIR   ?= /tmp/bombwatch-compare
+F2B_REGEX     := NOQUEUE: reject: RCPT from \S+\[<HOST>\]
+compare: build
+	@command -v fail2ban-regex >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fail2ban; }
+	@mkdir -p $(COMPARE_DIR)
+	bin/bombwatch generate --format postfix --lines $(COMPARE_LINES) --seed 1 > $(COMPARE_DIR)/mail.log
+	@rm -f $(COMPARE_DIR)/state.db*
+	@set -e; \
+	t0=$$(date +%s.%N); fail2ban-regex $(COMPARE_DIR)/mail.log '$(F2B_REGEX)' > $(COMPARE_DIR)/fail2ban.out; t1=$$(date +%s.%N); \
+	bin/bombwatch replay --db $(COMPARE_DIR)/state.db $(COMPARE_DIR)/mail.log > /dev/null 2> $(COMPARE_DIR)/bombwatch.out; t2=$$(date +%s.%N); \
+	grep -E '^Lines:' $(COMPARE_DIR)/fail2ban.out || true; \
+	awk -v f=$$t0 -v g=$$t1 -v b=$$t2 -v n=$(COMPARE_LINES) 'BEGIN { \
+		printf "fail2ban-regex:       %6.2f s  %10.0f lines/s\n", g-f, n/(g-f); \
+		printf "bombwatch replay --db: %5.2f s  %10.0f lines/s\n", b-g, n/(b-g); \
+		printf "bombwatch is %.0f times as fast\n", (g-f)/(b-g) }'
 
 # Remakes samples/ with the generator; TestSamplesAreGenerated keeps these
 # recipes and the files in step.

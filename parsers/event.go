@@ -49,7 +49,7 @@ type Event struct {
 	MTA        string
 	Kind       Kind
 	Host       string // the logging host
-	QueueID    string
+	QueueID    QID
 	Sender     string // "" is the null sender <> when HasSender is set
 	HasSender  bool
 	ClientIP   netip.Addr
@@ -67,6 +67,25 @@ type Event struct {
 	File string
 	Line int64
 }
+
+// QID is a queue ID, held in the event by value: a million messages cost
+// no allocation for their IDs. Queue IDs are at most 20 bytes (see
+// queueID); qmail's message numbers fit too.
+type QID struct {
+	n uint8
+	b [23]byte
+}
+
+// MakeQID returns the QID of b, truncated to what a QID holds.
+func MakeQID(b []byte) QID {
+	var q QID
+	q.n = uint8(copy(q.b[:], b))
+	return q
+}
+
+func (q QID) String() string { return string(q.b[:q.n]) }
+func (q QID) IsZero() bool   { return q.n == 0 }
+func (q *QID) bytes() []byte { return q.b[:q.n] }
 
 // Reset clears e for reuse, keeping no references to earlier strings' roles.
 func (e *Event) Reset() {
@@ -96,7 +115,10 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	b = append(b, e.Kind.String()...)
 	b = append(b, '"')
 	b = appendField(b, "host", e.Host)
-	b = appendField(b, "queue_id", e.QueueID)
+	if e.QueueID.n > 0 {
+		b = append(b, `,"queue_id":`...)
+		b = AppendJSONString(b, e.QueueID.String())
+	}
 	if e.HasSender {
 		b = append(b, `,"sender":`...)
 		b = AppendJSONString(b, e.Sender)

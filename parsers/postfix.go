@@ -44,7 +44,7 @@ const (
 )
 
 type postfixMessage struct {
-	qid        string // the table's key, for the event
+	qid        QID
 	seen       time.Time
 	clientIP   netip.Addr
 	clientHost string
@@ -65,32 +65,27 @@ type sessionKey struct {
 }
 
 type postfix struct {
-	clock    *clock
-	file     string
-	h        header
-	ev       Event
-	host     interner
-	strs     strtab
-	queue    map[string]*postfixMessage
+	clock *clock
+	file  string
+	h     header
+	ev    Event
+	host  interner
+	strs  strtab
+	// The queue table: IDs to places in msgs, whose free places are
+	// reused, so that a message in steady state costs no allocation.
+	queue    map[QID]int32
+	msgs     []postfixMessage
+	free     []int32
 	sessions map[sessionKey]postfixSession
 }
 
 func newPostfix(o Options) Parser {
-	return &postfix{clock: newClock(o), file: o.File, queue: make(map[string]*postfixMessage),
+	return &postfix{clock: newClock(o), file: o.File, queue: make(map[QID]int32),
 		sessions: make(map[sessionKey]postfixSession)}
 }
 
-// postfixDaemons are the Postfix programs, as the last part of the syslog
-// name: "postfix/smtpd", "postfix-out/qmgr", "postfix/submission/smtpd".
-var postfixDaemons = []string{
-	"smtpd", "qmgr", "pickup", "cleanup", "smtp", "lmtp", "local", "virtual", "pipe",
-	"bounce", "postscreen", "dnsblog", "tlsproxy", "anvil", "master", "scache",
-	"trivial-rewrite", "error", "discard", "postsuper", "postdrop", "sendmail",
-	"verify", "flush", "showq", "proxymap", "tlsmgr", "qmqpd", "oqmgr", "spawn",
-	"postfix-script", "postlog", "postmap", "postqueue",
-}
-
-// postfixDaemon returns the daemon of a syslog name, and whether it is a
+// postfixDaemon returns the daemon of a syslog name — "postfix/smtpd",
+// "postfix-out/qmgr", "postfix/submission/smtpd" — and whether it is a
 // Postfix one. syslog_name is free, so a name such as "smtp-25/smtpd"
 // counts when its last part is a Postfix daemon.
 func postfixDaemon(program []byte) ([]byte, bool) {
@@ -99,10 +94,15 @@ func postfixDaemon(program []byte) ([]byte, bool) {
 		return nil, false
 	}
 	d := program[slash+1:]
-	for _, name := range postfixDaemons {
-		if string(d) == name {
-			return d, true
-		}
+	// A switch on the string compiles to a search, not 34 comparisons: it
+	// runs on every line.
+	switch string(d) {
+	case "smtpd", "qmgr", "pickup", "cleanup", "smtp", "lmtp", "local", "virtual", "pipe",
+		"bounce", "postscreen", "dnsblog", "tlsproxy", "anvil", "master", "scache",
+		"trivial-rewrite", "error", "discard", "postsuper", "postdrop", "sendmail",
+		"verify", "flush", "showq", "proxymap", "tlsmgr", "qmqpd", "oqmgr", "spawn",
+		"postfix-script", "postlog", "postmap", "postqueue":
+		return d, true
 	}
 	return nil, false
 }
@@ -197,7 +197,7 @@ func (p *postfix) queueLine(daemon string, qid, rest []byte, lineNo int64, emit 
 			return p.queued(qid, rest, lineNo, emit)
 		}
 		if string(rest) == "removed" {
-			delete(p.queue, string(qid))
+			p.remove(MakeQID(qid))
 			return true
 		}
 		return hasPrefix(rest, "skipped, still being delivered")
@@ -226,17 +226,53 @@ func cutAnyPrefix(b []byte, prefixes ...string) ([]byte, bool) {
 	return b, false
 }
 
-// message returns the queue entry of qid, making it when new.
+// message returns the queue entry of qid, making it when new. The pointer
+// is valid until the next call.
 func (p *postfix) message(qid []byte) *postfixMessage {
-	if m, ok := p.queue[string(qid)]; ok {
-		return m
+	key := MakeQID(qid)
+	if i, ok := p.queue[key]; ok {
+		return &p.msgs[i]
 	}
 	if len(p.queue) >= postfixQueueMax {
-		p.queue = pruneTable(p.queue, p.h.Time.Add(-postfixQueueAge), func(m *postfixMessage) time.Time { return m.seen })
+		p.pruneQueue()
 	}
-	m := &postfixMessage{qid: string(qid), seen: p.h.Time, uid: -1}
-	p.queue[m.qid] = m
-	return m
+	var i int32
+	if n := len(p.free); n > 0 {
+		i, p.free = p.free[n-1], p.free[:n-1]
+	} else {
+		p.msgs = append(p.msgs, postfixMessage{})
+		i = int32(len(p.msgs) - 1)
+	}
+	p.msgs[i] = postfixMessage{qid: key, seen: p.h.Time, uid: -1}
+	p.queue[key] = i
+	return &p.msgs[i]
+}
+
+func (p *postfix) remove(key QID) {
+	if i, ok := p.queue[key]; ok {
+		delete(p.queue, key)
+		p.msgs[i] = postfixMessage{}
+		p.free = append(p.free, i)
+	}
+}
+
+// pruneQueue drops entries older than postfixQueueAge; if that is not
+// enough, entries — whichever the map yields first — down to three
+// quarters of the table.
+func (p *postfix) pruneQueue() {
+	cutoff := p.h.Time.Add(-postfixQueueAge)
+	n := len(p.queue)
+	for k, i := range p.queue {
+		if p.msgs[i].seen.Before(cutoff) {
+			p.remove(k)
+		}
+	}
+	for k := range p.queue {
+		if len(p.queue) < n*postfixTableTrimTo/4 {
+			break
+		}
+		p.remove(k)
+	}
 }
 
 // pruneTable drops entries older than cutoff; if that is not enough, it
@@ -269,7 +305,7 @@ func (p *postfix) client(qid, v []byte) {
 	m.clientIP = ip
 	m.clientHost = p.strs.get(host)
 	if u, ok := field(v, "sasl_username"); ok {
-		m.saslUser = string(u)
+		m.saslUser = p.strs.get(u)
 	}
 }
 
@@ -355,9 +391,7 @@ func (p *postfix) reject(qid, rest []byte, lineNo int64, emit func(*Event)) bool
 		return false
 	}
 	e := p.event(Rejected, lineNo)
-	if qid != nil {
-		e.QueueID = string(qid)
-	}
+	e.QueueID = MakeQID(qid)
 	e.ClientIP, e.ClientHost = ip, string(host)
 	text := bytes.TrimLeft(rest[from+len(" from ")+len(client):], ": ")
 	env := text
@@ -376,7 +410,7 @@ func (p *postfix) reject(qid, rest []byte, lineNo int64, emit func(*Event)) bool
 		}
 		stage = stage[:indexByte(stage, ' ')]
 	}
-	e.Reason = reasonText([]byte(prefix), stage, text)
+	e.Reason = p.strs.reason([]byte(prefix), stage, text)
 	emit(e)
 	return true
 }
@@ -394,32 +428,6 @@ func envelopeSender(env []byte) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// reasonText joins the parts of a reason, bounded in length.
-func reasonText(parts ...[]byte) string {
-	n := 0
-	for _, p := range parts {
-		n += len(p) + 2
-	}
-	b := make([]byte, 0, min(n, maxReason))
-	for i, p := range parts {
-		if len(p) == 0 {
-			continue
-		}
-		if i > 0 && len(b) > 0 {
-			if i == 1 {
-				b = append(b, ' ')
-			} else {
-				b = append(b, ':', ' ')
-			}
-		}
-		b = append(b, p...)
-	}
-	if len(b) > maxReason {
-		b = b[:maxReason]
-	}
-	return string(b)
 }
 
 // afterFrom reads "... from host[ip]" at the end of a message or before
@@ -470,7 +478,7 @@ func (p *postfix) smtpd(msg []byte, lineNo int64, emit func(*Event)) bool {
 		}
 		e := p.event(Rejected, lineNo)
 		e.ClientIP, e.ClientHost = ip, string(host)
-		e.Reason = reasonText(msg[:bytes.Index(msg, []byte(" from "))])
+		e.Reason = p.strs.reason(msg[:bytes.Index(msg, []byte(" from "))])
 		emit(e)
 		return true
 	case hasPrefix(msg, "warning: "):
@@ -504,7 +512,7 @@ func (p *postfix) lost(msg []byte, lineNo int64, emit func(*Event)) bool {
 	if r, ok := cutPrefix(reason, "lost connection after "); ok {
 		reason = r // the stage alone: "AUTH", "DATA"
 	}
-	e.Reason = reasonText(reason)
+	e.Reason = p.strs.reason(reason)
 	if s, ok := p.sessions[p.sessionKey()]; ok && !p.h.Time.Before(s.start) {
 		e.Duration = p.h.Time.Sub(s.start)
 	}
@@ -567,7 +575,7 @@ func (p *postfix) warning(msg []byte, lineNo int64, emit func(*Event)) bool {
 			e.SASLUser = string(text[i+len(", sasl_username="):])
 			text = text[:i]
 		}
-		e.Reason = reasonText(bytes.TrimRight(text, ": "))
+		e.Reason = p.strs.reason(bytes.TrimRight(text, ": "))
 		{
 			key := p.sessionKey()
 			if s, ok := p.sessions[key]; ok {
@@ -587,7 +595,7 @@ func (p *postfix) warning(msg []byte, lineNo int64, emit func(*Event)) bool {
 		}
 		e := p.event(Rejected, lineNo)
 		e.ClientIP, e.ClientHost = ip, string(host)
-		e.Reason = reasonText(msg[:i+len(" limit exceeded")])
+		e.Reason = p.strs.reason(msg[:i+len(" limit exceeded")])
 		emit(e)
 		return true
 	}

@@ -3,6 +3,7 @@ package parsers
 import (
 	"bytes"
 	"net/netip"
+	"strconv"
 )
 
 func init() {
@@ -129,7 +130,7 @@ func (q *qmail) reject(ip netip.Addr, reason []byte, lineNo int64, emit func(*Ev
 	}
 	e := q.event(Rejected, lineNo)
 	e.ClientIP = ip
-	e.Reason = reasonText(reason)
+	e.Reason = q.strs.reason(reason)
 	emit(e)
 	return true
 }
@@ -220,7 +221,8 @@ func (q *qmail) info(rest []byte, lineNo int64, emit func(*Event)) bool {
 		}
 	}
 	e := q.event(Accepted, lineNo)
-	e.QueueID = itoa(id)
+	var digits [20]byte
+	e.QueueID = MakeQID(strconv.AppendInt(digits[:0], id, 10))
 	e.Sender = q.strs.sender(sender)
 	e.HasSender = true
 	e.Size = size

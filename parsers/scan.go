@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"strconv"
+	"sync"
 )
 
 // The helpers below read the fields of log messages with bytes functions:
@@ -104,11 +105,43 @@ func parseIP(b []byte) netip.Addr {
 	if len(b) == 0 || len(b) > 64 || indexByte(b, ':') < 0 {
 		return netip.Addr{}
 	}
+	// IPv6 goes through netip, which wants a string: a small table of the
+	// addresses seen keeps the conversion off the common path.
+	if a, ok := ipv6Cache.get(b); ok {
+		return a
+	}
 	a, err := netip.ParseAddr(string(b))
 	if err != nil {
 		return netip.Addr{}
 	}
-	return a.Unmap()
+	a = a.Unmap()
+	ipv6Cache.put(string(b), a)
+	return a
+}
+
+// ipv6Cache is per process, not per parser, and guarded: parsers of several
+// inputs run in their own goroutines in the daemon.
+var ipv6Cache = &addrTable{m: map[string]netip.Addr{}}
+
+type addrTable struct {
+	mu sync.Mutex
+	m  map[string]netip.Addr
+}
+
+func (t *addrTable) get(b []byte) (netip.Addr, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a, ok := t.m[string(b)]
+	return a, ok
+}
+
+func (t *addrTable) put(s string, a netip.Addr) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.m) >= strtabMax {
+		t.m = map[string]netip.Addr{}
+	}
+	t.m[s] = a
 }
 
 // parseIPv4 reads a dotted quad without the allocation of converting the
@@ -217,6 +250,31 @@ func (in *interner) get(b []byte) string {
 func lastIndex(b []byte, s string) int { return bytes.LastIndex(b, []byte(s)) }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// reason joins the parts of a reason — the first two with a space, the
+// rest with ": " — bounded in length, through the table: rejections and
+// failures repeat their text.
+func (t *strtab) reason(parts ...[]byte) string {
+	var buf [maxReason]byte
+	b := buf[:0]
+	for i, p := range parts {
+		if len(p) == 0 {
+			continue
+		}
+		if i > 0 && len(b) > 0 {
+			if i == 1 {
+				b = append(b, ' ')
+			} else {
+				b = append(b, ':', ' ')
+			}
+		}
+		b = append(b, p[:min(len(p), maxReason-len(b))]...)
+		if len(b) >= maxReason-2 {
+			break
+		}
+	}
+	return t.get(b)
+}
 
 // strtab returns one string for equal bytes, from a table of bounded size:
 // client names and senders repeat from line to line, and a lookup costs no

@@ -105,7 +105,7 @@ func (s *sendmail) parseMessage(h *header, lineNo int64, emit func(*Event)) bool
 			if j := bytes.Index(reason, []byte(" after ")); j >= 0 {
 				reason = reason[:j]
 			}
-			return s.client(Rejected, qid, v[:i], reasonText(reason), lineNo, emit)
+			return s.client(Rejected, qid, v[:i], s.strs.reason(reason), lineNo, emit)
 		}
 	case hasPrefix(rest, "lost input channel from "):
 		// "lost input channel from host [ip] to MTA after rcpt"
@@ -132,7 +132,7 @@ func (s *sendmail) parseMessage(h *header, lineNo int64, emit func(*Event)) bool
 		if bytes.Contains(text, []byte("command=AUTH,")) {
 			kind = AuthFailed
 		}
-		return s.client(kind, qid, rest[:i], reasonText(text), lineNo, emit)
+		return s.client(kind, qid, rest[:i], s.strs.reason(text), lineNo, emit)
 	}
 	// "host [ip] did not issue MAIL/EXPN/VRFY/ETRN during connection to MTA"
 	if i := bytes.Index(rest, []byte(" did not issue ")); i >= 0 {
@@ -140,7 +140,7 @@ func (s *sendmail) parseMessage(h *header, lineNo int64, emit func(*Event)) bool
 		if end < 0 {
 			end = len(rest) - i
 		}
-		return s.client(LostConnection, qid, rest[:i], reasonText(rest[i+1:i+end]), lineNo, emit)
+		return s.client(LostConnection, qid, rest[:i], s.strs.reason(rest[i+1:i+end]), lineNo, emit)
 	}
 	// "host [ip]: EXPN root [rejected]", "[ip]: vrfy info [rejected]"
 	if bytes.HasSuffix(rest, []byte(" [rejected]")) {
@@ -190,9 +190,7 @@ func (s *sendmail) event(kind Kind, qid []byte, lineNo int64) *Event {
 	e.MTA = "sendmail"
 	e.Kind = kind
 	e.Host = s.host.get(s.h.Host)
-	if qid != nil {
-		e.QueueID = string(qid)
-	}
+	e.QueueID = MakeQID(qid)
 	e.File = s.file
 	e.Line = lineNo
 	return e
@@ -278,7 +276,7 @@ func (s *sendmail) ruleset(qid, rest []byte, lineNo int64, emit func(*Event)) bo
 			}
 		}
 	}
-	e.Reason = reasonText(name, rest[rejectAt+len(", reject="):])
+	e.Reason = s.strs.reason(name, rest[rejectAt+len(", reject="):])
 	emit(e)
 	return true
 }
@@ -309,7 +307,7 @@ func (s *sendmail) authFailure(qid, rest []byte, lineNo int64, emit func(*Event)
 			text = text[:j+3+end]
 		}
 	}
-	e.Reason = reasonText(text)
+	e.Reason = s.strs.reason(text)
 	emit(e)
 	return true
 }

@@ -52,8 +52,10 @@ type Pipeline struct {
 	offenses  map[offenseKey]state.Offense
 	nextID    int64  // the next block's ID
 	keyBuf    []byte // the current event's key, reused
-	batch     state.Batch
-	events    int // since the last commit
+	batch     *state.Batch
+	spare     *state.Batch // the other batch, being committed or free
+	committed chan error   // the commit under way, if any
+	events    int          // since the last commit
 
 	// unsaved holds the blocks started since the last commit: action
 	// outcomes reported meanwhile are written on them, not to the store.
@@ -91,7 +93,7 @@ func (p *Pipeline) Process(srcs []*Source) error {
 		}
 		p.Event(src.pop()) // rule → window → block → action
 		if p.events++; p.events >= p.opts.CommitEvery {
-			if err := p.Commit(srcs); err != nil { // store
+			if err := p.commit(srcs, false); err != nil { // store
 				return err
 			}
 		}
@@ -362,8 +364,18 @@ func (p *Pipeline) record(id int64, action, status string) {
 }
 
 // Commit saves, in one transaction, the windows changed, the blocks started
-// and lifted, and how far each source has been read.
+// and lifted, and how far each source has been read, and waits until it is
+// saved.
 func (p *Pipeline) Commit(srcs []*Source) error {
+	return p.commit(srcs, true)
+}
+
+// commit saves the state. Unless wait is set, the transaction runs in the
+// background while the pipeline goes on with the next events, with one
+// commit under way at most: the next waits for it. A batch that starts a
+// block is saved before commit returns, so that an action's outcome always
+// finds its block in the store.
+func (p *Pipeline) commit(srcs []*Source, wait bool) error {
 	p.events = 0
 	if p.opts.Store == nil {
 		for _, r := range p.rules {
@@ -378,38 +390,75 @@ func (p *Pipeline) Commit(srcs []*Source) error {
 		p.batch.Reset()
 		return nil
 	}
+	b := p.batch
 	for _, r := range p.rules {
 		for name, w := range r.stores() {
 			w.Flush(func(key string, st window.State) {
-				p.batch.Windows = append(p.batch.Windows, state.Window{Rule: name, Key: key, Delete: st.Empty(),
+				b.Windows = append(b.Windows, state.Window{Rule: name, Key: key, Delete: st.Empty(),
 					Times: slices.Clone(st.Times), Amounts: slices.Clone(st.Amounts), Offset: st.Offset, Touched: st.Touched})
 			})
 		}
 		if r.burst != nil {
 			r.burst.Flush(func(key string, times, dates []int64) {
-				p.batch.Windows = append(p.batch.Windows, state.Window{Rule: r.name + "/burst", Key: key, Delete: times == nil,
+				b.Windows = append(b.Windows, state.Window{Rule: r.name + "/burst", Key: key, Delete: times == nil,
 					Times: slices.Clone(times), Dates: slices.Clone(dates)})
 			})
 		}
 	}
 	for _, s := range srcs {
 		if pos, ok := s.position(); ok {
-			p.batch.Positions = append(p.batch.Positions, pos)
+			b.Positions = append(b.Positions, pos)
 		}
 	}
-	p.batch.Clock = p.clock
-	// Held through the commit: an action finishing meanwhile must find its
-	// block either here or in the store.
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, b := range p.unsaved {
-		p.batch.Blocks = append(p.batch.Blocks, *b)
+	b.Clock = p.clock
+	if err := p.waitCommit(); err != nil {
+		return err
 	}
-	slices.SortFunc(p.batch.Blocks, func(a, b state.Block) int { return int(a.ID - b.ID) })
-	err := p.opts.Store.Commit(&p.batch)
-	clear(p.unsaved)
+	// The spare batch is free now: the next events fill it.
+	p.batch, p.spare = p.spare, p.batch
 	p.batch.Reset()
+
+	p.mu.Lock()
+	if len(p.unsaved) > 0 || wait {
+		// Held through the commit: an action finishing meanwhile must find
+		// its block either here or in the store.
+		defer p.mu.Unlock()
+		for _, blk := range p.unsaved {
+			b.Blocks = append(b.Blocks, *blk)
+		}
+		slices.SortFunc(b.Blocks, func(x, y state.Block) int { return int(x.ID - y.ID) })
+		clear(p.unsaved)
+		return p.opts.Store.Commit(b)
+	}
+	p.mu.Unlock()
+	p.committed = make(chan error, 1)
+	go func() { p.committed <- p.opts.Store.Commit(b) }()
+	return nil
+}
+
+// waitCommit waits for the commit under way, if any, and returns its
+// error.
+func (p *Pipeline) waitCommit() error {
+	if p.committed == nil {
+		return nil
+	}
+	err := <-p.committed
+	p.committed = nil
 	return err
+}
+
+// Keys is how many keys the rules' windows hold.
+func (p *Pipeline) Keys() int {
+	n := 0
+	for _, r := range p.rules {
+		for _, w := range r.stores() {
+			n += w.Len()
+		}
+		if r.burst != nil {
+			n += r.burst.Len()
+		}
+	}
+	return n
 }
 
 // Clock is the pipeline's time: the newest event time seen.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -208,6 +209,7 @@ func New(cfg *config.Config, opts Options) (*Pipeline, error) {
 		opts.CommitEvery = 16384
 	}
 	p := &Pipeline{opts: opts, byName: map[string]*rule{}, unsaved: map[int64]*state.Block{}, nextID: 1, log: opts.Logger,
+		batch: &state.Batch{}, spare: &state.Batch{},
 		offenses: map[offenseKey]state.Offense{}, inForce: map[int64]*active{}}
 	if p.log == nil {
 		p.log = slog.Default()
@@ -270,27 +272,36 @@ func (p *Pipeline) restore() error {
 		return err
 	}
 	p.clock, p.nextID, p.positions = snap.Clock, snap.NextID, snap.Positions
-	for _, w := range snap.Windows {
-		name, which, ok := strings.Cut(w.Rule, "/")
-		r := p.byName[name]
-		if !ok || r == nil {
-			continue // a rule no longer in the config
+	stores := map[string]*window.Window{}
+	for _, r := range p.rules {
+		maps.Copy(stores, r.stores())
+	}
+	// A store that can count its windows lets the maps be sized once.
+	if c, ok := p.opts.Store.(interface {
+		WindowCounts() (map[string]int, error)
+	}); ok {
+		if counts, err := c.WindowCounts(); err == nil {
+			for name, n := range counts {
+				if w := stores[name]; w != nil {
+					w.Reserve(n)
+				}
+			}
 		}
-		if which == "burst" {
-			if r.burst != nil {
+	}
+	err = p.opts.Store.Windows(func(w *state.Window) {
+		if win := stores[w.Rule]; win != nil {
+			win.Restore(w.Key, window.State{Times: w.Times, Amounts: w.Amounts, Offset: w.Offset, Touched: w.Touched})
+			return
+		}
+		if name, ok := strings.CutSuffix(w.Rule, "/burst"); ok {
+			if r := p.byName[name]; r != nil && r.burst != nil {
 				r.burst.Restore(w.Key, w.Times, w.Dates)
 			}
-			continue
 		}
-		if which == "rate" {
-			if r.rate != nil {
-				r.rate.Restore(w.Key, window.State{Times: w.Times, Amounts: w.Amounts, Offset: w.Offset, Touched: w.Touched})
-			}
-			continue
-		}
-		if i, err := strconv.Atoi(which); err == nil && i < len(r.windows) {
-			r.windows[i].Restore(w.Key, window.State{Times: w.Times, Amounts: w.Amounts, Offset: w.Offset, Touched: w.Touched})
-		}
+		// Anything else is a window of a rule no longer in the config.
+	})
+	if err != nil {
+		return err
 	}
 	for _, o := range snap.Offenses {
 		p.offenses[offenseKey{o.Rule, o.Key}] = o

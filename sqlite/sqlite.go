@@ -137,27 +137,7 @@ func (s *Store) Close() error { return s.db.Close() }
 // Load reads the whole state.
 func (s *Store) Load() (*state.Snapshot, error) {
 	snap := &state.Snapshot{Positions: map[string]state.Position{}, NextID: 1}
-	rows, err := s.db.Query(`SELECT rule, key, data FROM windows`)
-	if err != nil {
-		return nil, s.wrap("load windows", err)
-	}
-	for rows.Next() {
-		var w state.Window
-		var blob []byte
-		if err := rows.Scan(&w.Rule, &w.Key, &blob); err != nil {
-			rows.Close()
-			return nil, s.wrap("load windows", err)
-		}
-		if err = decodeWindow(blob, &w); err != nil {
-			rows.Close()
-			return nil, s.wrap("load window of "+w.Rule+" "+w.Key, err)
-		}
-		snap.Windows = append(snap.Windows, w)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, s.wrap("load windows", err)
-	}
+	var err error
 	if snap.Blocks, err = s.Blocks(true, time.Time{}); err != nil {
 		return nil, err
 	}
@@ -201,6 +181,53 @@ func (s *Store) Load() (*state.Snapshot, error) {
 		snap.Clock = time.Unix(0, clock.Int64).UTC()
 	}
 	return snap, nil
+}
+
+// WindowCounts says how many windows each rule's window has saved, so
+// that the maps holding them can be sized once instead of growing.
+func (s *Store) WindowCounts() (map[string]int, error) {
+	rows, err := s.db.Query(`SELECT rule, count(*) FROM windows GROUP BY rule`)
+	if err != nil {
+		return nil, s.wrap("count windows", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var rule string
+		var n int
+		if err := rows.Scan(&rule, &n); err != nil {
+			return nil, s.wrap("count windows", err)
+		}
+		out[rule] = n
+	}
+	return out, s.wrap("count windows", rows.Err())
+}
+
+// Windows streams the saved windows.
+func (s *Store) Windows(fn func(*state.Window)) error {
+	rows, err := s.db.Query(`SELECT rule, key, data FROM windows`)
+	if err != nil {
+		return s.wrap("load windows", err)
+	}
+	defer rows.Close()
+	var w state.Window
+	var rule string
+	var ruleBytes, blob sql.RawBytes
+	var key string
+	for rows.Next() {
+		if err := rows.Scan(&ruleBytes, &key, &blob); err != nil {
+			return s.wrap("load windows", err)
+		}
+		if string(ruleBytes) != rule { // rows come sorted by rule: one string each
+			rule = string(ruleBytes)
+		}
+		w = state.Window{Rule: rule, Key: key, Times: w.Times[:0]}
+		if err := decodeWindow(blob, &w); err != nil {
+			return s.wrap("load window of "+rule+" "+key, err)
+		}
+		fn(&w)
+	}
+	return s.wrap("load windows", rows.Err())
 }
 
 // Commit writes a batch in one transaction.
@@ -377,7 +404,7 @@ func decodeWindow(b []byte, w *state.Window) error {
 		return errCorrupt
 	}
 	b = b[k:]
-	w.Times = make([]int64, 0, n)
+	w.Times = w.Times[:0]
 	for i := uint64(0); i < n; i++ {
 		var v int64
 		if i == 0 {

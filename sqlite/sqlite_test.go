@@ -52,8 +52,14 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(snap.Windows) != 2 || !reflect.DeepEqual(snap.Windows[1], b.Windows[0]) || !reflect.DeepEqual(snap.Windows[0], b.Windows[2]) {
-		t.Errorf("windows = %+v", snap.Windows)
+	var windows []state.Window
+	err = s.Windows(func(w *state.Window) {
+		c := *w
+		c.Times = append([]int64(nil), w.Times...)
+		windows = append(windows, c)
+	})
+	if err != nil || len(windows) != 2 || !reflect.DeepEqual(windows[1], b.Windows[0]) || !reflect.DeepEqual(windows[0], b.Windows[2]) {
+		t.Errorf("windows = %+v, %v", windows, err)
 	}
 	if len(snap.Offenses) != 1 || snap.Offenses[0].Count != 2 || !snap.Offenses[0].Last.Equal(t0) {
 		t.Errorf("offenses = %+v", snap.Offenses)

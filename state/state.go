@@ -113,9 +113,10 @@ func (b *Batch) Reset() {
 	b.Clock = time.Time{}
 }
 
-// Snapshot is the whole state, as loaded at start.
+// Snapshot is the state loaded at start, but for the windows, which are
+// streamed (Store.Windows): a million of them in one slice would cost more
+// than reading them.
 type Snapshot struct {
-	Windows   []Window
 	Blocks    []Block // those in force
 	Offenses  []Offense
 	Positions map[string]Position
@@ -127,6 +128,9 @@ type Snapshot struct {
 // SetActionStatus may be called from others.
 type Store interface {
 	Load() (*Snapshot, error)
+	// Windows calls fn for every saved window; the Window and its slices
+	// are only valid during the call.
+	Windows(fn func(*Window)) error
 	Commit(*Batch) error
 	// SetActionStatus records the outcome of one action of a block.
 	SetActionStatus(blockID int64, action, status string) error
@@ -155,9 +159,6 @@ func (m *Memory) Load() (*Snapshot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := &Snapshot{Positions: maps.Clone(m.positions), Clock: m.clock, NextID: 1}
-	for _, w := range m.windows {
-		s.Windows = append(s.Windows, w)
-	}
 	for _, o := range m.offenses {
 		s.Offenses = append(s.Offenses, o)
 	}
@@ -169,6 +170,15 @@ func (m *Memory) Load() (*Snapshot, error) {
 	}
 	slices.SortFunc(s.Blocks, func(a, b Block) int { return int(a.ID - b.ID) })
 	return s, nil
+}
+
+func (m *Memory) Windows(fn func(*Window)) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, w := range m.windows {
+		fn(&w)
+	}
+	return nil
 }
 
 func (m *Memory) Commit(b *Batch) error {

@@ -212,6 +212,13 @@ func (s *series) compact() {
 	s.head = 0
 }
 
+// Reserve makes room for n keys, before restoring that many.
+func (w *Window) Reserve(n int) {
+	if len(w.keys) == 0 && n > 0 {
+		w.keys = make(map[string]*series, n)
+	}
+}
+
 // Expire forgets the keys with no event in (t-per, t]: their measure is 0
 // whether remembered or not. It keeps memory bounded by the keys active in
 // one window, however many keys were ever seen.

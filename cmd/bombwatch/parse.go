@@ -137,7 +137,7 @@ func writeEventText(w *bufio.Writer, e *parsers.Event) {
 		}
 	}
 	field("host", e.Host)
-	field("queue_id", e.QueueID)
+	field("queue_id", e.QueueID.String())
 	if e.HasSender {
 		s := e.Sender
 		if s == "" {

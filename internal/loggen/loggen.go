@@ -34,6 +34,13 @@ type Options struct {
 	// BombEvery is how many ordinary messages come between two sets of
 	// bombs (default 20000); the first set comes after 50 of them.
 	BombEvery int
+	// Gap is the mean time between ordinary messages (default 2 s).
+	Gap time.Duration
+	// Distinct gives every ordinary message a sender of its own, and
+	// Terse writes only the line that completes a message's event (qmgr's
+	// from=, sendmail's from=, qmail's info msg): what a state of a million
+	// keys is measured with. Neither plants bombs.
+	Distinct, Terse bool
 }
 
 // Formats are the formats Write knows.
@@ -95,15 +102,19 @@ func Write(w io.Writer, o Options) ([]Bomb, error) {
 	case "qmail":
 		g.write, g.noise = g.qmailMessage, g.qmailNoise
 	}
+	if o.Gap <= 0 {
+		o.Gap = 2 * time.Second
+		g.o.Gap = o.Gap
+	}
 	ordinary, set := 0, 0
 	for g.lines < o.Lines {
-		if ordinary == 50+set*o.BombEvery {
+		if !o.Distinct && !o.Terse && ordinary == 50+set*o.BombEvery {
 			g.bombs(set)
 			set++
 		}
 		g.ordinary()
 		ordinary++
-		if g.rng.IntN(6) == 0 {
+		if !o.Terse && g.rng.IntN(6) == 0 {
 			g.noise()
 		}
 	}
@@ -136,7 +147,11 @@ func (g *generator) advance(mean time.Duration) time.Time {
 func (g *generator) ordinary() {
 	i := g.rng.IntN(len(g.senders))
 	c := g.clients[i%len(g.clients)]
-	m := &message{t: g.advance(2 * time.Second), sender: g.senders[i], client: c, host: hostOf(c),
+	sender := g.senders[i]
+	if g.o.Distinct {
+		sender = fmt.Sprintf("unique%d@%s", g.serial, "many.example")
+	}
+	m := &message{t: g.advance(g.o.Gap), sender: sender, client: c, host: hostOf(c),
 		size: 800 + g.rng.IntN(60000), rcpts: g.recipients(1 + g.rng.IntN(3)), uid: -1}
 	if i%17 == 0 {
 		m.saslUser = fmt.Sprintf("user%d", i) // submission
@@ -234,6 +249,10 @@ func (g *generator) postfixMessage(m *message) {
 		service = "postfix/submission/smtpd"
 	}
 	client := clientName(m.host, m.client)
+	if g.o.Terse {
+		g.printf("%s mx1 postfix/qmgr[900]: %s: from=<%s>, size=%d, nrcpt=%d (queue active)\n", pfStamp(t), qid, m.sender, m.size, len(m.rcpts))
+		return
+	}
 	g.printf("%s mx1 %s[%d]: connect from %s\n", pfStamp(t), service, pid, client)
 	if m.saslUser != "" {
 		g.printf("%s mx1 %s[%d]: %s: client=%s, sasl_method=PLAIN, sasl_username=%s\n", step(), service, pid, qid, client, m.saslUser)
@@ -276,12 +295,15 @@ func (g *generator) sendmailMessage(m *message) {
 	if m.host != "" {
 		relay = m.host + " " + relay
 	}
-	if m.saslUser != "" {
+	if m.saslUser != "" && !g.o.Terse {
 		g.printf("%s mx1 sm-mta[%d]: %s: AUTH=server, relay=%s, authid=%s, mech=PLAIN, bits=0\n", smStamp(t), pid, qid, relay, m.saslUser)
 	}
 	t = t.Add(200 * time.Millisecond)
 	g.printf("%s mx1 sm-mta[%d]: %s: from=<%s>, size=%d, class=0, nrcpts=%d, msgid=<%d.%s>, proto=ESMTP, daemon=MTA, relay=%s\n",
 		smStamp(t), pid, qid, m.sender, m.size, len(m.rcpts), g.serial, m.sender, relay)
+	if g.o.Terse {
+		return
+	}
 	for _, r := range m.rcpts {
 		g.printf("%s mx1 sm-mta[%d]: %s: to=<%s>, delay=00:00:01, xdelay=00:00:01, mailer=esmtp, pri=120000, relay=mx.example.org. [192.0.2.25], dsn=2.0.0, stat=Sent (Ok)\n", smStamp(t), pid+1, qid, r)
 	}
@@ -313,8 +335,13 @@ func (g *generator) qmailMessage(m *message) {
 	if m.saslUser != "" {
 		uid = 1000 + g.serial%50
 	}
-	g.printf("%s new msg %d\n", taiStamp(t), id)
+	if !g.o.Terse {
+		g.printf("%s new msg %d\n", taiStamp(t), id)
+	}
 	g.printf("%s info msg %d: bytes %d from <%s> qp %d uid %d\n", taiStamp(t), id, m.size, m.sender, 20000+g.serial%30000, uid)
+	if g.o.Terse {
+		return
+	}
 	for i, r := range m.rcpts {
 		t = t.Add(3 * time.Millisecond)
 		g.printf("%s starting delivery %d: msg %d to remote %s\n", taiStamp(t), g.serial*4+i, id, r)

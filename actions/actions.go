@@ -69,6 +69,8 @@ type Executor struct {
 	Record func(blockID int64, action, status string)
 	// Concurrency bounds external actions running at once (default 4).
 	Concurrency int
+	// Failed, when set, is told the name of each action that failed.
+	Failed func(action string)
 
 	once sync.Once
 	sem  chan struct{}
@@ -110,6 +112,9 @@ func (x *Executor) finish(d Detection, a Action, err error) {
 	if err != nil {
 		x.logger().Error("action failed", "action", a.Name(), "event", d.Event, "rule", d.Rule, "key", d.Key, "err", err)
 		x.record(d, a.Name(), StatusFailed)
+		if x.Failed != nil {
+			x.Failed(a.Name())
+		}
 		return
 	}
 	x.record(d, a.Name(), StatusApplied)

@@ -26,6 +26,8 @@ type Config struct {
 	File     string         `yaml:"-"`
 	State    string         `yaml:"state"`
 	Timezone string         `yaml:"timezone,omitempty"`
+	Listen   string         `yaml:"listen,omitempty"` // Prometheus /metrics and /healthz
+	Log      Log            `yaml:"log"`
 	Inputs   []Input        `yaml:"inputs"`
 	Ignore   []string       `yaml:"ignore"`
 	Rules    []Rule         `yaml:"rules"`
@@ -35,10 +37,27 @@ type Config struct {
 	Location *time.Location `yaml:"-"`
 }
 
-// Input is one log to follow.
+// Log is how the daemon logs.
+type Log struct {
+	Format string `yaml:"format"` // text or json
+	Level  string `yaml:"level"`  // debug, info, warn, error
+}
+
+// Input is one log to follow: a file, a glob ("/var/log/mail*.log"), "-"
+// for standard input, or "journald".
 type Input struct {
 	Path   string `yaml:"path"`
 	Format string `yaml:"format"`
+	// Start is where a file seen for the first time is read from: its
+	// "end" (default: what is there already was not lived through) or its
+	// "beginning". A file that appears later is read from its beginning.
+	Start string `yaml:"start,omitempty"`
+	// Poll is how often the file is looked at when no change notice came
+	// (network filesystems send none): default 1s.
+	Poll Duration `yaml:"poll,omitempty"`
+	// Units and Identifiers filter a journald input.
+	Units       []string `yaml:"units,omitempty"`
+	Identifiers []string `yaml:"identifiers,omitempty"`
 }
 
 // Rule turns events into keys and decides when a key is over its limit.
@@ -360,16 +379,36 @@ func (d *decoder) boolean(n *yaml.Node, field string, dst *bool) {
 func (d *decoder) config(n *yaml.Node, c *Config) {
 	d.root = n
 	d.fields(n, "", map[string]func(string, *yaml.Node){
-		"state":    func(f string, v *yaml.Node) { d.str(v, f, &c.State) },
+		"state":  func(f string, v *yaml.Node) { d.str(v, f, &c.State) },
+		"listen": func(f string, v *yaml.Node) { d.str(v, f, &c.Listen) },
+		"log": func(f string, v *yaml.Node) {
+			d.fields(v, f, map[string]func(string, *yaml.Node){
+				"format": func(f string, v *yaml.Node) { d.str(v, f, &c.Log.Format) },
+				"level":  func(f string, v *yaml.Node) { d.str(v, f, &c.Log.Level) },
+			})
+		},
 		"timezone": func(f string, v *yaml.Node) { d.str(v, f, &c.Timezone) },
 		"ignore":   func(f string, v *yaml.Node) { d.strs(v, f, &c.Ignore) },
 		"inputs": func(f string, v *yaml.Node) {
 			d.list(v, f, func(f string, e *yaml.Node) {
-				in := Input{Format: "auto"}
+				in := Input{Format: "auto", Start: "end", Poll: Duration(time.Second)}
 				d.fields(e, f, map[string]func(string, *yaml.Node){
-					"path":   func(f string, v *yaml.Node) { d.str(v, f, &in.Path) },
-					"format": func(f string, v *yaml.Node) { d.str(v, f, &in.Format) },
+					"path":        func(f string, v *yaml.Node) { d.str(v, f, &in.Path) },
+					"format":      func(f string, v *yaml.Node) { d.str(v, f, &in.Format) },
+					"start":       func(f string, v *yaml.Node) { d.str(v, f, &in.Start) },
+					"poll":        func(f string, v *yaml.Node) { d.duration(v, f, &in.Poll) },
+					"units":       func(f string, v *yaml.Node) { d.strs(v, f, &in.Units) },
+					"identifiers": func(f string, v *yaml.Node) { d.strs(v, f, &in.Identifiers) },
 				})
+				if in.Start != "end" && in.Start != "beginning" {
+					d.errorf(e, f+".start", "%q is not end or beginning", in.Start)
+				}
+				if in.Poll <= 0 {
+					d.errorf(e, f+".poll", "must be positive")
+				}
+				if (len(in.Units) > 0 || len(in.Identifiers) > 0) && in.Path != "journald" {
+					d.errorf(e, f+".units", "units and identifiers apply to the journald input")
+				}
 				if in.Path == "" {
 					d.errorf(e, f+".path", "is required")
 				}
@@ -506,6 +545,18 @@ func (d *decoder) action(n *yaml.Node, path string) Act {
 
 // check validates what single fields cannot: references and names.
 func (d *decoder) check(c *Config) {
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		d.errorf(d.node("log"), "log.format", "%q is not text or json", c.Log.Format)
+	}
+	if !contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		d.errorf(d.node("log"), "log.level", "%q is not debug, info, warn or error", c.Log.Level)
+	}
 	if c.Timezone != "" {
 		loc, err := time.LoadLocation(c.Timezone)
 		if err != nil {

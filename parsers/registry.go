@@ -21,6 +21,9 @@ type Options struct {
 	// Classic syslog stamps have no year; the year is the latest that puts
 	// the stamp no later than a day after Reference.
 	Reference time.Time
+	// Now, when set, moves the reference with the wall clock: a daemon
+	// that runs past New Year gives January's lines the new year.
+	Now func() time.Time
 }
 
 // Parser reads the lines of one log, in order.

@@ -21,6 +21,7 @@ type header struct {
 type clock struct {
 	loc     *time.Location
 	ref     time.Time
+	now     func() time.Time
 	hourKey int // month<<16 | day<<8 | hour of the cached hour; 0: none
 	hour    time.Time
 }
@@ -35,7 +36,7 @@ func newClock(o Options) *clock {
 		// A fixed reference keeps a caller that forgot one deterministic.
 		ref = time.Date(2000, 1, 1, 0, 0, 0, 0, loc)
 	}
-	return &clock{loc: loc, ref: ref}
+	return &clock{loc: loc, ref: ref, now: o.Now}
 }
 
 // classic returns the time of a yearless stamp: the latest year that puts it
@@ -44,6 +45,9 @@ func newClock(o Options) *clock {
 func (c *clock) classic(month time.Month, day, hour, min, sec, nsec int) time.Time {
 	key := int(month)<<16 | day<<8 | hour
 	if key != c.hourKey {
+		if c.now != nil {
+			c.ref = c.now()
+		}
 		limit := c.ref.Add(24 * time.Hour)
 		y := c.ref.In(c.loc).Year() + 1
 		t := time.Date(y, month, day, hour, 0, 0, 0, c.loc)

@@ -370,6 +370,17 @@ func (p *Pipeline) Commit(srcs []*Source) error {
 	return p.commit(srcs, true)
 }
 
+// CommitPositions saves the state with the given input positions: the
+// daemon's, whose inputs are followed rather than read as Sources. Unless
+// wait is set, the transaction may run in the background (see commit).
+func (p *Pipeline) CommitPositions(pos []state.Position, wait bool) error {
+	p.batch.Positions = append(p.batch.Positions, pos...)
+	return p.commit(nil, wait)
+}
+
+// Close waits for a commit under way.
+func (p *Pipeline) Close() error { return p.waitCommit() }
+
 // commit saves the state. Unless wait is set, the transaction runs in the
 // background while the pipeline goes on with the next events, with one
 // commit under way at most: the next waits for it. A batch that starts a

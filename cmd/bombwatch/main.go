@@ -52,6 +52,7 @@ var commands []command
 
 func init() {
 	commands = []command{
+		{"run", "follow the configured logs, detect, act and lift blocks: the daemon", runRun},
 		{"replay", "run the pipeline over finished logs, with their own time", runReplay},
 		{"parse", "print the events found in logs, or --stats about them", runParse},
 		{"check", "validate a config and print it as it takes effect", runCheck},
@@ -245,7 +246,6 @@ func safeText(s string) string {
 // planned are the commands of the public interface that later versions
 // bring: they say so instead of "unknown command".
 var planned = map[string]string{
-	"run":    "the daemon that follows logs (use replay for finished logs)",
 	"report": "reports from the state database",
 	"bans":   "listing and changing blocks by hand",
 }

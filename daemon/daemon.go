@@ -1,0 +1,223 @@
+// Package daemon is `bombwatch run`: it follows the configured logs as they
+// are written, runs their events through the pipeline, lifts blocks on
+// time, and saves its state so that a restart — even after kill -9 — counts
+// every line exactly once.
+//
+// Each input reads and parses in a goroutine of its own and hands batches
+// of events, with the position after them, to the one goroutine that runs
+// the pipeline; that goroutine commits the windows, blocks and positions
+// together. SIGHUP reloads the config (a bad one is refused and the old one
+// kept); SIGTERM and SIGINT commit and return.
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/bombwatch/bombwatch/actions"
+	"github.com/bombwatch/bombwatch/config"
+	"github.com/bombwatch/bombwatch/parsers"
+	"github.com/bombwatch/bombwatch/pipeline"
+	"github.com/bombwatch/bombwatch/sqlite"
+	"github.com/bombwatch/bombwatch/state"
+)
+
+// Options are the daemon's dependencies.
+type Options struct {
+	// Load reads the config: at start and at each reload.
+	Load   func() (*config.Config, error)
+	Logger *slog.Logger
+	// Now is the wall clock, by which blocks are lifted when no line comes.
+	// Nil lifts blocks by the logs' own clock only, as replay does.
+	Now func() time.Time
+	// Reload delivers reload requests (SIGHUP).
+	Reload <-chan struct{}
+	// OnDetection, when set, receives every block and unblock.
+	OnDetection func(pipeline.Detection)
+	// Ready, when set, is closed once the inputs are followed.
+	Ready chan<- struct{}
+}
+
+// commitEvery bounds the time between commits while lines come in: what a
+// crash can cost to re-read, and how stale the state others read may be.
+const commitEvery = 200 * time.Millisecond
+
+// Run runs until ctx is done, then commits and returns nil. It returns an
+// error when the state cannot be opened or saved.
+func Run(ctx context.Context, o Options) error {
+	cfg, err := o.Load()
+	if err != nil {
+		return err
+	}
+	for {
+		next, err := runConfig(ctx, cfg, o)
+		if err != nil || next == nil {
+			return err
+		}
+		cfg = next
+	}
+}
+
+// runConfig runs one config until ctx is done (it returns nil, nil) or a
+// valid new config is loaded (it returns it, after committing).
+func runConfig(ctx context.Context, cfg *config.Config, o Options) (*config.Config, error) {
+	log := o.Logger
+	store, err := sqlite.Open(cfg.State)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	exec := &actions.Executor{Log: log, Act: true, Failed: func(action string) { metrics.actionFailures.WithLabelValues(action).Inc() }}
+	p, err := pipeline.New(cfg, pipeline.Options{Store: store, Executor: exec, Logger: log, OnDetection: func(d pipeline.Detection) {
+		metrics.detections.WithLabelValues(d.Rule, d.Event).Inc()
+		if o.OnDetection != nil {
+			o.OnDetection(d)
+		}
+	}})
+	if err != nil {
+		return nil, err
+	}
+	defer exec.Wait()
+	defer p.Close()
+	if o.Now != nil {
+		p.Advance(o.Now()) // blocks that expired while bombwatch was down
+	}
+
+	inCtx, stopInputs := context.WithCancel(ctx)
+	batches := make(chan *batch, 16)
+	ins, err := startInputs(inCtx, cfg, p.Positions(), batches, log)
+	if err != nil {
+		stopInputs()
+		return nil, err
+	}
+	if o.Ready != nil {
+		close(o.Ready)
+		o.Ready = nil
+	}
+	log.Info("running", "config", cfg.File, "state", cfg.State, "inputs", len(cfg.Inputs), "rules", len(cfg.Rules))
+
+	positions := map[string]state.Position{}
+	dirty := false
+	lastCommit := time.Now()
+	commit := func(wait bool) error {
+		if !dirty && !wait {
+			return nil
+		}
+		pos := make([]state.Position, 0, len(positions))
+		for _, p := range positions {
+			pos = append(pos, p)
+		}
+		start := time.Now()
+		err := p.CommitPositions(pos, wait)
+		metrics.commitSeconds.Observe(time.Since(start).Seconds())
+		dirty, lastCommit = false, time.Now()
+		return err
+	}
+	stop := func() error {
+		stopInputs()
+		ins.wait()
+		// Lines already handed over still run: their positions are past.
+		for {
+			select {
+			case b := <-batches:
+				run(p, b, positions)
+				continue
+			default:
+			}
+			break
+		}
+		dirty = true
+		if err := commit(true); err != nil {
+			return err
+		}
+		return p.Close()
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping")
+			return nil, stop()
+		case b := <-batches:
+			run(p, b, positions)
+			dirty = true
+			if time.Since(lastCommit) >= commitEvery {
+				if err := commit(false); err != nil {
+					stopInputs()
+					ins.wait()
+					return nil, err
+				}
+			}
+		case <-tick.C:
+			if o.Now != nil {
+				p.Advance(o.Now())
+			}
+			metrics.active.Reset()
+			for _, a := range p.Active() {
+				metrics.active.WithLabelValues(a.Rule).Inc()
+			}
+			if err := commit(false); err != nil {
+				stopInputs()
+				ins.wait()
+				return nil, err
+			}
+		case <-o.Reload:
+			next, err := o.Load()
+			if err != nil {
+				log.Error("reload refused: keeping the running config", "err", err)
+				continue
+			}
+			log.Info("reloading", "config", next.File)
+			if err := stop(); err != nil {
+				return nil, err
+			}
+			return next, nil
+		}
+	}
+}
+
+// run runs a batch of events and notes its input's position.
+func run(p *pipeline.Pipeline, b *batch, positions map[string]state.Position) {
+	var kinds [8]int
+	for i := range b.events {
+		kinds[b.events[i].Kind&7]++
+		p.Event(&b.events[i])
+	}
+	for _, k := range parsers.Kinds() {
+		if kinds[k] > 0 {
+			metrics.events.WithLabelValues(k.String()).Add(float64(kinds[k]))
+		}
+	}
+	if b.pos.Input != "" {
+		positions[b.pos.Input] = b.pos
+	}
+	if !b.sent.IsZero() {
+		metrics.lag.WithLabelValues(b.input).Set(time.Since(b.sent).Seconds())
+	}
+}
+
+// LoadFile returns a loader of the config at path, or of the built-in one.
+func LoadFile(path string) func() (*config.Config, error) {
+	return func() (*config.Config, error) {
+		if path == "" {
+			return config.Default(), nil
+		}
+		return config.Load(path)
+	}
+}
+
+// NewLogger makes the daemon's logger from the config.
+func NewLogger(cfg *config.Config, w *os.File) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

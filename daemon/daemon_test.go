@@ -1,0 +1,143 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bombwatch/bombwatch/config"
+	"github.com/bombwatch/bombwatch/pipeline"
+)
+
+// runInProcess runs the daemon in this process, so that the race detector
+// sees its goroutines, and returns a way to stop it.
+func runInProcess(t *testing.T, yaml string) (detections func() []pipeline.Detection, stop func() error) {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []pipeline.Detection
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{
+			Load:   func() (*config.Config, error) { return cfg, nil },
+			Logger: slog.New(slog.DiscardHandler),
+			Now:    time.Now,
+			Ready:  ready,
+			OnDetection: func(d pipeline.Detection) {
+				mu.Lock()
+				got = append(got, d)
+				mu.Unlock()
+			},
+		})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	}
+	return func() []pipeline.Detection {
+			mu.Lock()
+			defer mu.Unlock()
+			return append([]pipeline.Detection(nil), got...)
+		}, func() error {
+			cancel()
+			return <-done
+		}
+}
+
+func TestRunInProcess(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "mail.log")
+	glob := filepath.Join(dir, "other-*.log")
+	os.WriteFile(log, nil, 0o644)
+	detections, stop := runInProcess(t, fmt.Sprintf(`
+state: %s
+inputs:
+  - {path: %s, poll: 20ms}
+  - {path: %q, poll: 20ms}
+rules:
+  - {name: s, on: [accepted], key: sender, limit: 2, per: 1m, block: 1s}
+`, filepath.Join(dir, "state.db"), log, glob))
+	write := func(path, sender string, n int) {
+		f, _ := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		for i := range n {
+			fmt.Fprintf(f, "%s mx postfix/qmgr[1]: %sQ%04d: from=<%s>, size=1, nrcpt=1 (queue active)\n",
+				time.Now().UTC().Format(time.RFC3339Nano), strings.ToUpper(sender[:1]), i, sender)
+		}
+		f.Close()
+	}
+	write(log, "a@example.org", 3)
+	write(filepath.Join(dir, "other-1.log"), "b@example.org", 3) // a file the glob finds later
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		var keys []string
+		for _, d := range detections() {
+			keys = append(keys, d.Event+" "+d.Key)
+		}
+		s := strings.Join(keys, ",")
+		// Blocked, and lifted by the wall clock after a second.
+		if strings.Contains(s, "unblock a@example.org") && strings.Contains(s, "unblock b@example.org") {
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	t.Fatalf("detections: %+v", detections())
+}
+
+// TestJournald follows a journalctl — here a script printing what
+// `journalctl -f -o json` prints — and resumes after its cursor.
+func TestJournald(t *testing.T) {
+	dir := t.TempDir()
+	args := filepath.Join(dir, "args")
+	fake := filepath.Join(dir, "journalctl")
+	var entries strings.Builder
+	for i := range 3 {
+		fmt.Fprintf(&entries, `{"__CURSOR":"s=abc;i=%d","__REALTIME_TIMESTAMP":"%d","_HOSTNAME":"mx","SYSLOG_IDENTIFIER":"postfix/qmgr","_PID":"9","MESSAGE":"JRNL%05d: from=<j@example.org>, size=1, nrcpt=1 (queue active)"}`+"\n",
+			i, time.Now().UnixMicro(), i)
+	}
+	os.WriteFile(fake, []byte("#!/bin/sh\necho \"$@\" >> "+args+"\ncat <<'EOF'\n"+entries.String()+"EOF\nexec sleep 30\n"), 0o755)
+	t.Setenv("BOMBWATCH_JOURNALCTL", fake)
+	yaml := fmt.Sprintf(`
+state: %s
+inputs:
+  - {path: journald, units: [postfix@-.service], identifiers: [postfix/qmgr]}
+rules:
+  - {name: j, on: [accepted], key: sender, limit: 2, per: 1m}
+`, filepath.Join(dir, "state.db"))
+	detections, stop := runInProcess(t, yaml)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(detections()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if ds := detections(); len(ds) != 1 || ds[0].Key != "j@example.org" {
+		t.Fatalf("detections %+v", ds)
+	}
+	// Started again, it asks journalctl for what came after the cursor.
+	_, stop = runInProcess(t, yaml)
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	got, _ := os.ReadFile(args)
+	calls := strings.Split(strings.TrimSpace(string(got)), "\n")
+	if len(calls) < 2 || !strings.Contains(calls[0], "-n 0") || !strings.Contains(calls[0], "-u postfix@-.service") ||
+		!strings.Contains(calls[0], "SYSLOG_IDENTIFIER=postfix/qmgr") || !strings.Contains(calls[len(calls)-1], "--after-cursor=s=abc;i=2") {
+		t.Errorf("journalctl was called with\n%s", got)
+	}
+}

@@ -1,0 +1,69 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are what `listen:` serves on /metrics.
+var metrics = struct {
+	lines, skipped *prometheus.CounterVec
+	events         *prometheus.CounterVec
+	detections     *prometheus.CounterVec
+	actionFailures *prometheus.CounterVec
+	active         *prometheus.GaugeVec
+	lag            *prometheus.GaugeVec
+	commitSeconds  prometheus.Histogram
+	registry       *prometheus.Registry
+}{
+	lines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_lines_read_total",
+		Help: "Lines read, by input."}, []string{"input"}),
+	skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_lines_skipped_total",
+		Help: "Lines skipped as longer than 64 KiB, by input."}, []string{"input"}),
+	events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_events_total",
+		Help: "Events run through the rules, by kind."}, []string{"kind"}),
+	detections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_detections_total",
+		Help: "Blocks started and lifted, by rule."}, []string{"rule", "event"}),
+	actionFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_action_failures_total",
+		Help: "Actions that failed, by action."}, []string{"action"}),
+	active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bombwatch_blocks_active",
+		Help: "Blocks in force, by rule."}, []string{"rule"}),
+	lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bombwatch_input_lag_seconds",
+		Help: "Time from an input's batch being read to its events being counted."}, []string{"input"}),
+	commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bombwatch_sqlite_commit_seconds",
+		Help: "Time to hand a batch to SQLite (the transaction may run on after).", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8)}),
+	registry: prometheus.NewRegistry(),
+}
+
+func init() {
+	metrics.registry.MustRegister(metrics.lines, metrics.skipped, metrics.events, metrics.detections,
+		metrics.actionFailures, metrics.active, metrics.lag, metrics.commitSeconds)
+}
+
+// Serve serves /metrics and /healthz on addr until ctx is done.
+func Serve(ctx context.Context, addr string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

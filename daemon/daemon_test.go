@@ -3,7 +3,10 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -140,4 +143,55 @@ rules:
 		!strings.Contains(calls[0], "SYSLOG_IDENTIFIER=postfix/qmgr") || !strings.Contains(calls[len(calls)-1], "--after-cursor=s=abc;i=2") {
 		t.Errorf("journalctl was called with\n%s", got)
 	}
+}
+
+// TestMetrics serves /metrics and /healthz, with what a run counted.
+func TestMetrics(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "mail.log")
+	os.WriteFile(log, nil, 0o644)
+	detections, stop := runInProcess(t, fmt.Sprintf("state: %s\ninputs: [{path: %s, poll: 20ms}]\nrules:\n  - {name: m, on: [accepted], key: sender, limit: 1, per: 1m}\n",
+		filepath.Join(dir, "state.db"), log))
+	f, _ := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
+	for i := range 2 {
+		fmt.Fprintf(f, "%s mx postfix/qmgr[1]: METQ%04d: from=<m@example.org>, size=1, nrcpt=1 (queue active)\n", time.Now().UTC().Format(time.RFC3339Nano), i)
+	}
+	f.Close()
+	for deadline := time.Now().Add(5 * time.Second); len(detections()) == 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(1100 * time.Millisecond) // a tick: the active gauge
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go Serve(ctx, ln, slog.New(slog.DiscardHandler))
+	get := func(path string) string {
+		resp, err := http.Get("http://" + ln.Addr().String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if got := get("/healthz"); got != "ok\n" {
+		t.Errorf("/healthz: %q", got)
+	}
+	m := get("/metrics")
+	for _, want := range []string{
+		`bombwatch_lines_read_total{input="` + log + `"} 2`,
+		`bombwatch_events_total{kind="accepted"}`,
+		`bombwatch_detections_total{event="block",rule="m"} 1`,
+		`bombwatch_blocks_active{rule="m"} 1`,
+		`bombwatch_sqlite_commit_seconds_count`,
+		`bombwatch_input_lag_seconds{input="` + log + `"}`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	stop()
 }

@@ -47,12 +47,8 @@ func init() {
 		metrics.actionFailures, metrics.active, metrics.lag, metrics.commitSeconds)
 }
 
-// Serve serves /metrics and /healthz on addr until ctx is done.
-func Serve(ctx context.Context, addr string, log *slog.Logger) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
+// Serve serves /metrics and /healthz on ln until ctx is done.
+func Serve(ctx context.Context, ln net.Listener, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })

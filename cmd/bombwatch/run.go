@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"sync"
@@ -52,8 +54,12 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		}
 	}()
 	if cfg.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
 		go func() {
-			if err := daemon.Serve(ctx, cfg.Listen, logger); err != nil {
+			if err := daemon.Serve(ctx, ln, logger); err != nil {
 				logger.Error("metrics", "addr", cfg.Listen, "err", err)
 			}
 		}()

@@ -426,6 +426,33 @@ func TestRunSignals(t *testing.T) {
 	}
 }
 
+// TestRunStdin: "-" follows standard input to its end.
+func TestRunStdin(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("state: %s\ninputs: [{path: \"-\"}]\nrules:\n  - {name: in, on: [accepted], key: sender, limit: 2, per: 1m}\n",
+		filepath.Join(dir, "state.db"))), 0o644)
+	cmd := exec.Command(binary, "run", "-c", cfg, "--json")
+	var lines []string
+	for i := range 3 {
+		lines = append(lines, fmt.Sprintf("%s mx postfix/qmgr[1]: STDQ%04d: from=<in@example.org>, size=1, nrcpt=1 (queue active)",
+			time.Now().UTC().Format(time.RFC3339Nano), i))
+	}
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() || !strings.Contains(sc.Text(), `"key":"in@example.org"`) {
+		t.Errorf("first detection: %q", sc.Text())
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v", err)
+	}
+}
+
 // BenchmarkDetectionLatency measures the time from a line written to the
 // log to its block printed by the daemon, which has applied its actions by
 // then: the median and the 99th percentile.

@@ -31,6 +31,31 @@ type Detection struct {
 	// Reason is why an unblock happened: expired, released (the measure
 	// fell back under the limit: "accepted again"), forgiven, unban.
 	Reason string
+	// Now is when the action runs, by the pipeline's clock: a firewall
+	// element lasts from now to Until.
+	Now time.Time
+}
+
+// Retries is an action's own retry count: 0 the Executor's default, -1
+// none.
+type Retries int
+
+// RetryCount is what the Executor asks; -1 means its default.
+func (r Retries) RetryCount() int {
+	switch {
+	case r == 0:
+		return -1
+	case r < 0:
+		return 0
+	}
+	return int(r)
+}
+
+// Setupper is an action with something to create before it is used (a
+// firewall table), and to remove with `run --cleanup`.
+type Setupper interface {
+	Setup(ctx context.Context) error
+	Cleanup(ctx context.Context) error
 }
 
 // Action acts on detections.
@@ -71,6 +96,10 @@ type Executor struct {
 	Concurrency int
 	// Failed, when set, is told the name of each action that failed.
 	Failed func(action string)
+	// Retries is how many times a failing external action is tried again
+	// (default 2), after Backoff (default 1s), doubling each time.
+	Retries int
+	Backoff time.Duration
 
 	once sync.Once
 	sem  chan struct{}
@@ -98,11 +127,34 @@ func (x *Executor) Dispatch(d Detection, acts []Action) bool {
 			x.sem <- struct{}{}
 			go func() {
 				defer func() { <-x.sem; x.wg.Done() }()
-				x.finish(d, a, a.Run(context.Background(), d))
+				x.finish(d, a, x.retry(a, d))
 			}()
 		}
 	}
 	return x.Act
+}
+
+// retry runs an external action until it succeeds or its retries are
+// spent, waiting longer each time.
+func (x *Executor) retry(a Action, d Detection) error {
+	retries, wait := x.Retries, x.Backoff
+	if retries == 0 {
+		retries = 2
+	}
+	if r, ok := a.(interface{ RetryCount() int }); ok && r.RetryCount() >= 0 {
+		retries = r.RetryCount()
+	}
+	if wait <= 0 {
+		wait = time.Second
+	}
+	err := a.Run(context.Background(), d)
+	for i := 0; err != nil && i < retries; i++ {
+		x.logger().Warn("action failed; trying again", "action", a.Name(), "event", d.Event, "key", d.Key, "in", wait.String(), "err", err)
+		time.Sleep(wait)
+		wait *= 2
+		err = a.Run(context.Background(), d)
+	}
+	return err
 }
 
 // Wait waits for the external actions under way.
@@ -136,6 +188,9 @@ func (x *Executor) logger() *slog.Logger {
 }
 
 type dryRunner interface{ DryRun() bool }
+
+// IsDryRun reports whether an action is configured never to run.
+func IsDryRun(a Action) bool { return isDryRun(a) }
 
 func isDryRun(a Action) bool {
 	d, ok := a.(dryRunner)

@@ -93,7 +93,7 @@ func TestExecutor(t *testing.T) {
 		&Script{ActionName: "bad", Command: []string{"/bin/false"}},
 		&Script{ActionName: "dry", Command: []string{"/bin/true"}, DryRunOnly: true},
 	}
-	x := &Executor{Act: true, Record: record, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	x := &Executor{Act: true, Record: record, Log: slog.New(slog.NewTextHandler(&logs, nil)), Backoff: time.Millisecond}
 	if !x.Dispatch(detection("a@x"), acts) {
 		t.Error("Dispatch with Act reported not executed")
 	}

@@ -3,12 +3,14 @@ package actions
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -25,8 +27,15 @@ type Script struct {
 	Command        []string
 	UnblockCommand []string
 	Timeout        time.Duration // the program is killed (with its children) after it
-	DryRunOnly     bool
-	Logger         *slog.Logger
+	// Concurrency caps the runs of this script at once (0: no cap of its
+	// own; the Executor's still applies).
+	Concurrency int
+	DryRunOnly  bool
+	Retries
+	Logger *slog.Logger
+
+	once sync.Once
+	sem  chan struct{}
 }
 
 func (s *Script) Name() string   { return s.ActionName }
@@ -43,6 +52,11 @@ func (s *Script) Run(ctx context.Context, d Detection) error {
 	}
 	if len(argv) == 0 {
 		return nil
+	}
+	if s.Concurrency > 0 {
+		s.once.Do(func() { s.sem = make(chan struct{}, s.Concurrency) })
+		s.sem <- struct{}{}
+		defer func() { <-s.sem }()
 	}
 	values := placeholders(d)
 	pairs := make([]string, 0, 2*len(values))
@@ -65,7 +79,20 @@ func (s *Script) Run(ctx context.Context, d Detection) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Env = env
-	cmd.Stdin = nil
+	// The detection as JSON on standard input, for hooks that want it all.
+	js, _ := json.Marshal(struct {
+		Event   string  `json:"event"`
+		Time    string  `json:"time"`
+		Rule    string  `json:"rule"`
+		KeyType string  `json:"key_type"`
+		Key     string  `json:"key"`
+		Value   float64 `json:"value"`
+		Limit   float64 `json:"limit"`
+		Window  string  `json:"window"`
+		Until   string  `json:"until,omitempty"`
+		Reason  string  `json:"reason,omitempty"`
+	}{d.Event, d.Time.UTC().Format(time.RFC3339Nano), d.Rule, d.KeyType, d.Key, d.Value, d.Limit, d.Window.String(), values[7][1], d.Reason})
+	cmd.Stdin = bytes.NewReader(append(js, '\n'))
 	var out limitedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// Its own process group, so that a timeout kills what it started too.

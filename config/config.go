@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -111,11 +112,36 @@ type Prefix struct {
 
 // Act is a named action.
 type Act struct {
-	Type           string   `yaml:"type"`
+	Type    string `yaml:"type"`
+	DryRun  bool   `yaml:"dry_run,omitempty"`
+	Retries int    `yaml:"retries,omitempty"` // -1: none; default 2
+	// script
 	Command        []string `yaml:"command,omitempty"`
 	UnblockCommand []string `yaml:"unblock_command,omitempty"`
 	Timeout        Duration `yaml:"timeout,omitempty"`
-	DryRun         bool     `yaml:"dry_run,omitempty"`
+	Concurrency    int      `yaml:"concurrency,omitempty"`
+	// nft
+	Table   string `yaml:"table,omitempty"`
+	Ports   []int  `yaml:"ports,omitempty"`
+	Verdict string `yaml:"verdict,omitempty"`
+	// postfix_map, sendmail_access, qmail_badmailfrom
+	Path      string `yaml:"path,omitempty"`
+	MapType   string `yaml:"map_type,omitempty"`
+	Reply     string `yaml:"reply,omitempty"`
+	MTAConfig string `yaml:"mta_config,omitempty"` // postmap -c DIR, makemap -C FILE
+	// mail
+	To       []string `yaml:"to,omitempty"`
+	Sendmail string   `yaml:"sendmail,omitempty"`
+	Period   Duration `yaml:"period,omitempty"`
+	PerHour  int      `yaml:"per_hour,omitempty"`
+}
+
+// ActionKeys says which rule keys each action type can enforce.
+var ActionKeys = map[string][]string{
+	"nft":               {"client_ip", "client_net"},
+	"postfix_map":       {"sender", "sender_domain", "client_ip", "client_net"},
+	"sendmail_access":   {"sender", "sender_domain", "client_ip", "client_net"},
+	"qmail_badmailfrom": {"sender", "sender_domain"},
 }
 
 // Duration is a time.Duration written as "90s", "10m", "1h", "2d" or "1w".
@@ -517,31 +543,106 @@ func (d *decoder) rule(n *yaml.Node, path string) Rule {
 
 func (d *decoder) action(n *yaml.Node, path string) Act {
 	var a Act
+	var ports []string
 	d.fields(n, path, map[string]func(string, *yaml.Node){
 		"type":            func(f string, v *yaml.Node) { d.str(v, f, &a.Type) },
+		"dry_run":         func(f string, v *yaml.Node) { d.boolean(v, f, &a.DryRun) },
+		"retries":         func(f string, v *yaml.Node) { d.integer(v, f, &a.Retries) },
 		"command":         func(f string, v *yaml.Node) { d.strs(v, f, &a.Command) },
 		"unblock_command": func(f string, v *yaml.Node) { d.strs(v, f, &a.UnblockCommand) },
 		"timeout":         func(f string, v *yaml.Node) { d.duration(v, f, &a.Timeout) },
-		"dry_run":         func(f string, v *yaml.Node) { d.boolean(v, f, &a.DryRun) },
+		"concurrency":     func(f string, v *yaml.Node) { d.integer(v, f, &a.Concurrency) },
+		"table":           func(f string, v *yaml.Node) { d.str(v, f, &a.Table) },
+		"ports":           func(f string, v *yaml.Node) { d.strs(v, f, &ports) },
+		"verdict":         func(f string, v *yaml.Node) { d.str(v, f, &a.Verdict) },
+		"path":            func(f string, v *yaml.Node) { d.str(v, f, &a.Path) },
+		"map_type":        func(f string, v *yaml.Node) { d.str(v, f, &a.MapType) },
+		"reply":           func(f string, v *yaml.Node) { d.str(v, f, &a.Reply) },
+		"mta_config":      func(f string, v *yaml.Node) { d.str(v, f, &a.MTAConfig) },
+		"to":              func(f string, v *yaml.Node) { d.strs(v, f, &a.To) },
+		"sendmail":        func(f string, v *yaml.Node) { d.str(v, f, &a.Sendmail) },
+		"period":          func(f string, v *yaml.Node) { d.duration(v, f, &a.Period) },
+		"per_hour":        func(f string, v *yaml.Node) { d.integer(v, f, &a.PerHour) },
 	})
+	for _, p := range ports {
+		port, err := strconv.Atoi(p)
+		if err != nil || port < 1 || port > 65535 {
+			d.errorf(d.at(path+".ports", n.Line), path+".ports", "%q is not a port", p)
+			continue
+		}
+		a.Ports = append(a.Ports, port)
+	}
+	bad := func(field, format string, args ...any) {
+		d.errorf(d.at(path+"."+field, n.Line), path+"."+field, format, args...)
+	}
 	switch a.Type {
+	case "log":
 	case "script":
 		if len(a.Command) == 0 {
-			d.errorf(n, path+".command", "is required for a script: a list, program first")
+			bad("command", "is required for a script: a list, program first")
 		}
 		if a.Timeout == 0 {
 			a.Timeout = Duration(30 * time.Second)
 		}
-	case "log":
+	case "nft":
+		if a.Table == "" {
+			a.Table = "inet bombwatch"
+		}
+		if !nftTable.MatchString(a.Table) {
+			bad("table", "%q is not \"inet|ip|ip6 NAME\"", a.Table)
+		}
+		if len(a.Ports) == 0 {
+			a.Ports = []int{25, 465, 587}
+		}
+		if a.Verdict == "" {
+			a.Verdict = "drop"
+		}
+		if a.Verdict != "drop" && a.Verdict != "reject" {
+			bad("verdict", "%q is not drop or reject", a.Verdict)
+		}
+	case "postfix_map", "sendmail_access", "qmail_badmailfrom":
+		if a.Path == "" {
+			a.Path = map[string]string{"postfix_map": "", "sendmail_access": "/etc/mail/access",
+				"qmail_badmailfrom": "/var/qmail/control/badmailfrom"}[a.Type]
+		}
+		if a.Path == "" {
+			bad("path", "is required: the table main.cf names, such as /etc/postfix/bombwatch_access")
+		}
+		if a.Type == "postfix_map" && a.MapType == "" {
+			a.MapType = "hash"
+		}
+		if a.Type == "postfix_map" && !contains([]string{"hash", "lmdb", "btree", "cdb", "texthash", "cidr"}, a.MapType) {
+			bad("map_type", "%q is not hash, lmdb, btree, cdb, texthash or cidr", a.MapType)
+		}
+		if strings.ContainsAny(a.Reply, "\n\r") {
+			bad("reply", "must be one line")
+		}
+	case "mail":
+		if len(a.To) == 0 {
+			a.To = []string{"postmaster"}
+		}
+		for _, to := range a.To {
+			if strings.ContainsAny(to, " \t\r\n,;") || strings.HasPrefix(to, "-") {
+				bad("to", "%q is not a mail address", to)
+			}
+		}
+		if a.Period == 0 {
+			a.Period = Duration(time.Hour)
+		}
+		if a.PerHour == 0 {
+			a.PerHour = 20
+		}
 	case "":
-		d.errorf(n, path+".type", "is required (log or script)")
-	case "nft", "iptables", "postfix_map", "sendmail_access", "qmail_badmailfrom", "mail":
-		d.errorf(n, path+".type", "%q is not implemented in this version of bombwatch (log, script)", a.Type)
+		bad("type", "is required (log, script, nft, postfix_map, sendmail_access, qmail_badmailfrom, mail)")
+	case "iptables":
+		bad("type", "%q is not implemented in this version of bombwatch (use nft)", a.Type)
 	default:
-		d.errorf(n, path+".type", "%q is not an action type (log, script)", a.Type)
+		bad("type", "%q is not an action type (log, script, nft, postfix_map, sendmail_access, qmail_badmailfrom, mail)", a.Type)
 	}
 	return a
 }
+
+var nftTable = regexp.MustCompile(`^(inet|ip|ip6) [a-z][a-z0-9_]{0,31}$`)
 
 // check validates what single fields cannot: references and names.
 func (d *decoder) check(c *Config) {
@@ -613,8 +714,12 @@ func (d *decoder) check(c *Config) {
 			c.Rules[i].Actions = []string{"log"}
 		}
 		for _, a := range r.Actions {
-			if _, ok := c.Actions[a]; !ok && a != "log" {
+			act, ok := c.Actions[a]
+			if !ok && a != "log" {
 				d.errorf(at("actions"), f+".actions", "%q is not defined under actions", a)
+			}
+			if keys, limited := ActionKeys[act.Type]; ok && limited && !contains(keys, r.Key) {
+				d.errorf(at("actions"), f+".actions", "%q (%s) cannot enforce a %s key (%s)", a, act.Type, r.Key, strings.Join(keys, ", "))
 			}
 		}
 	}

@@ -11,6 +11,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"os"
@@ -81,8 +82,15 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options) (*config.Conf
 	}
 	defer exec.Wait()
 	defer p.Close()
+	// Firewall tables and map sections are made anew; the blocks that
+	// expired while bombwatch was down are lifted, and those still in force
+	// applied again for the time they have left.
+	setup(ctx, p, log)
 	if o.Now != nil {
-		p.Advance(o.Now()) // blocks that expired while bombwatch was down
+		p.Advance(o.Now())
+		p.Reapply(o.Now())
+	} else {
+		p.Reapply(p.Clock())
 	}
 
 	inCtx, stopInputs := context.WithCancel(ctx)
@@ -177,6 +185,38 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options) (*config.Conf
 			return next, nil
 		}
 	}
+}
+
+// setup runs the actions' Setup, for those that are to run.
+func setup(ctx context.Context, p *pipeline.Pipeline, log *slog.Logger) {
+	for _, a := range p.Actions() {
+		if s, ok := a.(actions.Setupper); ok && !actions.IsDryRun(a) {
+			if err := s.Setup(ctx); err != nil {
+				log.Error("action setup", "action", a.Name(), "err", err)
+			}
+		}
+	}
+}
+
+// Cleanup removes what the config's actions set up: bombwatch's firewall
+// table, its map entries.
+func Cleanup(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	p, err := pipeline.New(cfg, pipeline.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	var first error
+	for _, a := range p.Actions() {
+		if s, ok := a.(actions.Setupper); ok && !actions.IsDryRun(a) {
+			if err := s.Cleanup(ctx); err != nil {
+				log.Error("action cleanup", "action", a.Name(), "err", err)
+				first = cmp.Or(first, err)
+			} else {
+				log.Info("cleaned up", "action", a.Name())
+			}
+		}
+	}
+	return first
 }
 
 // run runs a batch of events and notes its input's position.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bombwatch/bombwatch/config"
+	"github.com/bombwatch/bombwatch/internal/netns"
 	"github.com/bombwatch/bombwatch/pipeline"
 )
 
@@ -194,4 +196,73 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	stop()
+}
+
+// TestNFTRestore: a block applied to nftables by the daemon is in the set;
+// after a restart that finds the table gone (a reboot), it is applied again
+// for the time it has left; a block that expired while bombwatch was down
+// is lifted.
+func TestNFTRestore(t *testing.T) {
+	if !netns.Enter(t) {
+		return
+	}
+	netns.NeedTool(t, "nft")
+	dir := t.TempDir()
+	log := filepath.Join(dir, "mail.log")
+	os.WriteFile(log, nil, 0o644)
+	yaml := fmt.Sprintf(`
+state: %s
+inputs: [{path: %s, poll: 20ms}]
+rules:
+  - {name: c, on: [accepted], key: client_ip, limit: 2, per: 1m, block: 1h, actions: [log, fw]}
+  - {name: short, on: [accepted], key: client_net, prefix: {ipv4: 24, ipv6: 48}, limit: 5, per: 1m, block: 2s, actions: [fw]}
+actions:
+  fw: {type: nft}
+`, filepath.Join(dir, "state.db"), log)
+	detections, stop := runInProcess(t, yaml)
+	f, _ := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
+	for i := range 6 {
+		fmt.Fprintf(f, "%s mx postfix/smtpd[1]: NFTQ%04d: client=c.example[192.0.2.%d]\n", time.Now().UTC().Format(time.RFC3339Nano), i, 7+i/3*10)
+		fmt.Fprintf(f, "%s mx postfix/qmgr[2]: NFTQ%04d: from=<n%d@example.org>, size=1, nrcpt=1 (queue active)\n", time.Now().UTC().Format(time.RFC3339Nano), i, i)
+	}
+	f.Close()
+	list := func(set string) string {
+		out, _ := exec.Command("nft", "list", "set", "inet", "bombwatch", set).CombinedOutput()
+		return string(out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(list("a4"), "192.0.2.7") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if s := list("a4"); !strings.Contains(s, "192.0.2.7 timeout 1h") {
+		t.Fatalf("a4 after the bomb:\n%s\ndetections %+v", s, detections())
+	}
+	if s := list("n4"); !strings.Contains(s, "192.0.2.0/24") {
+		t.Fatalf("n4 after the bomb:\n%s", s)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	exec.Command("nft", "delete", "table", "inet", "bombwatch").Run() // a reboot
+	time.Sleep(2500 * time.Millisecond)                               // the short block expires while down
+
+	detections, stop = runInProcess(t, yaml)
+	defer stop()
+	deadline = time.Now().Add(5 * time.Second)
+	for !strings.Contains(list("a4"), "192.0.2.7") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if s := list("a4"); !strings.Contains(s, "192.0.2.7 timeout 59m") {
+		t.Errorf("a4 after the restart: %s (want the time left, just under an hour)", s)
+	}
+	if s := list("n4"); strings.Contains(s, "192.0.2.0/24") {
+		t.Errorf("the expired block is back:\n%s", s)
+	}
+	var lifted bool
+	for _, d := range detections() {
+		lifted = lifted || d.Event == "unblock" && d.Key == "192.0.2.0/24" && d.Reason == "expired"
+	}
+	if !lifted {
+		t.Errorf("the block that expired while down was not lifted: %+v", detections())
+	}
 }

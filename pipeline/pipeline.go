@@ -334,7 +334,7 @@ func (p *Pipeline) lift(a *active, at time.Time, reason string) {
 // act runs the actions of a block or unblock and reports the detection.
 func (p *Pipeline) act(event string, a *active, at time.Time, reason string, acts []actions.Action, e *parsers.Event) {
 	d := actions.Detection{Event: event, Time: at, BlockID: a.ID, Rule: a.Rule, KeyType: a.KeyType, Key: a.Key,
-		Value: a.Value, Limit: a.Limit, Window: a.Window, Until: a.Until, Reason: reason}
+		Value: a.Value, Limit: a.Limit, Window: a.Window, Until: a.Until, Reason: reason, Now: p.clock}
 	executed := true
 	if p.opts.Executor != nil {
 		external := slices.ContainsFunc(acts, actions.Action.External)

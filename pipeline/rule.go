@@ -321,20 +321,76 @@ func (p *Pipeline) restore() error {
 	return nil
 }
 
+// Actions returns the config's actions, made: the daemon sets up and cleans
+// up those that need it.
+func (p *Pipeline) Actions() []actions.Action {
+	seen := map[string]bool{}
+	var out []actions.Action
+	for _, r := range p.rules {
+		for _, a := range r.actions {
+			if !seen[a.Name()] {
+				seen[a.Name()] = true
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// Reapply runs again the external actions of the blocks in force — at
+// start, when a firewall or map lost them — for the time they have left.
+func (p *Pipeline) Reapply(now time.Time) {
+	if p.opts.Executor == nil {
+		return
+	}
+	for _, a := range p.Active() {
+		r := p.byName[a.Rule]
+		if r == nil {
+			continue
+		}
+		var ext []actions.Action
+		for _, act := range r.actions {
+			if act.External() {
+				ext = append(ext, act)
+			}
+		}
+		d := actions.Detection{Event: "block", Time: a.Since, BlockID: a.ID, Rule: a.Rule, KeyType: a.KeyType, Key: a.Key,
+			Value: a.Value, Limit: a.Limit, Window: a.Window, Until: a.Until, Now: now}
+		p.opts.Executor.Dispatch(d, ext)
+	}
+}
+
 // Positions are the input positions saved by an earlier run, by absolute
 // path, for OpenSource.
 func (p *Pipeline) Positions() map[string]state.Position { return p.positions }
 
+// BuildActions makes the config's named actions, and "log": for commands
+// that act without a pipeline (bans).
+func BuildActions(cfg *config.Config, log *slog.Logger) (map[string]actions.Action, error) {
+	return buildActions(cfg, log)
+}
+
 // buildActions makes the config's named actions, and "log".
 func buildActions(cfg *config.Config, log *slog.Logger) (map[string]actions.Action, error) {
 	named := map[string]actions.Action{"log": &actions.Log{Logger: log}}
+	guard := actions.NewGuard(cfg.Ignore)
 	for name, a := range cfg.Actions {
+		retries := actions.Retries(a.Retries)
 		switch a.Type {
 		case "log":
 			named[name] = &actions.Log{ActionName: name, Logger: log}
 		case "script":
 			named[name] = &actions.Script{ActionName: name, Command: a.Command, UnblockCommand: a.UnblockCommand,
-				Timeout: time.Duration(a.Timeout), DryRunOnly: a.DryRun, Logger: log}
+				Timeout: time.Duration(a.Timeout), Concurrency: a.Concurrency, DryRunOnly: a.DryRun, Retries: retries, Logger: log}
+		case "nft":
+			named[name] = &actions.NFT{ActionName: name, Table: a.Table, Ports: a.Ports, Verdict: a.Verdict, Guard: guard,
+				DryRunOnly: a.DryRun, Retries: retries, Logger: log}
+		case "postfix_map", "sendmail_access", "qmail_badmailfrom":
+			named[name] = &actions.Map{ActionName: name, Kind: a.Type, Path: a.Path, MapType: a.MapType, Reply: a.Reply, MTAConfig: a.MTAConfig,
+				Guard: guard, DryRunOnly: a.DryRun, Retries: retries, Logger: log}
+		case "mail":
+			named[name] = &actions.Mail{ActionName: name, To: a.To, Sendmail: a.Sendmail, Period: time.Duration(a.Period),
+				PerHour: a.PerHour, DryRunOnly: a.DryRun, Retries: retries, Logger: log}
 		default:
 			return nil, fmt.Errorf("%s: actions.%s: type %q is not implemented", cfg.File, name, a.Type)
 		}

@@ -55,6 +55,7 @@ func init() {
 		{"run", "follow the configured logs, detect, act and lift blocks: the daemon", runRun},
 		{"replay", "run the pipeline over finished logs, with their own time", runReplay},
 		{"parse", "print the events found in logs, or --stats about them", runParse},
+		{"bans", "list, ban or unban by hand: what is enforced, not only the table", runBans},
 		{"check", "validate a config and print it as it takes effect", runCheck},
 		{"generate", "write a synthetic log with bombs, for demos and benchmarks", runGenerate},
 		{"bench", "measure the whole pipeline on synthetic logs: lines/s, MB/s, allocations, RSS", runBench},
@@ -247,5 +248,4 @@ func safeText(s string) string {
 // bring: they say so instead of "unknown command".
 var planned = map[string]string{
 	"report": "reports from the state database",
-	"bans":   "listing and changing blocks by hand",
 }

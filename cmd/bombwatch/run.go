@@ -17,7 +17,8 @@ import (
 )
 
 func runRun(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run", stderr, "[-c FILE] [--json] [--log-clock]")
+	fs := newFlagSet("run", stderr, "[-c FILE] [--json] [--log-clock] [--cleanup]")
+	cleanup := fs.Bool("cleanup", false, "remove bombwatch's firewall table and map entries, and exit")
 	cfgPath := fs.String("c", "", "config `file` (default: the built-in config)")
 	asJSON := fs.Bool("json", false, "also print detections as JSON lines on stdout")
 	logClock := fs.Bool("log-clock", false, "lift blocks by the logs' own clock only, as replay does, not also by the wall clock")
@@ -34,6 +35,9 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 	logger := daemon.NewLogger(cfg, os.Stderr)
+	if *cleanup {
+		return daemon.Cleanup(context.Background(), cfg, logger)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

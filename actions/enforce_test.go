@@ -1,0 +1,229 @@
+package actions
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bombwatch/bombwatch/internal/netns"
+)
+
+func nftList(t *testing.T, set string) string {
+	t.Helper()
+	out, err := exec.Command("nft", "list", "set", "inet", "bombwatch", set).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list set %s: %v: %s", set, err, out)
+	}
+	return string(out)
+}
+
+func TestNFT(t *testing.T) {
+	if !netns.Enter(t) {
+		return
+	}
+	netns.NeedTool(t, "nft")
+	ctx := context.Background()
+	n := &NFT{ActionName: "fw", Table: "inet bombwatch", Ports: []int{25, 465, 587}, Verdict: "drop",
+		Guard: NewGuard([]string{"198.51.100.0/24"})}
+	if err := n.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Setup(ctx); err != nil { // idempotent
+		t.Fatalf("second setup: %v", err)
+	}
+	out, _ := exec.Command("nft", "list", "table", "inet", "bombwatch").CombinedOutput()
+	if !strings.Contains(string(out), "tcp dport { 25, 465, 587 } drop") || !strings.Contains(string(out), "hook input") {
+		t.Fatalf("table:\n%s", out)
+	}
+	now := time.Now()
+	block := func(key string, until time.Time) error {
+		return n.Run(ctx, Detection{Event: "block", Key: key, KeyType: "client_ip", Until: until, Now: now})
+	}
+	for _, k := range []string{"192.0.2.7", "203.0.113.0/24", "2001:db8::7", "2001:db8:1::/48"} {
+		if err := block(k, now.Add(time.Hour)); err != nil {
+			t.Fatalf("block %s: %v", k, err)
+		}
+	}
+	if s := nftList(t, "a4"); !strings.Contains(s, "192.0.2.7 timeout 1h") {
+		t.Errorf("a4:\n%s", s)
+	}
+	if s := nftList(t, "n4"); !strings.Contains(s, "203.0.113.0/24 timeout 1h") {
+		t.Errorf("n4:\n%s", s)
+	}
+	if s := nftList(t, "a6") + nftList(t, "n6"); !strings.Contains(s, "2001:db8::7") || !strings.Contains(s, "2001:db8:1::/48") {
+		t.Errorf("a6, n6:\n%s", s)
+	}
+	// A new block of the same key replaces its timeout.
+	if err := block("192.0.2.7", now.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if s := nftList(t, "a4"); !strings.Contains(s, "192.0.2.7 timeout 2h") {
+		t.Errorf("after a second block:\n%s", s)
+	}
+	// Unblock, twice: the second finds nothing and is no error.
+	for range 2 {
+		if err := n.Run(ctx, Detection{Event: "unblock", Key: "192.0.2.7", KeyType: "client_ip"}); err != nil {
+			t.Fatalf("unblock: %v", err)
+		}
+	}
+	if s := nftList(t, "a4"); strings.Contains(s, "192.0.2.7") {
+		t.Errorf("still there after unblock:\n%s", s)
+	}
+	// The kernel ends the element with the block.
+	if err := block("192.0.2.9", now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if s := nftList(t, "a4"); !strings.Contains(s, "192.0.2.9") {
+		t.Fatalf("not added:\n%s", s)
+	}
+	time.Sleep(2200 * time.Millisecond)
+	if s := nftList(t, "a4"); strings.Contains(s, "192.0.2.9") {
+		t.Errorf("still there after its timeout:\n%s", s)
+	}
+	// Hostile and protected keys never reach nft.
+	for _, k := range []string{"1.2.3.4; flush ruleset", "192.0.2.1 } ; add table ip x {", "127.0.0.1", "::1", "127.0.0.0/7",
+		"0.0.0.0", "198.51.100.7", "198.51.0.0/16", "fe80::1%eth0", "sender@example.org", ""} {
+		if err := block(k, now.Add(time.Hour)); err == nil {
+			t.Errorf("key %q was blocked", k)
+		}
+	}
+	if out, _ := exec.Command("nft", "list", "ruleset").CombinedOutput(); strings.Contains(string(out), "table ip x") {
+		t.Errorf("a key changed the ruleset:\n%s", out)
+	}
+	if err := n.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := exec.Command("nft", "list", "tables").CombinedOutput(); strings.Contains(string(out), "bombwatch") {
+		t.Errorf("table left after cleanup:\n%s", out)
+	}
+}
+
+func TestMaps(t *testing.T) {
+	ctx := context.Background()
+	guard := NewGuard([]string{"postmaster@example.org", "@partner.example"})
+	hostile := []string{`"$(reboot);x"@evil.example`, "a b@example.com", "a@example.com\nnew@entry", "a@example.com\tOK",
+		strings.Repeat("x", 250) + "@example.com", "<>", "postmaster@example.org", "x@partner.example", "a,b@example.com"}
+
+	t.Run("postfix texthash", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "sender_access")
+		os.WriteFile(path, []byte("# the postmaster's own\nfriend@example.net OK\n"), 0o640)
+		m := &Map{ActionName: "pf", Kind: "postfix_map", Path: path, MapType: "texthash", Guard: guard}
+		if err := m.Setup(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []struct{ typ, key string }{{"sender", "bomber@spam.example"}, {"sender_domain", "spam.example"}, {"client_ip", "192.0.2.5"}, {"client_net", "203.0.113.0/24"}} {
+			if err := m.Run(ctx, Detection{Event: "block", KeyType: k.typ, Key: k.key}); err != nil {
+				t.Fatalf("%s %s: %v", k.typ, k.key, err)
+			}
+		}
+		for _, k := range hostile {
+			if err := m.Run(ctx, Detection{Event: "block", KeyType: "sender", Key: k}); err == nil {
+				t.Errorf("hostile sender %q was written", k)
+			}
+		}
+		got, _ := os.ReadFile(path)
+		want := "# the postmaster's own\nfriend@example.net OK\n" + beginMark + "\n" +
+			"192.0.2.5\tREJECT blocked by bombwatch for sending too much mail\n" +
+			"203.0.113\tREJECT blocked by bombwatch for sending too much mail\n" +
+			"bomber@spam.example\tREJECT blocked by bombwatch for sending too much mail\n" +
+			"spam.example\tREJECT blocked by bombwatch for sending too much mail\n" + endMark + "\n"
+		if string(got) != want {
+			t.Errorf("map:\n%s\nwant:\n%s", got, want)
+		}
+		if st, _ := os.Stat(path); st.Mode().Perm() != 0o640 {
+			t.Errorf("mode %v", st.Mode())
+		}
+		m.Run(ctx, Detection{Event: "unblock", KeyType: "sender", Key: "bomber@spam.example"})
+		if got, _ := os.ReadFile(path); strings.Contains(string(got), "bomber@") || !strings.Contains(string(got), "friend@example.net OK") {
+			t.Errorf("after unblock:\n%s", got)
+		}
+		if err := m.Run(ctx, Detection{Event: "block", KeyType: "client_net", Key: "203.0.113.0/26"}); err == nil {
+			t.Error("a /26 in a texthash map")
+		}
+	})
+
+	t.Run("postfix hash with postmap", func(t *testing.T) {
+		netns.NeedTool(t, "postmap")
+		dir := t.TempDir()
+		path := filepath.Join(dir, "client_access")
+		os.WriteFile(filepath.Join(dir, "main.cf"), nil, 0o644) // postmap reads a main.cf
+		m := &Map{ActionName: "pf", Kind: "postfix_map", Path: path, MapType: "hash", Guard: guard, MTAConfig: dir}
+		if err := m.Run(ctx, Detection{Event: "block", KeyType: "client_ip", Key: "192.0.2.5"}); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("postmap", "-c", dir, "-q", "192.0.2.5", "hash:"+path).CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), "REJECT") {
+			t.Errorf("postmap -q: %v %s", err, out)
+		}
+		m.Run(ctx, Detection{Event: "unblock", KeyType: "client_ip", Key: "192.0.2.5"})
+		if out, _ := exec.Command("postmap", "-c", dir, "-q", "192.0.2.5", "hash:"+path).CombinedOutput(); len(out) > 0 {
+			t.Errorf("still found after unblock: %s", out)
+		}
+	})
+
+	t.Run("sendmail access with makemap", func(t *testing.T) {
+		makemap := netns.NeedTool(t, "makemap")
+		dir := t.TempDir()
+		path := filepath.Join(dir, "access")
+		os.WriteFile(path, []byte("Connect:localhost RELAY\n"), 0o644)
+		cf := filepath.Join(dir, "sendmail.cf") // makemap reads a cf file
+		os.WriteFile(cf, nil, 0o644)
+		m := &Map{ActionName: "sm", Kind: "sendmail_access", Path: path, Guard: guard, Compiler: makemap, MTAConfig: cf}
+		for _, k := range []struct{ typ, key string }{{"sender", "bomber@spam.example"}, {"client_ip", "192.0.2.5"}} {
+			if err := m.Run(ctx, Detection{Event: "block", KeyType: k.typ, Key: k.key}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, _ := os.ReadFile(path)
+		if !strings.Contains(string(got), "From:bomber@spam.example\tREJECT") || !strings.Contains(string(got), "Connect:192.0.2.5\tREJECT") ||
+			!strings.Contains(string(got), "Connect:localhost RELAY") {
+			t.Errorf("access:\n%s", got)
+		}
+		if _, err := os.Stat(path + ".db"); err != nil {
+			t.Errorf("makemap made no access.db: %v", err)
+		}
+	})
+
+	t.Run("qmail badmailfrom", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "badmailfrom")
+		m := &Map{ActionName: "q", Kind: "qmail_badmailfrom", Path: path, Guard: guard}
+		m.Run(ctx, Detection{Event: "block", KeyType: "sender", Key: "bomber@spam.example"})
+		m.Run(ctx, Detection{Event: "block", KeyType: "sender_domain", Key: "junk.example"})
+		if err := m.Run(ctx, Detection{Event: "block", KeyType: "client_ip", Key: "192.0.2.5"}); err == nil {
+			t.Error("an address in badmailfrom")
+		}
+		got, _ := os.ReadFile(path)
+		if !strings.Contains(string(got), "\n@junk.example\nbomber@spam.example\n") {
+			t.Errorf("badmailfrom:\n%s", got)
+		}
+	})
+}
+
+func TestMailNegativeCache(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "sent")
+	fake := filepath.Join(dir, "sendmail")
+	os.WriteFile(fake, []byte("#!/bin/sh\necho \"ARGS $*\" >> "+out+"\ncat >> "+out+"\n"), 0o755)
+	m := &Mail{ActionName: "notice", To: []string{"postmaster"}, Sendmail: fake, Period: time.Hour, PerHour: 2}
+	t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	send := func(key string, at time.Duration) {
+		m.Run(context.Background(), Detection{Event: "block", Rule: "r", KeyType: "sender", Key: key, Time: t0.Add(at), Now: t0.Add(at)})
+	}
+	send("a@example.org", 0)
+	send("a@example.org", time.Minute)                            // cached
+	send("b@example.org\nBcc: victim@example.com", 2*time.Minute) // a header injection, and the second notice
+	send("c@example.org", 3*time.Minute)                          // over the hourly cap
+	send("a@example.org", 70*time.Minute)                         // a new period and hour
+	got, _ := os.ReadFile(out)
+	s := string(got)
+	if n := strings.Count(s, "ARGS -oi -- postmaster"); n != 3 {
+		t.Errorf("%d notices, want 3:\n%s", n, s)
+	}
+	if strings.Contains(s, "\nBcc:") || strings.Contains(s, "c@example.org") {
+		t.Errorf("notices:\n%s", s)
+	}
+}

@@ -1,0 +1,110 @@
+package actions
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Mail sends the postmaster a notice of each block through the local
+// sendmail binary, as FML warned of bombs: one notice per key per Period
+// (a negative cache), and at most PerHour notices an hour, so that a bomb
+// of many keys cannot become a bomb of notices.
+type Mail struct {
+	ActionName string
+	To         []string
+	Sendmail   string // default /usr/sbin/sendmail
+	Period     time.Duration
+	PerHour    int
+	DryRunOnly bool
+	Retries
+	Logger *slog.Logger
+
+	mu    sync.Mutex
+	sent  map[string]time.Time // key → last notice
+	hour  time.Time
+	count int
+}
+
+func (m *Mail) Name() string   { return m.ActionName }
+func (m *Mail) External() bool { return true }
+func (m *Mail) DryRun() bool   { return m.DryRunOnly }
+
+func (m *Mail) Run(ctx context.Context, d Detection) error {
+	if d.Event != "block" {
+		return nil // the notice says when the block ends
+	}
+	if !m.admit(d) {
+		return nil
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "To: %s\n", strings.Join(m.To, ", "))
+	fmt.Fprintf(&b, "Subject: bombwatch: %s blocked %s %s\n", headerSafe(d.Rule), d.KeyType, headerSafe(d.Key))
+	b.WriteString("Auto-Submitted: auto-generated\nContent-Type: text/plain; charset=utf-8\n\n")
+	fmt.Fprintf(&b, "Rule:   %s\nKey:    %s %s\nValue:  %s over the limit of %s in %s\nSince:  %s\n",
+		d.Rule, d.KeyType, strconv.Quote(d.Key), FormatNumber(d.Value), FormatNumber(d.Limit), d.Window, d.Time.UTC().Format(time.RFC3339))
+	if !d.Until.IsZero() {
+		fmt.Fprintf(&b, "Until:  %s\n", d.Until.UTC().Format(time.RFC3339))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	// Recipients are arguments after "--", never read from the headers.
+	args := append([]string{"-oi", "--"}, m.To...)
+	cmd := exec.CommandContext(ctx, orDefault(m.Sendmail, "/usr/sbin/sendmail"), args...)
+	cmd.Stdin = &b
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("sendmail: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// admit applies the negative cache and the hourly cap.
+func (m *Mail) admit(d Detection) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := d.Now
+	if now.IsZero() {
+		now = d.Time
+	}
+	if m.sent == nil {
+		m.sent = map[string]time.Time{}
+	}
+	k := d.KeyType + " " + d.Key
+	if last, ok := m.sent[k]; ok && now.Sub(last) < m.Period {
+		return false
+	}
+	if now.Sub(m.hour) >= time.Hour {
+		m.hour, m.count = now, 0
+		for key, t := range m.sent { // the cache stays as small as a period's keys
+			if now.Sub(t) >= m.Period {
+				delete(m.sent, key)
+			}
+		}
+	}
+	if m.PerHour > 0 && m.count >= m.PerHour {
+		return false
+	}
+	m.count++
+	m.sent[k] = now
+	return true
+}
+
+// headerSafe keeps a log's bytes from breaking a mail header.
+func headerSafe(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}

@@ -227,3 +227,60 @@ func TestMailNegativeCache(t *testing.T) {
 		t.Errorf("notices:\n%s", s)
 	}
 }
+
+func TestIPTables(t *testing.T) {
+	if !netns.Enter(t) {
+		return
+	}
+	netns.NeedTool(t, "ipset")
+	netns.NeedTool(t, "iptables")
+	ctx := context.Background()
+	x := &IPTables{ActionName: "ipt", Set: "bombwatch", Ports: []int{25, 465, 587}, Verdict: "drop", Guard: NewGuard(nil)}
+	for range 2 { // idempotent
+		if err := x.Setup(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, _ := exec.Command("iptables", "-S", "INPUT").CombinedOutput()
+	if n := strings.Count(string(out), "--match-set bombwatch4 src"); n != 1 {
+		t.Errorf("%d rules for bombwatch4:\n%s", n, out)
+	}
+	now := time.Now()
+	list := func(set string) string {
+		out, _ := exec.Command("ipset", "list", set).CombinedOutput()
+		return string(out)
+	}
+	for _, k := range []string{"192.0.2.7", "203.0.113.0/24", "2001:db8::7"} {
+		if err := x.Run(ctx, Detection{Event: "block", Key: k, Until: now.Add(time.Hour), Now: now}); err != nil {
+			t.Fatalf("block %s: %v", k, err)
+		}
+	}
+	if s := list("bombwatch4"); !strings.Contains(s, "192.0.2.7 timeout 3") || !strings.Contains(s, "203.0.113.0/24 timeout") {
+		t.Errorf("bombwatch4:\n%s", s)
+	}
+	if s := list("bombwatch6"); !strings.Contains(s, "2001:db8::7") {
+		t.Errorf("bombwatch6:\n%s", s)
+	}
+	x.Run(ctx, Detection{Event: "unblock", Key: "192.0.2.7"})
+	if s := list("bombwatch4"); strings.Contains(s, "192.0.2.7 ") {
+		t.Errorf("after unblock:\n%s", s)
+	}
+	if err := x.Run(ctx, Detection{Event: "block", Key: "192.0.2.9", Until: now.Add(time.Second), Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2200 * time.Millisecond)
+	if s := list("bombwatch4"); strings.Contains(s, "192.0.2.9") {
+		t.Errorf("still there after its timeout:\n%s", s)
+	}
+	for _, k := range []string{"1.2.3.4 -j ACCEPT", "127.0.0.1", "::1", "10.0.0.0/8; reboot"} {
+		if err := x.Run(ctx, Detection{Event: "block", Key: k, Until: now.Add(time.Hour), Now: now}); err == nil {
+			t.Errorf("key %q was blocked", k)
+		}
+	}
+	if err := x.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := exec.Command("iptables", "-S", "INPUT").CombinedOutput(); strings.Contains(string(out), "bombwatch") {
+		t.Errorf("rule left after cleanup:\n%s", out)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -38,17 +37,6 @@ type NFT struct {
 func (n *NFT) Name() string   { return n.ActionName }
 func (n *NFT) External() bool { return true }
 func (n *NFT) DryRun() bool   { return n.DryRunOnly }
-
-// tableName is what nft calls a table: "family name".
-var tableName = regexp.MustCompile(`^(inet|ip|ip6) [a-z][a-z0-9_]{0,31}$`)
-
-// CheckTable validates a table name for the config.
-func CheckTable(t string) error {
-	if !tableName.MatchString(t) {
-		return fmt.Errorf("%q is not \"inet|ip|ip6 NAME\"", t)
-	}
-	return nil
-}
 
 // Setup creates the table, sets and chain, replacing an older one: at
 // start, before the blocks in force are applied again.

@@ -120,8 +120,9 @@ type Act struct {
 	UnblockCommand []string `yaml:"unblock_command,omitempty"`
 	Timeout        Duration `yaml:"timeout,omitempty"`
 	Concurrency    int      `yaml:"concurrency,omitempty"`
-	// nft
+	// nft, iptables
 	Table   string `yaml:"table,omitempty"`
+	Set     string `yaml:"set,omitempty"` // iptables: the ipsets are SET4 and SET6
 	Ports   []int  `yaml:"ports,omitempty"`
 	Verdict string `yaml:"verdict,omitempty"`
 	// postfix_map, sendmail_access, qmail_badmailfrom
@@ -139,6 +140,7 @@ type Act struct {
 // ActionKeys says which rule keys each action type can enforce.
 var ActionKeys = map[string][]string{
 	"nft":               {"client_ip", "client_net"},
+	"iptables":          {"client_ip", "client_net"},
 	"postfix_map":       {"sender", "sender_domain", "client_ip", "client_net"},
 	"sendmail_access":   {"sender", "sender_domain", "client_ip", "client_net"},
 	"qmail_badmailfrom": {"sender", "sender_domain"},
@@ -553,6 +555,7 @@ func (d *decoder) action(n *yaml.Node, path string) Act {
 		"timeout":         func(f string, v *yaml.Node) { d.duration(v, f, &a.Timeout) },
 		"concurrency":     func(f string, v *yaml.Node) { d.integer(v, f, &a.Concurrency) },
 		"table":           func(f string, v *yaml.Node) { d.str(v, f, &a.Table) },
+		"set":             func(f string, v *yaml.Node) { d.str(v, f, &a.Set) },
 		"ports":           func(f string, v *yaml.Node) { d.strs(v, f, &ports) },
 		"verdict":         func(f string, v *yaml.Node) { d.str(v, f, &a.Verdict) },
 		"path":            func(f string, v *yaml.Node) { d.str(v, f, &a.Path) },
@@ -633,14 +636,30 @@ func (d *decoder) action(n *yaml.Node, path string) Act {
 			a.PerHour = 20
 		}
 	case "":
-		bad("type", "is required (log, script, nft, postfix_map, sendmail_access, qmail_badmailfrom, mail)")
+		bad("type", "is required (log, script, nft, iptables, postfix_map, sendmail_access, qmail_badmailfrom, mail)")
 	case "iptables":
-		bad("type", "%q is not implemented in this version of bombwatch (use nft)", a.Type)
+		if a.Set == "" {
+			a.Set = "bombwatch"
+		}
+		if !setPrefix.MatchString(a.Set) {
+			bad("set", "%q is not a set name (letters, digits, _ and -, at most 26)", a.Set)
+		}
+		if len(a.Ports) == 0 {
+			a.Ports = []int{25, 465, 587}
+		}
+		if a.Verdict == "" {
+			a.Verdict = "drop"
+		}
+		if a.Verdict != "drop" && a.Verdict != "reject" {
+			bad("verdict", "%q is not drop or reject", a.Verdict)
+		}
 	default:
-		bad("type", "%q is not an action type (log, script, nft, postfix_map, sendmail_access, qmail_badmailfrom, mail)", a.Type)
+		bad("type", "%q is not an action type (log, script, nft, iptables, postfix_map, sendmail_access, qmail_badmailfrom, mail)", a.Type)
 	}
 	return a
 }
+
+var setPrefix = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,25}$`)
 
 var nftTable = regexp.MustCompile(`^(inet|ip|ip6) [a-z][a-z0-9_]{0,31}$`)
 

@@ -385,6 +385,9 @@ func buildActions(cfg *config.Config, log *slog.Logger) (map[string]actions.Acti
 		case "nft":
 			named[name] = &actions.NFT{ActionName: name, Table: a.Table, Ports: a.Ports, Verdict: a.Verdict, Guard: guard,
 				DryRunOnly: a.DryRun, Retries: retries, Logger: log}
+		case "iptables":
+			named[name] = &actions.IPTables{ActionName: name, Set: a.Set, Ports: a.Ports, Verdict: a.Verdict, Guard: guard,
+				DryRunOnly: a.DryRun, Retries: retries, Logger: log}
 		case "postfix_map", "sendmail_access", "qmail_badmailfrom":
 			named[name] = &actions.Map{ActionName: name, Kind: a.Type, Path: a.Path, MapType: a.MapType, Reply: a.Reply, MTAConfig: a.MTAConfig,
 				Guard: guard, DryRunOnly: a.DryRun, Retries: retries, Logger: log}

@@ -35,7 +35,8 @@ func Enter(t *testing.T) bool {
 }
 
 // packages name the Debian package of each tool.
-var packages = map[string]string{"nft": "nftables", "postmap": "postfix", "makemap": "sendmail-bin", "unshare": "util-linux"}
+var packages = map[string]string{"nft": "nftables", "postmap": "postfix", "makemap": "sendmail-bin", "unshare": "util-linux",
+	"ipset": "ipset", "iptables": "iptables"}
 
 // NeedTool returns the path of a tool, or skips the test — fails it under
 // CI, which installs them all.

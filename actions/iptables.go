@@ -1,0 +1,122 @@
+package actions
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// IPTables blocks client addresses and networks with ipset and one
+// iptables (and one ip6tables) rule that drops the mail ports from the
+// set's members: for hosts whose firewall is managed with iptables. The
+// sets are hash:net with timeouts, so an element ends with its block even
+// if bombwatch is down.
+//
+// Like NFT it runs the programs directly, with every argument on its own
+// and every address parsed by Guard.Network first.
+type IPTables struct {
+	ActionName string
+	Set        string // "bombwatch": the sets are bombwatch4 and bombwatch6
+	Ports      []int
+	Verdict    string // drop or reject
+	Guard      *Guard
+	DryRunOnly bool
+	Retries
+	Logger *slog.Logger
+}
+
+func (t *IPTables) Name() string   { return t.ActionName }
+func (t *IPTables) External() bool { return true }
+func (t *IPTables) DryRun() bool   { return t.DryRunOnly }
+
+// family pairs a set with its iptables program.
+type family struct {
+	set, iptables, inet string
+}
+
+func (t *IPTables) families() []family {
+	return []family{{t.Set + "4", "iptables", "inet"}, {t.Set + "6", "ip6tables", "inet6"}}
+}
+
+func (t *IPTables) rule(f family) []string {
+	ports := make([]string, len(t.Ports))
+	for i, p := range t.Ports {
+		ports[i] = strconv.Itoa(p)
+	}
+	target := []string{"-j", "DROP"}
+	if t.Verdict == "reject" {
+		target = []string{"-j", "REJECT", "--reject-with", "tcp-reset"}
+	}
+	return append([]string{"INPUT", "-p", "tcp", "-m", "multiport", "--dports", strings.Join(ports, ","),
+		"-m", "set", "--match-set", f.set, "src"}, target...)
+}
+
+// Setup makes the sets and the rules, when they are not there yet.
+func (t *IPTables) Setup(ctx context.Context) error {
+	for _, f := range t.families() {
+		if err := run(ctx, "ipset", "create", f.set, "hash:net", "family", f.inet, "timeout", "0", "-exist"); err != nil {
+			return err
+		}
+		rule := t.rule(f)
+		if run(ctx, f.iptables, append([]string{"-C"}, rule...)...) != nil {
+			if err := run(ctx, f.iptables, append([]string{"-I"}, rule...)...); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Cleanup removes the rules and the sets.
+func (t *IPTables) Cleanup(ctx context.Context) error {
+	var first error
+	for _, f := range t.families() {
+		for run(ctx, f.iptables, append([]string{"-D"}, t.rule(f)...)...) == nil {
+		}
+		if err := run(ctx, "ipset", "destroy", f.set); err != nil && !strings.Contains(err.Error(), "does not exist") {
+			first = err
+		}
+	}
+	return first
+}
+
+func (t *IPTables) Run(ctx context.Context, d Detection) error {
+	p, err := t.Guard.Network(d.Key)
+	if err != nil {
+		return err
+	}
+	set := t.Set + "4"
+	if p.Addr().Is6() {
+		set = t.Set + "6"
+	}
+	if d.Event == "unblock" {
+		return run(ctx, "ipset", "del", set, p.String(), "-exist")
+	}
+	timeout := int64(0) // no end
+	if !d.Until.IsZero() {
+		left := d.Until.Sub(d.Now)
+		if left <= 0 {
+			return nil
+		}
+		timeout = int64((left + time.Second - 1) / time.Second)
+	}
+	// -exist: a new block of a key replaces the old one's timeout.
+	return run(ctx, "ipset", "add", set, p.String(), "timeout", strconv.FormatInt(timeout, 10), "-exist")
+}
+
+func run(ctx context.Context, name string, args ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}

@@ -594,15 +594,7 @@ func (d *decoder) action(n *yaml.Node, path string) Act {
 		if !nftTable.MatchString(a.Table) {
 			bad("table", "%q is not \"inet|ip|ip6 NAME\"", a.Table)
 		}
-		if len(a.Ports) == 0 {
-			a.Ports = []int{25, 465, 587}
-		}
-		if a.Verdict == "" {
-			a.Verdict = "drop"
-		}
-		if a.Verdict != "drop" && a.Verdict != "reject" {
-			bad("verdict", "%q is not drop or reject", a.Verdict)
-		}
+		firewallDefaults(&a, bad)
 	case "postfix_map", "sendmail_access", "qmail_badmailfrom":
 		if a.Path == "" {
 			a.Path = map[string]string{"postfix_map": "", "sendmail_access": "/etc/mail/access",
@@ -644,19 +636,25 @@ func (d *decoder) action(n *yaml.Node, path string) Act {
 		if !setPrefix.MatchString(a.Set) {
 			bad("set", "%q is not a set name (letters, digits, _ and -, at most 26)", a.Set)
 		}
-		if len(a.Ports) == 0 {
-			a.Ports = []int{25, 465, 587}
-		}
-		if a.Verdict == "" {
-			a.Verdict = "drop"
-		}
-		if a.Verdict != "drop" && a.Verdict != "reject" {
-			bad("verdict", "%q is not drop or reject", a.Verdict)
-		}
+		firewallDefaults(&a, bad)
 	default:
 		bad("type", "%q is not an action type (log, script, nft, iptables, postfix_map, sendmail_access, qmail_badmailfrom, mail)", a.Type)
 	}
 	return a
+}
+
+// firewallDefaults fills and checks what nft and iptables share: the mail
+// ports, and drop or reject.
+func firewallDefaults(a *Act, bad func(field, format string, args ...any)) {
+	if len(a.Ports) == 0 {
+		a.Ports = []int{25, 465, 587}
+	}
+	if a.Verdict == "" {
+		a.Verdict = "drop"
+	}
+	if a.Verdict != "drop" && a.Verdict != "reject" {
+		bad("verdict", "%q is not drop or reject", a.Verdict)
+	}
 }
 
 var setPrefix = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,25}$`)

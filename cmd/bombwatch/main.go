@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/bombwatch/bombwatch/config"
+	"github.com/bombwatch/bombwatch/parsers"
 )
 
 // Set by the Makefile with -ldflags -X.
@@ -147,6 +148,19 @@ func newFlagSet(name string, stderr io.Writer, usageLine string) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// checkLogs checks the LOG... arguments and --format of replay and parse.
+func checkLogs(logs []string, format string) error {
+	if len(logs) == 0 {
+		return usagef("no log given (use - for standard input)")
+	}
+	if format != "auto" {
+		if _, ok := parsers.Lookup(format); !ok {
+			return usagef("unknown --format %q (auto, %v)", format, parsers.Names())
+		}
+	}
+	return nil
 }
 
 // loadConfig reads -c FILE, or the built-in default without one.

@@ -45,13 +45,8 @@ func runParse(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(logs) == 0 {
-		return usagef("no log given (use - for standard input)")
-	}
-	if *format != "auto" {
-		if _, ok := parsers.Lookup(*format); !ok {
-			return usagef("unknown --format %q (auto, %v)", *format, parsers.Names())
-		}
+	if err := checkLogs(logs, *format); err != nil {
+		return err
 	}
 	loc := time.Local
 	if *tz != "" {

@@ -27,13 +27,8 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(logs) == 0 {
-		return usagef("no log given (use - for standard input)")
-	}
-	if *format != "auto" {
-		if _, ok := parsers.Lookup(*format); !ok {
-			return usagef("unknown --format %q (auto, %v)", *format, parsers.Names())
-		}
+	if err := checkLogs(logs, *format); err != nil {
+		return err
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {

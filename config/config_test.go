@@ -1,9 +1,13 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bombwatch/bombwatch/internal/corpus"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -117,5 +121,27 @@ func TestParseDuration(t *testing.T) {
 		if _, err := ParseDuration(bad); err == nil {
 			t.Errorf("ParseDuration(%q) succeeded", bad)
 		}
+	}
+}
+
+// TestInterfaceExample: the example config of ../shared/interface.md — every
+// option at once — is valid.
+func TestInterfaceExample(t *testing.T) {
+	path := filepath.Join(filepath.Dir(corpus.Dir(t)), "interface.md")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(data), "```yaml\n")
+	if !ok {
+		t.Fatal("no yaml block in interface.md")
+	}
+	block, _, _ = strings.Cut(block, "```")
+	c, err := Parse("interface.md", []byte(block))
+	if err != nil {
+		t.Fatalf("the interface's example config is refused:\n%v", err)
+	}
+	if len(c.Rules) != 3 || c.Rules[2].Measure != "burst" || c.Actions["fw"].Type != "nft" {
+		t.Errorf("parsed %+v", c)
 	}
 }

@@ -24,15 +24,17 @@ import (
 
 // Config is a whole configuration.
 type Config struct {
-	File     string         `yaml:"-"`
-	State    string         `yaml:"state"`
-	Timezone string         `yaml:"timezone,omitempty"`
-	Listen   string         `yaml:"listen,omitempty"` // Prometheus /metrics and /healthz
-	Log      Log            `yaml:"log"`
-	Inputs   []Input        `yaml:"inputs"`
-	Ignore   []string       `yaml:"ignore"`
-	Rules    []Rule         `yaml:"rules"`
-	Actions  map[string]Act `yaml:"actions"`
+	File     string `yaml:"-"`
+	State    string `yaml:"state"`
+	Timezone string `yaml:"timezone,omitempty"`
+	Listen   string `yaml:"listen,omitempty"` // Prometheus /metrics and /healthz
+	// Retention is how long the per-minute counts reports read are kept.
+	Retention Duration       `yaml:"retention"`
+	Log       Log            `yaml:"log"`
+	Inputs    []Input        `yaml:"inputs"`
+	Ignore    []string       `yaml:"ignore"`
+	Rules     []Rule         `yaml:"rules"`
+	Actions   map[string]Act `yaml:"actions"`
 
 	// Location is Timezone, loaded.
 	Location *time.Location `yaml:"-"`
@@ -407,8 +409,9 @@ func (d *decoder) boolean(n *yaml.Node, field string, dst *bool) {
 func (d *decoder) config(n *yaml.Node, c *Config) {
 	d.root = n
 	d.fields(n, "", map[string]func(string, *yaml.Node){
-		"state":  func(f string, v *yaml.Node) { d.str(v, f, &c.State) },
-		"listen": func(f string, v *yaml.Node) { d.str(v, f, &c.Listen) },
+		"state":     func(f string, v *yaml.Node) { d.str(v, f, &c.State) },
+		"listen":    func(f string, v *yaml.Node) { d.str(v, f, &c.Listen) },
+		"retention": func(f string, v *yaml.Node) { d.duration(v, f, &c.Retention) },
 		"log": func(f string, v *yaml.Node) {
 			d.fields(v, f, map[string]func(string, *yaml.Node){
 				"format": func(f string, v *yaml.Node) { d.str(v, f, &c.Log.Format) },
@@ -663,6 +666,12 @@ var nftTable = regexp.MustCompile(`^(inet|ip|ip6) [a-z][a-z0-9_]{0,31}$`)
 
 // check validates what single fields cannot: references and names.
 func (d *decoder) check(c *Config) {
+	if c.Retention == 0 {
+		c.Retention = Duration(30 * 24 * time.Hour)
+	}
+	if c.Retention < 0 {
+		d.errorf(d.node("retention"), "retention", "must not be negative")
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}

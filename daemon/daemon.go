@@ -231,6 +231,7 @@ func run(p *pipeline.Pipeline, b *batch, positions map[string]state.Position) {
 			metrics.events.WithLabelValues(k.String()).Add(float64(kinds[k]))
 		}
 	}
+	p.AddStats(b.stats)
 	if b.pos.Input != "" {
 		positions[b.pos.Input] = b.pos
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/bombwatch/bombwatch/config"
 	"github.com/bombwatch/bombwatch/input"
 	"github.com/bombwatch/bombwatch/parsers"
+	"github.com/bombwatch/bombwatch/pipeline"
 	"github.com/bombwatch/bombwatch/state"
 )
 
@@ -26,6 +27,7 @@ import (
 type batch struct {
 	input  string
 	events []parsers.Event
+	stats  []state.Stat   // the events', for reports
 	pos    state.Position // Input "" for an input without positions
 	sent   time.Time
 }
@@ -137,6 +139,7 @@ func followFile(ctx context.Context, f *input.Follower, ic config.Input, loc *ti
 		}
 	}
 	p := newLineParser(path, ic.Format, loc, log)
+	counter := pipeline.NewStatsCounter()
 	poll := time.NewTicker(time.Duration(ic.Poll))
 	defer poll.Stop()
 	b := &batch{input: path}
@@ -145,6 +148,7 @@ func followFile(ctx context.Context, f *input.Follower, ic config.Input, loc *ti
 		if len(b.events) == 0 && b.pos.Input == "" {
 			return true
 		}
+		b.stats = counter.Take(b.stats)
 		b.sent = time.Now()
 		select {
 		case out <- b:
@@ -157,7 +161,7 @@ func followFile(ctx context.Context, f *input.Follower, ic config.Input, loc *ti
 	for {
 		err := f.Poll(func(line []byte, pos input.Pos) {
 			lines++
-			p.parse(line, pos.Line, func(e *parsers.Event) { b.events = append(b.events, *e) })
+			p.parse(line, pos.Line, func(e *parsers.Event) { b.events = append(b.events, *e); counter.Add(e) })
 			b.pos = state.Position{Input: path, Device: pos.ID.Device, Inode: pos.ID.Inode, Offset: pos.Offset, Line: pos.Line,
 				Fingerprint: pos.ID.Fingerprint}
 			if len(b.events) >= batchMax {

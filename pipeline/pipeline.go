@@ -35,6 +35,8 @@ type Options struct {
 	Logger      *slog.Logger
 	// CommitEvery is how many events a batch holds at most (default 16384).
 	CommitEvery int
+	// Retention is how long the stats reports read are kept (0: forever).
+	Retention time.Duration
 }
 
 // Pipeline runs events through rules. It is used from one goroutine.
@@ -56,6 +58,7 @@ type Pipeline struct {
 	spare     *state.Batch // the other batch, being committed or free
 	committed chan error   // the commit under way, if any
 	events    int          // since the last commit
+	pruned    time.Time    // when stats were last pruned
 
 	// unsaved holds the blocks started since the last commit: action
 	// outcomes reported meanwhile are written on them, not to the store.
@@ -218,7 +221,7 @@ func (p *Pipeline) block(r *rule, key string, e *parsers.Event, value, limit flo
 	a := &active{rule: r, Block: state.Block{
 		ID: p.nextID, Rule: r.name, KeyType: r.keyType, Key: key,
 		Since: e.Time, Value: value, Limit: limit, Window: per,
-		Actions: make(map[string]string, len(r.actions)),
+		Actions: make(map[string]string, len(r.actions)), File: e.File, Line: e.Line,
 	}}
 	p.nextID++
 	if d := p.blockLength(r, key, e.Time); d > 0 {
@@ -402,6 +405,7 @@ func (p *Pipeline) commit(srcs []*Source, wait bool) error {
 		return nil
 	}
 	b := p.batch
+	p.pruneStats(b)
 	for _, r := range p.rules {
 		for name, w := range r.stores() {
 			w.Flush(func(key string, st window.State) {
@@ -417,9 +421,11 @@ func (p *Pipeline) commit(srcs []*Source, wait bool) error {
 		}
 	}
 	for _, s := range srcs {
-		if pos, ok := s.position(); ok {
+		if pos, ok := s.position(); ok { // first: it hands on its batch's stats
 			b.Positions = append(b.Positions, pos)
 		}
+		b.Stats = append(b.Stats, s.doneStats...)
+		s.doneStats = s.doneStats[:0]
 	}
 	b.Clock = p.clock
 	if err := p.waitCommit(); err != nil {

@@ -450,3 +450,61 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("undetectable file: %v", err)
 	}
 }
+
+// TestStatsRetention: the per-minute counts reports read are saved with
+// each commit, and those older than the retention pruned.
+func TestStatsRetention(t *testing.T) {
+	cfg := mustConfig(t, "retention: 2h\nrules: []\n")
+	db, err := sqlite.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var lines []string
+	base := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	for h := range 6 {
+		ts := base.Add(time.Duration(h) * time.Hour).Format(time.RFC3339)
+		lines = append(lines, fmt.Sprintf("%s mx postfix/smtpd[1]: RETQ%05d: client=c.example[192.0.2.7]", ts, h),
+			fmt.Sprintf("%s mx postfix/qmgr[2]: RETQ%05d: from=<r@example.org>, size=100, nrcpt=2 (queue active)", ts, h))
+		// Lines without events, so that each hour is read in a batch of its
+		// own: stats are saved, and pruned, a read batch at a time.
+		for range 9000 {
+			lines = append(lines, ts+" mx postfix/anvil[3]: statistics: max cache size 1")
+		}
+	}
+	log := writeLog(t, lines...)
+	p, err := New(cfg, Options{Store: db, Logger: slog.New(slog.DiscardHandler), CommitEvery: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := OpenSource(log, SourceOptions{Location: time.UTC, Stats: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if err := p.Process([]*Source{src}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	var minutes []int64
+	db.Stats(0, 1<<40, func(st *state.Stat) {
+		got[st.KeyType+" "+st.Key] += st.Messages
+		if st.KeyType == "sender" {
+			minutes = append(minutes, st.Minute)
+			if st.Bytes != 100 || st.Recipients != 2 {
+				t.Errorf("stat %+v", st)
+			}
+		}
+	})
+	// Hours 3, 4 and 5 are within 2 h of the last commit's clock; the
+	// batch that holds hour 3 may hold the end of hour 2 too.
+	if got["kind accepted"] < 3 || got["kind accepted"] > 4 || got["sender r@example.org"] != got["kind accepted"] ||
+		got["client_ip 192.0.2.7"] != got["kind accepted"] {
+		t.Errorf("stats %v", got)
+	}
+	for _, m := range minutes {
+		if m*60 < base.Add(2*time.Hour).Unix() {
+			t.Errorf("a minute older than the retention is left: %v", time.Unix(m*60, 0).UTC())
+		}
+	}
+}

@@ -208,6 +208,9 @@ func New(cfg *config.Config, opts Options) (*Pipeline, error) {
 	if opts.CommitEvery <= 0 {
 		opts.CommitEvery = 16384
 	}
+	if opts.Retention == 0 {
+		opts.Retention = time.Duration(cfg.Retention)
+	}
 	p := &Pipeline{opts: opts, byName: map[string]*rule{}, unsaved: map[int64]*state.Block{}, nextID: 1, log: opts.Logger,
 		batch: &state.Batch{}, spare: &state.Batch{},
 		offenses: map[offenseKey]state.Offense{}, inForce: map[int64]*active{}}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/bombwatch/bombwatch/input"
@@ -41,11 +42,21 @@ type Source struct {
 	free    chan *batch
 	quit    chan struct{}
 	started bool
+
+	// read counts the lines read so far, for a progress line while the
+	// source is being read.
+	linesRead atomic.Int64
+
+	// stats counts for reports in the reading goroutine, when asked to;
+	// doneStats are those of the batches whose events all ran.
+	stats     *StatsCounter
+	doneStats []state.Stat
 }
 
 // batch is events parsed from a run of lines, and where the run ends.
 type batch struct {
 	events []queued
+	stats  []state.Stat
 	offset int64 // after the batch's last line
 	line   int64
 	err    error // that ended the log early
@@ -81,6 +92,8 @@ type SourceOptions struct {
 	Now time.Time
 	// Positions are the saved positions, by absolute path.
 	Positions map[string]state.Position
+	// Stats counts the events for reports, as they are read.
+	Stats bool
 }
 
 // OpenSource opens a log and picks its parser. With format "auto" the
@@ -92,6 +105,9 @@ func OpenSource(name string, o SourceOptions) (*Source, error) {
 	}
 	s := &Source{Name: name, r: r}
 	s.emitFn = s.emit
+	if o.Stats {
+		s.stats = NewStatsCounter()
+	}
 	if name != "-" {
 		if s.abs, err = filepath.Abs(name); err != nil {
 			s.abs = name
@@ -163,6 +179,9 @@ func (s *Source) Err() error { return s.err }
 
 func (s *Source) emit(e *parsers.Event) {
 	s.Stats.Events[e.Kind&7]++
+	if s.stats != nil {
+		s.stats.Add(e)
+	}
 	s.filling.events = append(s.filling.events, queued{ev: *e, end: s.r.Offset(), line: s.r.Line()})
 }
 
@@ -187,6 +206,7 @@ func (s *Source) read() {
 					s.filling.err = err
 				}
 				s.filling.offset, s.filling.line = s.r.Offset(), s.r.Line()
+				s.takeStats()
 				select {
 				case s.batches <- s.filling:
 				case <-s.quit:
@@ -199,11 +219,24 @@ func (s *Source) read() {
 			}
 		}
 		s.filling.offset, s.filling.line = s.r.Offset(), s.r.Line()
+		s.takeStats()
+		s.linesRead.Store(s.Stats.Lines)
 		select {
 		case s.batches <- s.filling:
 		case <-s.quit:
 			return
 		}
+	}
+}
+
+// LinesRead is how many lines have been read so far; safe while the source
+// is being read.
+func (s *Source) LinesRead() int64 { return s.linesRead.Load() }
+
+func (s *Source) takeStats() {
+	s.filling.stats = s.filling.stats[:0]
+	if s.stats != nil {
+		s.filling.stats = s.stats.Take(s.filling.stats)
 	}
 }
 
@@ -231,6 +264,7 @@ func (s *Source) peek() *queued {
 		if s.cur != nil {
 			// Every event of the batch ran: its lines are done.
 			s.done.Offset, s.done.Line = s.cur.offset, s.cur.line
+			s.doneStats = append(s.doneStats, s.cur.stats...)
 			s.free <- s.cur
 			s.cur = nil
 		}
@@ -270,6 +304,9 @@ func (s *Source) position() (state.Position, bool) {
 		return state.Position{}, false
 	}
 	if s.cur != nil && s.head == len(s.cur.events) {
+		// The batch's stats go with the position past it.
+		s.doneStats = append(s.doneStats, s.cur.stats...)
+		s.cur.stats = s.cur.stats[:0]
 		p := s.done
 		p.Offset, p.Line = s.cur.offset, s.cur.line
 		return p, true

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
@@ -73,6 +74,17 @@ var migrations = []string{
 		last  INTEGER NOT NULL, -- Unix ns
 		PRIMARY KEY (rule, key)
 	) WITHOUT ROWID;`,
+	// What reports need: per-minute counts, a batch's in one row (a key's
+	// minute may be in several rows, summed when read: a row per count
+	// would cost SQLite more than all the rest of a replay), and where
+	// blocks came from.
+	`CREATE TABLE stats (
+		first_minute INTEGER NOT NULL, -- Unix time / 60
+		last_minute  INTEGER NOT NULL,
+		data         BLOB NOT NULL     -- see encodeStats
+	);
+	ALTER TABLE blocks ADD COLUMN file TEXT NOT NULL DEFAULT '';
+	ALTER TABLE blocks ADD COLUMN line INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // Store is a state.Store in an SQLite file.
@@ -130,6 +142,122 @@ func (s *Store) migrate() error {
 	}
 	return nil
 }
+
+// addStats saves a batch's stats as one row.
+func addStats(tx *sql.Tx, stats []state.Stat) error {
+	if len(stats) == 0 {
+		return nil
+	}
+	first, last := stats[0].Minute, stats[0].Minute
+	for _, st := range stats {
+		first, last = min(first, st.Minute), max(last, st.Minute)
+	}
+	_, err := tx.Exec(`INSERT INTO stats (first_minute, last_minute, data) VALUES (?, ?, ?)`, first, last, encodeStats(stats))
+	return err
+}
+
+// statTypes code the key types in the blob.
+var statTypes = []string{"kind", "sender", "client_ip", "sasl_user", "lost", "pipelining"}
+
+// encodeStats writes stats as varints: minute, key type (an index of
+// statTypes, or 255 and the name), key, messages, bytes, recipients.
+func encodeStats(stats []state.Stat) []byte {
+	buf := make([]byte, 0, 24*len(stats))
+	for _, st := range stats {
+		buf = binary.AppendVarint(buf, st.Minute)
+		code := slices.Index(statTypes, st.KeyType)
+		if code < 0 {
+			buf = append(buf, 255)
+			buf = binary.AppendUvarint(buf, uint64(len(st.KeyType)))
+			buf = append(buf, st.KeyType...)
+		} else {
+			buf = append(buf, byte(code))
+		}
+		buf = binary.AppendUvarint(buf, uint64(len(st.Key)))
+		buf = append(buf, st.Key...)
+		buf = binary.AppendVarint(buf, st.Messages)
+		buf = binary.AppendVarint(buf, st.Bytes)
+		buf = binary.AppendVarint(buf, st.Recipients)
+	}
+	return buf
+}
+
+func decodeStats(b []byte, fn func(*state.Stat)) error {
+	var st state.Stat
+	varint := func() (int64, bool) {
+		v, n := binary.Varint(b)
+		if n <= 0 {
+			return 0, false
+		}
+		b = b[n:]
+		return v, true
+	}
+	str := func() (string, bool) {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || uint64(len(b)-n) < l {
+			return "", false
+		}
+		s := string(b[n : n+int(l)])
+		b = b[n+int(l):]
+		return s, true
+	}
+	for len(b) > 0 {
+		var ok bool
+		if st.Minute, ok = varint(); !ok || len(b) == 0 {
+			return errCorrupt
+		}
+		code := b[0]
+		b = b[1:]
+		switch {
+		case int(code) < len(statTypes):
+			st.KeyType = statTypes[code]
+		case code == 255:
+			if st.KeyType, ok = str(); !ok {
+				return errCorrupt
+			}
+		default:
+			return errCorrupt
+		}
+		var ok1, ok2, ok3, ok4 bool
+		st.Key, ok1 = str()
+		st.Messages, ok2 = varint()
+		st.Bytes, ok3 = varint()
+		st.Recipients, ok4 = varint()
+		if !ok1 || !ok2 || !ok3 || !ok4 {
+			return errCorrupt
+		}
+		fn(&st)
+	}
+	return nil
+}
+
+// Stats calls fn for every stat of the minutes from first to last, both
+// included. A key's minute may come more than once: sum them.
+func (s *Store) Stats(first, last int64, fn func(*state.Stat)) error {
+	rows, err := s.db.Query(`SELECT data FROM stats WHERE last_minute >= ? AND first_minute <= ?`, first, last)
+	if err != nil {
+		return s.wrap("read stats", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var blob []byte
+		if err := rows.Scan(&blob); err != nil {
+			return s.wrap("read stats", err)
+		}
+		err := decodeStats(blob, func(st *state.Stat) {
+			if st.Minute >= first && st.Minute <= last {
+				fn(st)
+			}
+		})
+		if err != nil {
+			return s.wrap("read stats", err)
+		}
+	}
+	return s.wrap("read stats", rows.Err())
+}
+
+// DB is the database, for reports' queries.
+func (s *Store) DB() *sql.DB { return s.db }
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
@@ -270,12 +398,20 @@ func (s *Store) Commit(b *state.Batch) error {
 		if err != nil {
 			return s.wrap("commit blocks", err)
 		}
-		_, err = tx.Exec(`INSERT OR REPLACE INTO blocks (id, rule, key_type, key, since, until, value, lim, window, actions, ended, end_reason)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err = tx.Exec(`INSERT OR REPLACE INTO blocks (id, rule, key_type, key, since, until, value, lim, window, actions, ended, end_reason, file, line)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			bl.ID, bl.Rule, bl.KeyType, bl.Key, bl.Since.UnixNano(), nullTime(bl.Until), bl.Value, bl.Limit,
-			int64(bl.Window), string(actions), nullTime(bl.Ended), bl.EndReason)
+			int64(bl.Window), string(actions), nullTime(bl.Ended), bl.EndReason, bl.File, bl.Line)
 		if err != nil {
 			return s.wrap("commit blocks", err)
+		}
+	}
+	if err := addStats(tx, b.Stats); err != nil {
+		return s.wrap("commit stats", err)
+	}
+	if !b.PruneStats.IsZero() {
+		if _, err := tx.Exec(`DELETE FROM stats WHERE last_minute < ?`, b.PruneStats.Unix()/60); err != nil {
+			return s.wrap("prune stats", err)
 		}
 	}
 	for _, o := range b.Offenses {
@@ -315,7 +451,7 @@ func (s *Store) SetActionStatus(id int64, action, status string) error {
 // Blocks returns the blocks in force, or with activeOnly false every block
 // in force at some time after since.
 func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) {
-	q := `SELECT id, rule, key_type, key, since, until, value, lim, window, actions, ended, end_reason FROM blocks `
+	q := `SELECT id, rule, key_type, key, since, until, value, lim, window, actions, ended, end_reason, file, line FROM blocks `
 	var args []any
 	if activeOnly {
 		q += `WHERE ended IS NULL ORDER BY id`
@@ -334,7 +470,7 @@ func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) 
 		var sinceNS, window int64
 		var until, ended sql.NullInt64
 		var actions string
-		if err := rows.Scan(&b.ID, &b.Rule, &b.KeyType, &b.Key, &sinceNS, &until, &b.Value, &b.Limit, &window, &actions, &ended, &b.EndReason); err != nil {
+		if err := rows.Scan(&b.ID, &b.Rule, &b.KeyType, &b.Key, &sinceNS, &until, &b.Value, &b.Limit, &window, &actions, &ended, &b.EndReason, &b.File, &b.Line); err != nil {
 			return nil, s.wrap("read blocks", err)
 		}
 		b.Since = time.Unix(0, sinceNS).UTC()

@@ -130,3 +130,41 @@ func BenchmarkCommit(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(batch.Windows)), "windows/op")
 }
+
+func TestStatsRoundTrip(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	stats := []state.Stat{
+		{Minute: 100, KeyType: "kind", Key: "accepted", Messages: 3},
+		{Minute: 101, KeyType: "sender", Key: "a@example.org", Messages: 2, Bytes: 5000, Recipients: 4},
+		{Minute: 160, KeyType: "client_ip", Key: "2001:db8::1", Messages: 1, Bytes: 10, Recipients: 1},
+		{Minute: 161, KeyType: "a type of later", Key: "x", Messages: 1},
+	}
+	if err := s.Commit(&state.Batch{Stats: stats}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(&state.Batch{Stats: stats[1:2]}); err != nil { // the same key and minute again: summed by readers
+		t.Fatal(err)
+	}
+	var got []state.Stat
+	if err := s.Stats(101, 160, func(st *state.Stat) { got = append(got, *st) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0] != stats[1] || got[1] != stats[2] || got[2] != stats[1] {
+		t.Errorf("stats of minutes 101-160: %+v", got)
+	}
+	if err := s.Commit(&state.Batch{PruneStats: time.Unix(161*60, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	got = got[:0]
+	s.Stats(0, 1000, func(st *state.Stat) { got = append(got, *st) })
+	if len(got) != 4 { // the first batch's newest minute is 161: kept whole
+		t.Errorf("after pruning before 161: %+v", got)
+	}
+	if err := decodeStats([]byte{0x02, 9}, func(*state.Stat) {}); err == nil {
+		t.Error("decoded a corrupt record")
+	}
+}

@@ -33,6 +33,9 @@ type Block struct {
 	Until   time.Time // zero: no end by time
 	Value   float64   // the measure when the limit was crossed
 	Limit   float64
+	// File and Line are the log line that crossed the limit.
+	File    string
+	Line    int64
 	Window  time.Duration
 	Actions map[string]string // action name → status
 	// Ended is when the block was lifted, zero while it is in force.
@@ -55,6 +58,21 @@ type Window struct {
 	Offset  int64   // forgiveness
 	Touched int64
 	Delete  bool // the key is forgotten
+}
+
+// Stat is what reports need of a minute, compactly: per key type and key,
+// the messages, bytes and recipients seen. Key type "kind" counts events by
+// kind, "lost" lost connections by how long they lasted (10-second buckets,
+// "unknown" without a connect), "pipelining" improper pipelining. Sender
+// domains and client networks are summed from senders and addresses when
+// read: storing them too would double what each message costs.
+type Stat struct {
+	Minute     int64 // Unix time / 60
+	KeyType    string
+	Key        string
+	Messages   int64
+	Bytes      int64
+	Recipients int64
 }
 
 // Offense counts a key's blocks by a rule, for escalation.
@@ -90,16 +108,19 @@ type Batch struct {
 	Blocks  []Block // new blocks
 	// Ends lifts blocks. Only the end is written, so that action statuses
 	// recorded meanwhile by SetActionStatus are kept.
-	Ends      []End
-	Offenses  []Offense
-	Positions []Position
-	Clock     time.Time // the pipeline's clock: the newest event time
+	Ends     []End
+	Offenses []Offense
+	Stats    []Stat // added to what is saved
+	// PruneStats, when set, drops the stats of minutes before it.
+	PruneStats time.Time
+	Positions  []Position
+	Clock      time.Time // the pipeline's clock: the newest event time
 }
 
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
 	return len(b.Windows) == 0 && len(b.Blocks) == 0 && len(b.Ends) == 0 && len(b.Offenses) == 0 &&
-		len(b.Positions) == 0 && b.Clock.IsZero()
+		len(b.Stats) == 0 && b.PruneStats.IsZero() && len(b.Positions) == 0 && b.Clock.IsZero()
 }
 
 // Reset empties the batch for reuse.
@@ -109,6 +130,8 @@ func (b *Batch) Reset() {
 	b.Blocks = b.Blocks[:0]
 	b.Ends = b.Ends[:0]
 	b.Offenses = b.Offenses[:0]
+	b.Stats = b.Stats[:0]
+	b.PruneStats = time.Time{}
 	b.Positions = b.Positions[:0]
 	b.Clock = time.Time{}
 }

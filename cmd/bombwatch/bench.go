@@ -168,7 +168,8 @@ func benchStage(stage, path, format, dir string) (benchResult, error) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	start := time.Now()
-	src, err := pipeline.OpenSource(path, pipeline.SourceOptions{Format: format, Location: time.UTC, Now: start})
+	src, err := pipeline.OpenSource(path, pipeline.SourceOptions{Format: format, Location: time.UTC, Now: start,
+		Stats: stage != "parse" && stage != "replay memory"})
 	if err != nil {
 		return r, err
 	}

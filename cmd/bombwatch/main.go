@@ -56,6 +56,8 @@ func init() {
 		{"run", "follow the configured logs, detect, act and lift blocks: the daemon", runRun},
 		{"replay", "run the pipeline over finished logs, with their own time", runReplay},
 		{"parse", "print the events found in logs, or --stats about them", runParse},
+		{"report", "what happened, who sent it, what was blocked: text, JSON, CSV or HTML, for cron", runReport},
+		{"explain", "why a key was blocked: the rule, the arithmetic and the log lines", runExplain},
 		{"bans", "list, ban or unban by hand: what is enforced, not only the table", runBans},
 		{"check", "validate a config and print it as it takes effect", runCheck},
 		{"generate", "write a synthetic log with bombs, for demos and benchmarks", runGenerate},
@@ -97,10 +99,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "bombwatch %s: %v\n", c.name, err)
 			return exitFailure
 		}
-	}
-	if what, ok := planned[args[0]]; ok {
-		fmt.Fprintf(stderr, "bombwatch %s: not implemented in this version: %s\n", args[0], what)
-		return exitFailure
 	}
 	fmt.Fprintf(stderr, "bombwatch: unknown command %q\n", args[0])
 	usage(stderr)
@@ -256,10 +254,4 @@ func safeText(s string) string {
 		return s
 	}
 	return fmt.Sprintf("%q", s)
-}
-
-// planned are the commands of the public interface that later versions
-// bring: they say so instead of "unknown command".
-var planned = map[string]string{
-	"report": "reports from the state database",
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/bombwatch/bombwatch/actions"
@@ -62,7 +63,7 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 	if *fromStart {
 		positions = nil
 	}
-	opts := pipeline.SourceOptions{Format: *format, Location: location(cfg), Now: time.Now(), Positions: positions}
+	opts := pipeline.SourceOptions{Format: *format, Location: location(cfg), Now: time.Now(), Positions: positions, Stats: store != nil}
 	var srcs []*pipeline.Source
 	failed := 0
 	for _, name := range logs {
@@ -78,7 +79,9 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 	}
 
 	start := time.Now()
+	stopProgress := progress(stderr, srcs, start)
 	err = p.Process(srcs)
+	stopProgress()
 	exec.Wait()
 	if err != nil {
 		return err
@@ -95,6 +98,40 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 		return reported{exitFailure}
 	}
 	return nil
+}
+
+// progress shows the lines read on a terminal, every half second, and
+// nothing when stderr is not one (cron, a pipe).
+func progress(w io.Writer, srcs []*pipeline.Source, start time.Time) func() {
+	f, ok := w.(*os.File)
+	if !ok {
+		return func() {}
+	}
+	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprint(f, "\r\033[K")
+				return
+			case <-tick.C:
+				var n int64
+				for _, s := range srcs {
+					n += s.LinesRead()
+				}
+				secs := time.Since(start).Seconds()
+				fmt.Fprintf(f, "\r\033[K%d lines read, %.0f lines/s", n, float64(n)/secs)
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 // location is the zone of stamps without one: the config's, else the

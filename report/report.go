@@ -1,0 +1,374 @@
+// Package report turns the state database into what a postmaster reads in
+// the morning: what happened, who sent it, what was blocked, and how to set
+// the limits from the server's own traffic.
+//
+// It reads the per-minute counts the pipeline saved (sqlite.Store.Stats)
+// and the blocks; it never reads the logs again. Every string in it came
+// from a log that an attacker may have written: the formats escape them
+// (html/template for HTML, encoding/csv and encoding/json for the others,
+// quoting in text).
+package report
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/bombwatch/bombwatch/parsers"
+	"github.com/bombwatch/bombwatch/sqlite"
+	"github.com/bombwatch/bombwatch/state"
+)
+
+// Options choose what a report covers.
+type Options struct {
+	Since, Until time.Time
+	Top          int
+	WhatIf       *WhatIf // a candidate rule to try on the period
+}
+
+// WhatIf is a candidate rule: "sender 20/1m".
+type WhatIf struct {
+	KeyType string
+	Limit   int64
+	Per     time.Duration
+}
+
+// ParseWhatIf reads "KEYTYPE LIMIT/PER".
+func ParseWhatIf(s string, parseDuration func(string) (time.Duration, error)) (*WhatIf, error) {
+	typ, rest, ok := strings.Cut(strings.TrimSpace(s), " ")
+	lim, per, ok2 := strings.Cut(strings.TrimSpace(rest), "/")
+	if !ok || !ok2 || !slices.Contains(KeyTypes, typ) {
+		return nil, fmt.Errorf("%q is not \"KEY LIMIT/PER\" (KEY: %s)", s, strings.Join(KeyTypes, ", "))
+	}
+	var w WhatIf
+	w.KeyType = typ
+	if _, err := fmt.Sscan(lim, &w.Limit); err != nil || w.Limit < 1 {
+		return nil, fmt.Errorf("%q: the limit must be a whole number", s)
+	}
+	d, err := parseDuration(per)
+	if err != nil || d < time.Minute {
+		return nil, fmt.Errorf("%q: the window must be a duration of a minute or more (counts are per minute)", s)
+	}
+	w.Per = d
+	return &w, nil
+}
+
+// KeyTypes are the keys a report ranks.
+var KeyTypes = []string{"sender", "sender_domain", "client_ip", "client_net", "sasl_user"}
+
+// Report is one report, as `report --format json` prints it.
+type Report struct {
+	Since  time.Time             `json:"since"`
+	Until  time.Time             `json:"until"`
+	Totals map[string]int64      `json:"totals"`
+	Hours  []Hour                `json:"hours"`
+	Top    map[string][]TopEntry `json:"top"`
+	Blocks []Block               `json:"blocks"`
+	// Repeat are the keys blocked more than once in the period.
+	Repeat  []Repeat          `json:"repeat_offenders"`
+	Lost    Lost              `json:"lost_connections"`
+	Advisor map[string]Advice `json:"advisor"`
+	WhatIf  *WhatIfResult     `json:"what_if,omitempty"`
+}
+
+// Hour is the events of an hour, by kind.
+type Hour struct {
+	Hour   time.Time        `json:"hour"`
+	Events map[string]int64 `json:"events"`
+}
+
+// TopEntry is a key's traffic in the period.
+type TopEntry struct {
+	Key        string `json:"key"`
+	Messages   int64  `json:"messages"`
+	Bytes      int64  `json:"bytes"`
+	Recipients int64  `json:"recipients"`
+}
+
+// Block is a detection with its end.
+type Block struct {
+	Rule    string            `json:"rule"`
+	KeyType string            `json:"key_type"`
+	Key     string            `json:"key"`
+	Time    time.Time         `json:"time"` // when it started
+	Value   float64           `json:"value"`
+	Limit   float64           `json:"limit"`
+	Window  string            `json:"window"`
+	Until   *time.Time        `json:"until,omitempty"`
+	Ended   *time.Time        `json:"ended,omitempty"`
+	Reason  string            `json:"reason,omitempty"`
+	Actions map[string]string `json:"actions"`
+	File    string            `json:"file,omitempty"`
+	Line    int64             `json:"line,omitempty"`
+}
+
+// Repeat is a key blocked more than once.
+type Repeat struct {
+	KeyType string `json:"key_type"`
+	Key     string `json:"key"`
+	Blocks  int    `json:"blocks"`
+}
+
+// Lost is how long the clients that dropped their connections stayed.
+type Lost struct {
+	Total      int64        `json:"total"`
+	Timed      int64        `json:"timed"` // of those, with their connect seen
+	Buckets    []LostBucket `json:"buckets"`
+	Within35s  float64      `json:"gone_within_35s"` // share of the timed ones a 35 s delay would have outlasted
+	Within65s  float64      `json:"gone_within_65s"`
+	Pipelining int64        `json:"improper_pipelining"`
+}
+
+// LostBucket is 10 seconds of the histogram.
+type LostBucket struct {
+	From       int64   `json:"from_seconds"`
+	Count      int64   `json:"count"`
+	Cumulative float64 `json:"cumulative_share"`
+}
+
+// Advice is a key type's busiest minute and hour, over its keys.
+type Advice struct {
+	Keys   int     `json:"keys"`
+	Minute Centile `json:"busiest_minute"`
+	Hour   Centile `json:"busiest_hour"`
+}
+
+// Centile summarises the keys' busiest periods.
+type Centile struct {
+	P50 int64 `json:"p50"`
+	P99 int64 `json:"p99"`
+	Max int64 `json:"max"`
+}
+
+// WhatIfResult is the keys a candidate rule would have blocked.
+type WhatIfResult struct {
+	Rule string     `json:"rule"`
+	Keys []TopEntry `json:"keys"` // messages: the most in any window
+}
+
+// Build makes a report from a state database.
+func Build(s *sqlite.Store, o Options) (*Report, error) {
+	if o.Top <= 0 {
+		o.Top = 10
+	}
+	r := &Report{Since: o.Since.UTC(), Until: o.Until.UTC(), Totals: map[string]int64{}, Top: map[string][]TopEntry{},
+		Advisor: map[string]Advice{}, Blocks: []Block{}, Repeat: []Repeat{}, Hours: []Hour{}}
+	for _, k := range parsers.Kinds() {
+		r.Totals[k.String()] = 0
+	}
+	first, last := o.Since.Unix()/60, (o.Until.Unix()-1)/60
+	hours := map[int64]map[string]int64{}
+	type keyOf struct{ typ, key string }
+	traffic := map[keyOf]*TopEntry{}
+	perMinute := map[keyOf]map[int64]int64{}
+	lost := map[int64]int64{}
+	err := s.Stats(first, last, func(st *state.Stat) {
+		switch st.KeyType {
+		case "kind":
+			r.Totals[st.Key] += st.Messages
+			h := hours[st.Minute/60]
+			if h == nil {
+				h = map[string]int64{}
+				hours[st.Minute/60] = h
+			}
+			h[st.Key] += st.Messages
+		case "lost":
+			r.Lost.Total += st.Messages
+			if st.Key != "unknown" {
+				var from int64
+				fmt.Sscan(st.Key, &from)
+				lost[from] += st.Messages
+				r.Lost.Timed += st.Messages
+			}
+		case "pipelining":
+			r.Lost.Pipelining += st.Messages
+		case "sender", "client_ip", "sasl_user":
+			for _, k := range derived(st.KeyType, st.Key) {
+				t := traffic[keyOf(k)]
+				if t == nil {
+					t = &TopEntry{Key: k.key}
+					traffic[keyOf(k)] = t
+				}
+				t.Messages += st.Messages
+				t.Bytes += st.Bytes
+				t.Recipients += st.Recipients
+				m := perMinute[keyOf(k)]
+				if m == nil {
+					m = map[int64]int64{}
+					perMinute[keyOf(k)] = m
+				}
+				m[st.Minute] += st.Messages
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range slices.Sorted(maps.Keys(hours)) {
+		r.Hours = append(r.Hours, Hour{Hour: time.Unix(h*3600, 0).UTC(), Events: hours[h]})
+	}
+	byType := map[string][]TopEntry{}
+	for k, t := range traffic {
+		byType[k.typ] = append(byType[k.typ], *t)
+	}
+	for _, typ := range KeyTypes {
+		list := byType[typ]
+		sort.Slice(list, func(i, j int) bool {
+			if list[i].Messages != list[j].Messages {
+				return list[i].Messages > list[j].Messages
+			}
+			return list[i].Key < list[j].Key
+		})
+		r.Top[typ] = append([]TopEntry{}, list[:min(len(list), o.Top)]...)
+		var minutes, hourly []int64
+		for _, e := range list {
+			m := perMinute[keyOf{typ, e.Key}]
+			var bestMinute int64
+			hs := map[int64]int64{}
+			for minute, n := range m {
+				bestMinute = max(bestMinute, n)
+				hs[minute/60] += n
+			}
+			var bestHour int64
+			for _, n := range hs {
+				bestHour = max(bestHour, n)
+			}
+			minutes, hourly = append(minutes, bestMinute), append(hourly, bestHour)
+		}
+		r.Advisor[typ] = Advice{Keys: len(list), Minute: centiles(minutes), Hour: centiles(hourly)}
+	}
+	r.Lost.Buckets = []LostBucket{}
+	var cum int64
+	for _, from := range slices.Sorted(maps.Keys(lost)) {
+		cum += lost[from]
+		r.Lost.Buckets = append(r.Lost.Buckets, LostBucket{From: from, Count: lost[from], Cumulative: share(cum, r.Lost.Timed)})
+		if from+10 <= 35 {
+			r.Lost.Within35s = share(cum, r.Lost.Timed)
+		}
+		if from+10 <= 65 {
+			r.Lost.Within65s = share(cum, r.Lost.Timed)
+		}
+	}
+	if o.WhatIf != nil {
+		r.WhatIf = whatIf(o.WhatIf, func(yield func(string, map[int64]int64)) {
+			for k, m := range perMinute {
+				if k.typ == o.WhatIf.KeyType {
+					yield(k.key, m)
+				}
+			}
+		})
+	}
+	blocks, err := s.Blocks(false, o.Since)
+	if err != nil {
+		return nil, err
+	}
+	count := map[[2]string]int{}
+	for _, b := range blocks {
+		if !b.Since.Before(o.Until) {
+			continue
+		}
+		r.Blocks = append(r.Blocks, toBlock(b))
+		count[[2]string{b.KeyType, b.Key}]++
+	}
+	for k, n := range count {
+		if n > 1 {
+			r.Repeat = append(r.Repeat, Repeat{KeyType: k[0], Key: k[1], Blocks: n})
+		}
+	}
+	sort.Slice(r.Repeat, func(i, j int) bool {
+		if r.Repeat[i].Blocks != r.Repeat[j].Blocks {
+			return r.Repeat[i].Blocks > r.Repeat[j].Blocks
+		}
+		return r.Repeat[i].Key < r.Repeat[j].Key
+	})
+	return r, nil
+}
+
+// derived are the keys a stored key counts for: a sender for its domain
+// too, an address for its network (/24, /48).
+func derived(typ, key string) []struct{ typ, key string } {
+	out := []struct{ typ, key string }{{typ, key}}
+	switch typ {
+	case "sender":
+		if at := strings.LastIndexByte(key, '@'); at >= 0 && at+1 < len(key) {
+			out = append(out, struct{ typ, key string }{"sender_domain", key[at+1:]})
+		}
+	case "client_ip":
+		if a, err := netip.ParseAddr(key); err == nil {
+			bits := 24
+			if a.Is6() {
+				bits = 48
+			}
+			if p, err := a.Prefix(bits); err == nil {
+				out = append(out, struct{ typ, key string }{"client_net", p.String()})
+			}
+		}
+	}
+	return out
+}
+
+// whatIf slides the candidate's window over each key's minutes.
+func whatIf(w *WhatIf, keys func(func(string, map[int64]int64))) *WhatIfResult {
+	res := &WhatIfResult{Rule: fmt.Sprintf("%s %d/%s", w.KeyType, w.Limit, w.Per), Keys: []TopEntry{}}
+	span := int64(w.Per / time.Minute)
+	keys(func(key string, m map[int64]int64) {
+		minutes := slices.Sorted(maps.Keys(m))
+		var best, sum int64
+		lo := 0
+		for _, minute := range minutes {
+			sum += m[minute]
+			for minutes[lo] <= minute-span {
+				sum -= m[minutes[lo]]
+				lo++
+			}
+			best = max(best, sum)
+		}
+		if best > w.Limit {
+			res.Keys = append(res.Keys, TopEntry{Key: key, Messages: best})
+		}
+	})
+	sort.Slice(res.Keys, func(i, j int) bool {
+		if res.Keys[i].Messages != res.Keys[j].Messages {
+			return res.Keys[i].Messages > res.Keys[j].Messages
+		}
+		return res.Keys[i].Key < res.Keys[j].Key
+	})
+	return res
+}
+
+func toBlock(b state.Block) Block {
+	out := Block{Rule: b.Rule, KeyType: b.KeyType, Key: b.Key, Time: b.Since.UTC(), Value: b.Value, Limit: b.Limit,
+		Window: b.Window.String(), Reason: b.EndReason, Actions: b.Actions, File: b.File, Line: b.Line}
+	if out.Actions == nil {
+		out.Actions = map[string]string{}
+	}
+	if !b.Until.IsZero() {
+		u := b.Until.UTC()
+		out.Until = &u
+	}
+	if !b.Ended.IsZero() {
+		e := b.Ended.UTC()
+		out.Ended = &e
+	}
+	return out
+}
+
+func centiles(v []int64) Centile {
+	if len(v) == 0 {
+		return Centile{}
+	}
+	slices.Sort(v)
+	at := func(p float64) int64 { return v[min(len(v)-1, int(p*float64(len(v))))] }
+	return Centile{P50: at(0.5), P99: at(0.99), Max: v[len(v)-1]}
+}
+
+func share(n, of int64) float64 {
+	if of == 0 {
+		return 0
+	}
+	return float64(int(float64(n)/float64(of)*10000)) / 10000
+}

@@ -27,7 +27,9 @@ import (
 type Options struct {
 	Since, Until time.Time
 	Top          int
-	WhatIf       *WhatIf // a candidate rule to try on the period
+	// By ranks the top keys: messages (default), bytes or recipients.
+	By     string
+	WhatIf *WhatIf // a candidate rule to try on the period
 }
 
 // WhatIf is a candidate rule: "sender 20/1m".
@@ -217,9 +219,18 @@ func Build(s *sqlite.Store, o Options) (*Report, error) {
 	}
 	for _, typ := range KeyTypes {
 		list := byType[typ]
+		measure := func(e TopEntry) int64 {
+			switch o.By {
+			case "bytes":
+				return e.Bytes
+			case "recipients":
+				return e.Recipients
+			}
+			return e.Messages
+		}
 		sort.Slice(list, func(i, j int) bool {
-			if list[i].Messages != list[j].Messages {
-				return list[i].Messages > list[j].Messages
+			if a, b := measure(list[i]), measure(list[j]); a != b {
+				return a > b
 			}
 			return list[i].Key < list[j].Key
 		})

@@ -47,13 +47,14 @@ func openState(cfgPath, dbPath string) (*sqlite.Store, error) {
 }
 
 func runReport(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("report", stderr, "[-c FILE] [--db FILE] [--since T] [--until T] [--format text|json|csv|html] [--top N] [-o FILE] [--table T] [--what-if 'KEY LIMIT/PER']")
+	fs := newFlagSet("report", stderr, "[-c FILE] [--db FILE] [--since T] [--until T] [--format text|json|csv|html] [--top N] [--by M] [-o FILE] [--table T] [--what-if 'KEY LIMIT/PER']")
 	cfgPath := fs.String("c", "", "config `file` (default: the built-in config)")
 	dbPath := fs.String("db", "", "state database `file` (default: the config's state)")
 	since := fs.String("since", "24h", "start: a `duration` back from --until, a time or a date")
 	until := fs.String("until", "", "end: a time or a date (default: the newest event in the state)")
 	format := fs.String("format", "text", "text, json, csv or html")
 	top := fs.Int("top", 10, "how many keys of each kind to rank")
+	by := fs.String("by", "messages", "rank the top keys by messages, bytes or recipients")
 	out := fs.String("o", "", "write to `file` instead of standard output")
 	table := fs.String("table", "blocks", "with csv: the table ("+strings.Join(report.Tables, ", ")+")")
 	whatIf := fs.String("what-if", "", "also try a candidate rule on the period, such as 'sender 20/1m'")
@@ -67,7 +68,10 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	if !slicesContains([]string{"text", "json", "csv", "html"}, *format) {
 		return usagef("--format %q is not text, json, csv or html", *format)
 	}
-	o := report.Options{Top: *top}
+	if !slicesContains([]string{"messages", "bytes", "recipients"}, *by) {
+		return usagef("--by %q is not messages, bytes or recipients", *by)
+	}
+	o := report.Options{Top: *top, By: *by}
 	if *whatIf != "" {
 		if o.WhatIf, err = report.ParseWhatIf(*whatIf, config.ParseDuration); err != nil {
 			return usageError{err}

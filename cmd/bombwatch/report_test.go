@@ -62,6 +62,7 @@ func TestReportGolden(t *testing.T) {
 		{"report.html", []string{"--format", "html", "--what-if", "sender 20/1m"}},
 		{"report-blocks.csv", []string{"--format", "csv", "--table", "blocks"}},
 		{"report-top.csv", []string{"--format", "csv", "--table", "top", "--top", "3"}},
+		{"report-top-bytes.csv", []string{"--format", "csv", "--table", "top", "--top", "3", "--by", "bytes"}},
 		{"report-advisor.csv", []string{"--format", "csv", "--table", "advisor"}},
 	} {
 		code, out, errOut := bombwatch(t, append([]string{"report", "--db", db, "--since", "2d"}, f.args...)...)

@@ -40,6 +40,9 @@ type StatsCounter struct {
 	saslUsers  map[minuteKey]counts
 	lost       map[minuteKey]counts // key: the 10-second bucket of the duration
 	pipelining map[int64]int64
+	// the kinds of the last minute seen: most events are of the same one
+	lastMinute int64
+	lastKinds  *[8]int64
 }
 
 // NewStatsCounter returns an empty counter.
@@ -59,10 +62,13 @@ func add[K comparable](m map[K]counts, k K, size, rcpt int64) {
 // Add counts an event.
 func (s *StatsCounter) Add(e *parsers.Event) {
 	minute := e.Time.Unix() / 60
-	k := s.kinds[minute]
-	if k == nil {
-		k = new([8]int64)
-		s.kinds[minute] = k
+	k := s.lastKinds
+	if k == nil || minute != s.lastMinute {
+		if k = s.kinds[minute]; k == nil {
+			k = new([8]int64)
+			s.kinds[minute] = k
+		}
+		s.lastMinute, s.lastKinds = minute, k
 	}
 	k[e.Kind&7]++
 	switch e.Kind {
@@ -116,6 +122,7 @@ func (s *StatsCounter) Take(dst []state.Stat) []state.Stat {
 		dst = append(dst, state.Stat{Minute: minute, KeyType: "pipelining", Messages: n})
 	}
 	clear(s.kinds)
+	s.lastKinds = nil
 	clear(s.senders)
 	clear(s.clients)
 	clear(s.saslUsers)

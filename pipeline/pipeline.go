@@ -33,7 +33,9 @@ type Options struct {
 	// OnDetection, when set, receives every block and unblock.
 	OnDetection func(Detection)
 	Logger      *slog.Logger
-	// CommitEvery is how many events a batch holds at most (default 16384).
+	// CommitEvery is how many events a batch holds at most (default 4096:
+	// small batches keep the background transaction short enough to overlap
+	// with the counting of the next; larger ones were slower).
 	CommitEvery int
 	// Retention is how long the stats reports read are kept (0: forever).
 	Retention time.Duration

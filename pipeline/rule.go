@@ -206,7 +206,7 @@ func (l *ignoreList) event(e *parsers.Event) bool {
 // New makes a pipeline for cfg, restoring the state in opts.Store.
 func New(cfg *config.Config, opts Options) (*Pipeline, error) {
 	if opts.CommitEvery <= 0 {
-		opts.CommitEvery = 16384
+		opts.CommitEvery = 4096
 	}
 	if opts.Retention == 0 {
 		opts.Retention = time.Duration(cfg.Retention)

@@ -46,6 +46,7 @@ type daemonProc struct {
 	lines  chan string
 	stderr *lockedBuffer
 	done   chan error
+	exited chan struct{}
 }
 
 func startDaemon(t testing.TB, cfg string, args ...string) *daemonProc {
@@ -55,7 +56,7 @@ func startDaemon(t testing.TB, cfg string, args ...string) *daemonProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemonProc{cmd: cmd, lines: make(chan string, 1000), stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	d := &daemonProc{cmd: cmd, lines: make(chan string, 1000), stderr: &lockedBuffer{}, done: make(chan error, 1), exited: make(chan struct{})}
 	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -67,7 +68,20 @@ func startDaemon(t testing.TB, cfg string, args ...string) *daemonProc {
 		}
 		close(d.lines)
 	}()
-	go func() { d.done <- cmd.Wait() }()
+	go func() {
+		err := cmd.Wait()
+		close(d.exited)
+		d.done <- err
+	}()
+	// A test that fails half way must not leave its daemon running.
+	t.Cleanup(func() {
+		select {
+		case <-d.exited:
+		default:
+			cmd.Process.Kill()
+			<-d.exited
+		}
+	})
 	return d
 }
 

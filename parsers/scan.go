@@ -114,7 +114,9 @@ func parseIP(b []byte) netip.Addr {
 	if err != nil {
 		return netip.Addr{}
 	}
-	a = a.Unmap()
+	// A zone ("fe80::1%eth0") names an interface of the logging host: it
+	// says nothing of the client, and its bytes are the client's to choose.
+	a = a.Unmap().WithZone("")
 	ipv6Cache.put(string(b), a)
 	return a
 }

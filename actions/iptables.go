@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os/exec"
 	"strconv"
@@ -110,10 +111,17 @@ func (t *IPTables) Run(ctx context.Context, d Detection) error {
 }
 
 func run(ctx context.Context, name string, args ...string) error {
+	return runTool(ctx, nil, name, args...)
+}
+
+// runTool runs a firewall tool with its arguments one by one — never a
+// shell — and stdin if given, and says what it said when it fails.
+func runTool(ctx context.Context, stdin io.Reader, name string, args ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = stdin
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(out.String()))

@@ -1,11 +1,9 @@
 package actions
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -86,7 +84,7 @@ func (n *NFT) Run(ctx context.Context, d Detection) error {
 	}
 	if d.Event == "unblock" {
 		err := n.run(ctx, fmt.Sprintf("delete element %s %s { %s }\n", n.Table, set, elem))
-		if err != nil && bytes.Contains([]byte(err.Error()), []byte("No such file or directory")) {
+		if err != nil && strings.Contains(err.Error(), "No such file or directory") {
 			return nil // it timed out already
 		}
 		return err
@@ -106,18 +104,5 @@ func (n *NFT) Run(ctx context.Context, d Detection) error {
 }
 
 func (n *NFT) run(ctx context.Context, script string) error {
-	bin := n.Binary
-	if bin == "" {
-		bin = "nft"
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-f", "-")
-	cmd.Stdin = strings.NewReader(script)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("nft: %v: %s", err, strings.TrimSpace(out.String()))
-	}
-	return nil
+	return runTool(ctx, strings.NewReader(script), orDefault(n.Binary, "nft"), "-f", "-")
 }

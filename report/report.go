@@ -91,21 +91,27 @@ type TopEntry struct {
 	Recipients int64  `json:"recipients"`
 }
 
-// Block is a detection with its end.
+// Block is a detection with its end: the fields of `replay --json`'s
+// detections, and when and why it ended.
 type Block struct {
-	Rule    string            `json:"rule"`
-	KeyType string            `json:"key_type"`
-	Key     string            `json:"key"`
-	Time    time.Time         `json:"time"` // when it started
-	Value   float64           `json:"value"`
-	Limit   float64           `json:"limit"`
-	Window  string            `json:"window"`
-	Until   *time.Time        `json:"until,omitempty"`
-	Ended   *time.Time        `json:"ended,omitempty"`
-	Reason  string            `json:"reason,omitempty"`
-	Actions map[string]string `json:"actions"`
-	File    string            `json:"file,omitempty"`
-	Line    int64             `json:"line,omitempty"`
+	Event   string     `json:"event"` // "block"
+	Rule    string     `json:"rule"`
+	KeyType string     `json:"key_type"`
+	Key     string     `json:"key"`
+	Time    time.Time  `json:"time"` // when it started
+	Value   float64    `json:"value"`
+	Limit   float64    `json:"limit"`
+	Window  string     `json:"window"`
+	Until   *time.Time `json:"until,omitempty"`
+	Ended   *time.Time `json:"ended,omitempty"`
+	Reason  string     `json:"reason,omitempty"`
+	Actions []string   `json:"actions"`
+	// Executed is false when the block's actions were only reported.
+	Executed bool `json:"executed"`
+	// Status is each action's outcome: applied, failed, pending, dry_run.
+	Status map[string]string `json:"action_status"`
+	File   string            `json:"file,omitempty"`
+	Line   int64             `json:"line,omitempty"`
 }
 
 // Repeat is a key blocked more than once.
@@ -352,10 +358,19 @@ func whatIf(w *WhatIf, keys func(func(string, map[int64]int64))) *WhatIfResult {
 }
 
 func toBlock(b state.Block) Block {
-	out := Block{Rule: b.Rule, KeyType: b.KeyType, Key: b.Key, Time: b.Since.UTC(), Value: b.Value, Limit: b.Limit,
-		Window: b.Window.String(), Reason: b.EndReason, Actions: b.Actions, File: b.File, Line: b.Line}
+	out := Block{Event: "block", Rule: b.Rule, KeyType: b.KeyType, Key: b.Key, Time: b.Since.UTC(), Value: b.Value, Limit: b.Limit,
+		Window: b.Window.String(), Reason: b.EndReason, Status: b.Actions, File: b.File, Line: b.Line,
+		Actions: slices.Sorted(maps.Keys(b.Actions)), Executed: true}
+	if out.Status == nil {
+		out.Status = map[string]string{}
+	}
 	if out.Actions == nil {
-		out.Actions = map[string]string{}
+		out.Actions = []string{}
+	}
+	for _, s := range b.Actions {
+		if s == state.DryRun {
+			out.Executed = false
+		}
 	}
 	if !b.Until.IsZero() {
 		u := b.Until.UTC()

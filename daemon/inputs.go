@@ -114,18 +114,28 @@ func (g *globber) follow(ctx context.Context, in *inputs, loc *time.Location, sa
 // openFollower opens a file for following, at its saved position if it
 // has one: before the daemon says it is ready, so that no line written
 // after that is taken for the past.
-func openFollower(path string, fromStart bool, saved map[string]state.Position, log *slog.Logger) *input.Follower {
-	f := input.NewFollower(path, fromStart)
+func openFollower(path string, fromStart bool, saved map[string]state.Position, log *slog.Logger) *follower {
+	f := &follower{Follower: input.NewFollower(path, fromStart)}
 	if pos, ok := saved[path]; ok {
 		how := f.Resume(input.Identity{Device: pos.Device, Inode: pos.Inode, Fingerprint: pos.Fingerprint}, pos.Offset, pos.Line)
 		log.Info("input", "path", path, "resume", how, "offset", pos.Offset, "line", pos.Line)
+		if how == "resumed" {
+			f.warmFrom = pos.Offset
+		}
 	}
 	return f
 }
 
+// follower is a followed file, and where its parser is to read the lines
+// just before its saved position again (see pipeline's Source.warm).
+type follower struct {
+	*input.Follower
+	warmFrom int64
+}
+
 // followFile follows one file: woken by fsnotify when it changes, and by a
 // timer in any case (network filesystems send no notices).
-func followFile(ctx context.Context, f *input.Follower, ic config.Input, loc *time.Location, out chan<- *batch, log *slog.Logger) {
+func followFile(ctx context.Context, f *follower, ic config.Input, loc *time.Location, out chan<- *batch, log *slog.Logger) {
 	defer f.Close()
 	path := f.Path
 	var notices <-chan fsnotify.Event
@@ -139,6 +149,11 @@ func followFile(ctx context.Context, f *input.Follower, ic config.Input, loc *ti
 		}
 	}
 	p := newLineParser(path, ic.Format, loc, log)
+	if f.warmFrom > 0 {
+		discard := func(*parsers.Event) {}
+		input.Before(path, f.warmFrom, 1<<20, func(line []byte) { p.parse(line, 0, discard) })
+		p.pending, p.nums = nil, nil // lines before the position never count
+	}
 	counter := pipeline.NewStatsCounter()
 	poll := time.NewTicker(time.Duration(ic.Poll))
 	defer poll.Stop()

@@ -227,3 +227,41 @@ func (r *Reader) Head(n int) ([][]byte, error) {
 	}
 	return lines, nil
 }
+
+// Before calls fn for the complete lines of the span bytes of a plain file
+// that end at offset: a resumed reader's parser reads them again, without
+// their events, to learn what came just before (Postfix's smtpd lines of
+// messages whose qmgr line is after the position).
+func Before(path string, offset, span int64, fn func(line []byte)) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	start := max(0, offset-span)
+	buf := make([]byte, offset-start)
+	if _, err := f.ReadAt(buf, start); err != nil {
+		return err
+	}
+	if len(buf) > 1 && buf[0] == 0x1f && buf[1] == 0x8b {
+		return nil // compressed: not worth decompressing for this
+	}
+	if start > 0 { // the first line is cut: skip it
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 {
+			return nil
+		}
+		buf = buf[i+1:]
+	}
+	for len(buf) > 0 {
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 {
+			break
+		}
+		if i <= MaxLine {
+			fn(bytes.TrimSuffix(buf[:i], []byte{'\r'}))
+		}
+		buf = buf[i+1:]
+	}
+	return nil
+}

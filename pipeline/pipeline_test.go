@@ -508,3 +508,38 @@ func TestStatsRetention(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeKeepsPostfixCorrelation: a replay resumed between a message's
+// smtpd line and its qmgr line still knows the message's client.
+func TestResumeKeepsPostfixCorrelation(t *testing.T) {
+	cfg := mustConfig(t, "rules:\n  - {name: c, on: [accepted], key: client_ip, limit: 1, per: 1m}\n")
+	ts := "2026-11-20T10:00:00Z"
+	first := []string{
+		ts + " mx postfix/smtpd[1]: CORRQ0001: client=c.example[192.0.2.77]",
+		ts + " mx postfix/smtpd[1]: CORRQ0002: client=c.example[192.0.2.77]",
+	}
+	second := []string{
+		ts + " mx postfix/qmgr[2]: CORRQ0001: from=<a@example.org>, size=1, nrcpt=1 (queue active)",
+		ts + " mx postfix/qmgr[2]: CORRQ0002: from=<b@example.org>, size=1, nrcpt=1 (queue active)",
+	}
+	dir := t.TempDir()
+	log := filepath.Join(dir, "mail.log")
+	db := filepath.Join(dir, "state.db")
+	var got []Detection
+	for _, part := range [][]string{first, second} {
+		f, _ := os.OpenFile(log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		f.WriteString(strings.Join(part, "\n") + "\n")
+		f.Close()
+		os.Chtimes(log, ref, ref)
+		s, err := sqlite.Open(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds, _ := replay(t, cfg, s, nil, log)
+		s.Close()
+		got = append(got, ds...)
+	}
+	if len(got) != 1 || got[0].Key != "192.0.2.77" {
+		t.Errorf("detections %+v: the resumed replay lost the client of the messages", got)
+	}
+}

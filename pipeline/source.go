@@ -152,7 +152,23 @@ func OpenSource(name string, o SourceOptions) (*Source, error) {
 	}
 	s.Format = format
 	s.parser = f.New(parsers.Options{File: name, Location: o.Location, Reference: ref})
+	if s.Stats.Resumed {
+		s.warm()
+	}
 	return s, nil
+}
+
+// warmSpan is how much of a log before a saved position a resumed source
+// reads again for its parser's sake: a Postfix message's smtpd and qmgr
+// lines are seconds apart, so a megabyte of log covers them.
+const warmSpan = 1 << 20
+
+// warm lets the parser read the lines just before the position it resumes
+// at, discarding their events: they ran before the restart. Without it, a
+// message whose smtpd line came before the position would lose its client.
+func (s *Source) warm() {
+	discard := func(*parsers.Event) {}
+	input.Before(s.Name, s.r.Offset(), warmSpan, func(line []byte) { s.parser.Parse(line, 0, discard) })
 }
 
 func firstLine(head [][]byte) []byte {

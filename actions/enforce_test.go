@@ -35,6 +35,15 @@ func TestNFT(t *testing.T) {
 	if err := n.Setup(ctx); err != nil { // idempotent
 		t.Fatalf("second setup: %v", err)
 	}
+	if err := n.Run(ctx, Detection{Event: "block", Key: "192.0.2.200", Until: time.Now().Add(time.Hour), Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Ensure(ctx); err != nil { // the table is there: kept, with its elements
+		t.Fatal(err)
+	}
+	if s := nftList(t, "a4"); !strings.Contains(s, "192.0.2.200") {
+		t.Errorf("Ensure dropped an element:\n%s", s)
+	}
 	out, _ := exec.Command("nft", "list", "table", "inet", "bombwatch").CombinedOutput()
 	if !strings.Contains(string(out), "tcp dport { 25, 465, 587 } drop") || !strings.Contains(string(out), "hook input") {
 		t.Fatalf("table:\n%s", out)

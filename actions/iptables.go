@@ -73,6 +73,9 @@ func (t *IPTables) Setup(ctx context.Context) error {
 	return nil
 }
 
+// Ensure is Setup, which keeps what is there already.
+func (t *IPTables) Ensure(ctx context.Context) error { return t.Setup(ctx) }
+
 // Cleanup removes the rules and the sets.
 func (t *IPTables) Cleanup(ctx context.Context) error {
 	var first error

@@ -62,6 +62,16 @@ func (n *NFT) Setup(ctx context.Context) error {
 	return n.run(ctx, b.String())
 }
 
+// Ensure makes the table only when it is not there, keeping the elements
+// of one that is: for `replay --act` next to a running daemon.
+func (n *NFT) Ensure(ctx context.Context) error {
+	table := strings.Fields(n.Table)
+	if runTool(ctx, nil, orDefault(n.Binary, "nft"), "list", "table", table[0], table[1]) == nil {
+		return nil
+	}
+	return n.Setup(ctx)
+}
+
 // Cleanup removes the table.
 func (n *NFT) Cleanup(ctx context.Context) error {
 	return n.run(ctx, fmt.Sprintf("add table %s\ndelete table %s\n", n.Table, n.Table))

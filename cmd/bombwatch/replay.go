@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -59,6 +60,16 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	if *act {
+		// Firewall tables that a daemon would have made, made if missing.
+		for _, a := range p.Actions() {
+			if e, ok := a.(interface{ Ensure(context.Context) error }); ok && !actions.IsDryRun(a) {
+				if err := e.Ensure(context.Background()); err != nil {
+					logger.Error("action setup", "action", a.Name(), "err", err)
+				}
+			}
+		}
+	}
 	positions := p.Positions()
 	if *fromStart {
 		positions = nil

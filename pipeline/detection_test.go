@@ -4,13 +4,11 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/bombwatch/bombwatch/sqlite"
 )
 
 var base = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
@@ -231,25 +229,11 @@ func TestEscalate(t *testing.T) {
 	}
 
 	// Remembered in SQLite: the same in two halves.
-	dir := t.TempDir()
-	db := filepath.Join(dir, "state.db")
-	log := filepath.Join(dir, "mail.log")
 	half := len(postfixLines(every(6, 0, time.Second, m)...))
-	for _, part := range [][]string{lines[:half], lines[half:]} {
-		f, _ := os.OpenFile(log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		f.WriteString(strings.Join(part, "\n") + "\n")
-		f.Close()
-		os.Chtimes(log, ref, ref)
-		s, err := sqlite.Open(db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		more, _ := replay(t, cfg, s, nil, log)
-		s.Close()
-		for _, d := range more {
-			if d.Event == "block" {
-				lengths = append(lengths, d.Until.Sub(d.Time).String())
-			}
+	more, _ := replayInParts(t, cfg, joinLines(lines[:half]), joinLines(lines[half:]))
+	for _, d := range more {
+		if d.Event == "block" {
+			lengths = append(lengths, d.Until.Sub(d.Time).String())
 		}
 	}
 	if want := []string{"1h0m0s", "2h0m0s", "4h0m0s", "1h0m0s"}; !slices.Equal(lengths[4:], want) {
@@ -337,24 +321,8 @@ rules:
 		t.Fatalf("only %d detections in the whole replay", len(want))
 	}
 	for k := 1; k < 12; k++ {
-		cut := bytes_LastNewline(data, len(data)*k/12)
-		dir := t.TempDir()
-		log := filepath.Join(dir, "mail.log")
-		db := filepath.Join(dir, "state.db")
-		var got []Detection
-		for _, part := range [][]byte{data[:cut], data[cut:]} {
-			f, _ := os.OpenFile(log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-			f.Write(part)
-			f.Close()
-			os.Chtimes(log, ref, ref)
-			s, err := sqlite.Open(db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ds, _ := replay(t, cfg, s, nil, log)
-			s.Close()
-			got = append(got, ds...)
-		}
+		cut := cutAtLine(data, len(data)*k/12)
+		got, _ := replayInParts(t, cfg, data[:cut], data[cut:])
 		if g, w := summaryWithValues(got), summaryWithValues(want); !slices.Equal(g, w) {
 			t.Errorf("cut %d/12: %d detections, want %d\nfirst difference: %s", k, len(got), len(want), firstDiff(g, w))
 		}
@@ -380,11 +348,4 @@ func firstDiff(a, b []string) string {
 		}
 	}
 	return fmt.Sprintf("lengths %d and %d", len(a), len(b))
-}
-
-func bytes_LastNewline(b []byte, n int) int {
-	for n > 0 && b[n-1] != '\n' {
-		n--
-	}
-	return n
 }

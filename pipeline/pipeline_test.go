@@ -217,6 +217,43 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
+// replayInParts writes a log a part at a time, and replays it after each
+// with the same SQLite state, as a daemon restarted while its log grew
+// would. It returns every detection, and the last part's pipeline.
+func replayInParts(t testing.TB, cfg *config.Config, parts ...[]byte) ([]Detection, *Pipeline) {
+	t.Helper()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "mail.log")
+	db := filepath.Join(dir, "state.db")
+	var got []Detection
+	var p *Pipeline
+	for _, part := range parts {
+		f, err := os.OpenFile(log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(part)
+		f.Close()
+		os.Chtimes(log, ref, ref)
+		s, err := sqlite.Open(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ds []Detection
+		ds, p = replay(t, cfg, s, nil, log)
+		s.Close()
+		got = append(got, ds...)
+	}
+	return got, p
+}
+
+// cutAtLine is the end of the last whole line in data[:n]: a writer
+// flushes whole lines.
+func cutAtLine(data []byte, n int) int { return bytes.LastIndexByte(data[:n], '\n') + 1 }
+
+// joinLines is lines as a log writes them.
+func joinLines(lines []string) []byte { return []byte(strings.Join(lines, "\n") + "\n") }
+
 func writeLog(t testing.TB, lines ...string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "mail.log")
@@ -329,33 +366,8 @@ func TestRestartGivesTheSameDecisions(t *testing.T) {
 	}
 	cfg := config.Default()
 	for _, cut := range []int{len(data) / 3, len(data) / 2, len(data) * 5 / 6} {
-		// Cut at a line end, as a writer flushes whole lines.
-		cut = bytes.LastIndexByte(data[:cut], '\n') + 1
-		dir := t.TempDir()
-		log := filepath.Join(dir, "mail.log")
-		os.WriteFile(log, data[:cut], 0o644)
-		os.Chtimes(log, ref, ref)
-		db := filepath.Join(dir, "state.db")
-
-		s, err := sqlite.Open(db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		first, _ := replay(t, cfg, s, nil, log)
-		s.Close()
-
-		f, _ := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
-		f.Write(data[cut:])
-		f.Close()
-		os.Chtimes(log, ref, ref)
-		s, err = sqlite.Open(db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		second, p := replay(t, cfg, s, nil, log)
-		s.Close()
-
-		got := append(first, second...)
+		cut = cutAtLine(data, cut)
+		got, p := replayInParts(t, cfg, data[:cut], data[cut:])
 		if len(got) != len(want) {
 			t.Fatalf("cut at %d: %d detections, want %d", cut, len(got), len(want))
 		}
@@ -522,23 +534,7 @@ func TestResumeKeepsPostfixCorrelation(t *testing.T) {
 		ts + " mx postfix/qmgr[2]: CORRQ0001: from=<a@example.org>, size=1, nrcpt=1 (queue active)",
 		ts + " mx postfix/qmgr[2]: CORRQ0002: from=<b@example.org>, size=1, nrcpt=1 (queue active)",
 	}
-	dir := t.TempDir()
-	log := filepath.Join(dir, "mail.log")
-	db := filepath.Join(dir, "state.db")
-	var got []Detection
-	for _, part := range [][]string{first, second} {
-		f, _ := os.OpenFile(log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		f.WriteString(strings.Join(part, "\n") + "\n")
-		f.Close()
-		os.Chtimes(log, ref, ref)
-		s, err := sqlite.Open(db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ds, _ := replay(t, cfg, s, nil, log)
-		s.Close()
-		got = append(got, ds...)
-	}
+	got, _ := replayInParts(t, cfg, joinLines(first), joinLines(second))
 	if len(got) != 1 || got[0].Key != "192.0.2.77" {
 		t.Errorf("detections %+v: the resumed replay lost the client of the messages", got)
 	}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 var base = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)

@@ -7,7 +7,7 @@ COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # How long each parser's fuzz target runs in `make test`; `make fuzz` runs longer.
 FUZZTIME ?= 10s
-FUZZ_TARGETS := FuzzPostfix FuzzSendmail FuzzQmail FuzzJournald
+FUZZ_TARGETS := FuzzPostfix FuzzSendmail FuzzQmail FuzzJournald FuzzSpoof
 
 export CGO_ENABLED := 1
 

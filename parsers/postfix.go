@@ -304,9 +304,22 @@ func (p *postfix) client(qid, v []byte) {
 	host, ip := hostAndIP(hostIP)
 	m.clientIP = ip
 	m.clientHost = p.strs.get(host)
-	if u, ok := field(v, "sasl_username"); ok {
-		m.saslUser = p.strs.get(u)
+	m.saslUser = ""
+	if i := bytes.Index(v, []byte(", sasl_username=")); i >= 0 {
+		m.saslUser = p.strs.get(saslUsername(v[i+len(", sasl_username="):]))
 	}
+}
+
+// saslUsername reads the user name at the start of v, which runs to the
+// end of smtpd's line or to the fields Postfix writes after it: a name
+// with a comma or a space is still one name, not a shorter one.
+func saslUsername(v []byte) []byte {
+	for _, f := range []string{", sasl_sender=", ", orig_queue_id=", ", orig_client="} {
+		if i := bytes.Index(v, []byte(f)); i >= 0 {
+			v = v[:i]
+		}
+	}
+	return v
 }
 
 // dateHeader keeps the Date: header that header_checks logged, for the
@@ -370,6 +383,13 @@ func (p *postfix) queued(qid, rest []byte, lineNo int64, emit func(*Event)) bool
 //	reject: RCPT from host[ip]: 554 5.7.1 <a@b>: Relay access denied; from=<s> to=<r> proto=ESMTP helo=<h>
 //	milter-reject: END-OF-MESSAGE from host[ip]: 5.7.1 Spam; from=<s> to=<r> proto=ESMTP helo=<h>
 //	reject: header Subject: x from host[ip]; from=<s> to=<r> proto=ESMTP helo=<h>: 5.7.1 content rejected
+//
+// Most of such a line is the client's to write: the reply quotes its HELO
+// name and addresses, a header or body line is quoted whole, and the
+// envelope's sender, recipient and HELO name are its own. An event takes
+// its client and sender only from what Postfix writes itself, so that no
+// client can make an event about another (see rejectClient and
+// rejectSender).
 func (p *postfix) reject(qid, rest []byte, lineNo int64, emit func(*Event)) bool {
 	prefix := "reject"
 	if r, ok := cutPrefix(rest, "milter-reject: "); ok {
@@ -377,57 +397,170 @@ func (p *postfix) reject(qid, rest []byte, lineNo int64, emit func(*Event)) bool
 	} else {
 		rest = rest[len("reject: "):]
 	}
-	from := bytes.Index(rest, []byte(" from "))
-	if from <= 0 {
+	sp := indexByte(rest, ' ')
+	if sp <= 0 {
 		return false
 	}
-	stage := rest[:from]
-	client := rest[from+len(" from "):]
-	if sp := indexByte(client, ' '); sp >= 0 {
-		client = client[:sp]
+	stage := rest[:sp]
+	if string(stage) == "header" || string(stage) == "body" {
+		return p.contentReject(qid, prefix, stage, rest[sp+1:], lineNo, emit)
 	}
-	host, ip := hostAndIP(client)
+	// smtpd: "STAGE from host[ip]: reply; envelope". The stage is one
+	// command word and the client's name is one Postfix verified (or
+	// "unknown"): the first " from " is Postfix's.
+	if !isStageWord(stage) {
+		return false
+	}
+	client, ok := cutPrefix(rest[sp:], " from ")
+	if !ok {
+		return false
+	}
+	end := indexByte(client, ' ')
+	if end < 0 {
+		return false
+	}
+	host, ip := hostAndIP(bytes.TrimRight(client[:end], ":"))
 	if !ip.IsValid() {
 		return false
 	}
 	e := p.event(Rejected, lineNo)
 	e.QueueID = MakeQID(qid)
-	e.ClientIP, e.ClientHost = ip, string(host)
-	text := bytes.TrimLeft(rest[from+len(" from ")+len(client):], ": ")
-	env := text
-	if i := bytes.Index(text, []byte("; from=<")); i >= 0 {
-		text, env = text[:i], text[i+2:]
-		e.Sender, e.HasSender = envelopeSender(env)
-	} else if i := bytes.Index(text, []byte("; proto=")); i >= 0 {
-		text = text[:i]
+	e.ClientIP, e.ClientHost = ip, p.strs.get(host)
+	text := client[end+1:]
+	env := envelopeStart(text)
+	if stageHasSender(stage) {
+		e.Sender, e.HasSender = rejectSender(text)
 	}
-	if hasPrefix(stage, "header ") || hasPrefix(stage, "body ") {
-		// header_checks: the reply comes after the envelope.
-		if i := bytes.LastIndex(env, []byte(">: ")); i >= 0 {
-			text = env[i+3:]
-		} else {
-			text = nil
+	e.Reason = p.strs.reason([]byte(prefix), stage, text[:env])
+	emit(e)
+	return true
+}
+
+// contentReject reads cleanup's header_checks and body_checks rejections:
+// "header NAME: VALUE from host[ip]; from=<s> to=<r> proto=P helo=<h>:
+// reply". The header or body line comes first and is the sender's to
+// write, so the client is the one smtpd's "client=" line gave the queue ID;
+// only when that line was not seen is it read from the line, and then only
+// when the line's envelope is beyond doubt.
+func (p *postfix) contentReject(qid []byte, prefix string, stage, rest []byte, lineNo int64, emit func(*Event)) bool {
+	sender, hasSender := rejectSender(rest)
+	var ip netip.Addr
+	var host, saslUser string
+	if i, ok := p.queue[MakeQID(qid)]; ok && qid != nil && p.msgs[i].clientIP.IsValid() {
+		m := &p.msgs[i]
+		ip, host, saslUser = m.clientIP, m.clientHost, m.saslUser
+	} else if hasSender {
+		// rejectSender found exactly one envelope: the client is the
+		// " from host[ip]" that Postfix wrote just before it.
+		before := rest[:bytes.Index(rest, []byte("; from=<"))]
+		if sp := bytes.LastIndexByte(before, ' '); sp >= 0 && hasPrefix(before[max(sp-5, 0):], " from ") {
+			var h []byte
+			h, ip = hostAndIP(before[sp+1:])
+			host = p.strs.get(h)
 		}
-		stage = stage[:indexByte(stage, ' ')]
+	}
+	e := p.event(Rejected, lineNo)
+	e.QueueID = MakeQID(qid)
+	e.ClientIP, e.ClientHost, e.SASLUser = ip, host, saslUser
+	e.Sender, e.HasSender = sender, hasSender
+	// The reply comes after the envelope: ">: 5.7.1 text".
+	var text []byte
+	if i := bytes.LastIndex(rest, []byte(">: ")); i >= 0 {
+		text = rest[i+3:]
 	}
 	e.Reason = p.strs.reason([]byte(prefix), stage, text)
 	emit(e)
 	return true
 }
 
-// envelopeSender reads the sender of "from=<s> to=<r> ..." (smtpd) or
-// "from=<s>, to=<r>, ..." (postscreen).
-func envelopeSender(env []byte) (string, bool) {
-	v, ok := cutPrefix(env, "from=<")
-	if !ok {
-		return "", false
+// isStageWord reports whether b is an SMTP stage as smtpd names it:
+// "RCPT", "END-OF-MESSAGE", "CONNECT".
+func isStageWord(b []byte) bool {
+	if len(b) == 0 || len(b) > 20 {
+		return false
 	}
-	for _, end := range []string{"> to=<", ">, to=<", "> proto=", ">, proto="} {
-		if i := bytes.Index(v, []byte(end)); i >= 0 {
-			return normalizeSender(v[:i]), true
+	for _, c := range b {
+		if !('A' <= c && c <= 'Z') && c != '-' {
+			return false
 		}
 	}
-	return "", false
+	return true
+}
+
+// stageHasSender reports whether a reject at this stage always carries the
+// envelope sender: from MAIL FROM on, smtpd writes it into the reject
+// (a MAIL reject before the sender is taken, such as the size limit, has
+// none; rejectSender then finds the client's HELO first and gives up).
+// Before MAIL (CONNECT, HELO, AUTH...) there is no sender, and a "from=<"
+// in the line can only be the client's text.
+func stageHasSender(stage []byte) bool {
+	switch string(stage) {
+	case "MAIL", "RCPT", "DATA", "BDAT", "END-OF-MESSAGE":
+		return true
+	}
+	return false
+}
+
+// envelopeStart is where the reply of a reject line ends and the envelope
+// begins, for the reason; len(text) when there is no envelope.
+func envelopeStart(text []byte) int {
+	for _, sep := range []string{"; from=<", "; proto=", "; helo=<"} {
+		if i := bytes.Index(text, []byte(sep)); i >= 0 {
+			return i
+		}
+	}
+	return len(text)
+}
+
+// rejectSender reads the sender of the envelope Postfix appends to a
+// reject line — "; from=<s> to=<r> proto=P helo=<h>" (smtpd, cleanup) or
+// "; from=<s>, to=<r>, proto=P, helo=<h>" (postscreen) — and reports
+// whether it is beyond doubt. The reply before it quotes the client's
+// addresses and HELO name, and the envelope's recipient and HELO name
+// after it are the client's too: any of them may hold a "; from=<" of its
+// own. So the sender is taken only when the line holds exactly one, with
+// no other envelope field before it. A client that writes "; from=<" into
+// its HELO name or addresses makes its own rejects sender-less: it can hide
+// its sender from a count, never put another sender in it.
+func rejectSender(text []byte) (string, bool) {
+	const sep = "; from=<"
+	i := bytes.Index(text, []byte(sep))
+	if i < 0 || bytes.Contains(text[i+len(sep):], []byte(sep)) {
+		return "", false
+	}
+	before := text[:i]
+	for _, f := range []string{" to=<", " proto=", " helo=<"} {
+		if bytes.Contains(before, []byte(f)) {
+			return "", false
+		}
+	}
+	v := text[i+len(sep):]
+	end := addressEnd(v)
+	if end < 0 {
+		return "", false
+	}
+	after := v[end+1:]
+	if len(after) > 0 && !hasAnyPrefix(after, []string{" to=<", ", to=<", " proto=", ", proto=", " helo=<", ", helo=<", ":"}) {
+		return "", false
+	}
+	return normalizeSender(v[:end]), true
+}
+
+// addressEnd returns the index of the '>' that closes an address as Postfix
+// logs it (a quoted local part may hold '>'), or -1.
+func addressEnd(v []byte) int {
+	quoted := false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case quoted && c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case !quoted && c == '>':
+			return i
+		}
+	}
+	return -1
 }
 
 // afterFrom reads "... from host[ip]" at the end of a message or before
@@ -571,7 +704,9 @@ func (p *postfix) warning(msg []byte, lineNo int64, emit func(*Event)) bool {
 		}
 		e := p.event(AuthFailed, lineNo)
 		e.ClientIP, e.ClientHost = ip, string(host)
-		if i := bytes.LastIndex(text, []byte(", sasl_username=")); i >= 0 {
+		// The reason is SASL's; the user name after it is the client's and
+		// may hold ", sasl_username=" of its own: the first is Postfix's.
+		if i := bytes.Index(text, []byte(", sasl_username=")); i >= 0 {
 			e.SASLUser = string(text[i+len(", sasl_username="):])
 			text = text[:i]
 		}

@@ -86,7 +86,7 @@ func (s *sendmail) parseMessage(h *header, lineNo int64, emit func(*Event)) bool
 	case hasPrefix(rest, "from="):
 		return s.from(qid, rest, lineNo, emit)
 	case hasPrefix(rest, "AUTH=server"):
-		if u, ok := field(rest, "authid"); ok && qid != nil {
+		if u, ok := sendmailAuthid(rest); ok && qid != nil {
 			if len(s.auth) >= sendmailAuthMax {
 				s.auth = pruneTable(s.auth, s.h.Time.Add(-time.Hour), func(a sendmailAuth) time.Time { return a.seen })
 			}
@@ -155,6 +155,21 @@ func (s *sendmail) parseMessage(h *header, lineNo int64, emit func(*Event)) bool
 	return hasAnyPrefix(rest, sendmailQuiet)
 }
 
+// sendmailAuthid reads the user of "AUTH=server, relay=host [ip],
+// authid=u, mech=PLAIN, bits=0": up to the last ", mech=", so that a name
+// with a comma or a space is kept whole rather than cut to another's.
+func sendmailAuthid(rest []byte) ([]byte, bool) {
+	i := bytes.Index(rest, []byte(", authid="))
+	if i < 0 {
+		return nil, false
+	}
+	v := rest[i+len(", authid="):]
+	if m := bytes.LastIndex(v, []byte(", mech=")); m >= 0 {
+		v = v[:m]
+	}
+	return v, len(v) > 0
+}
+
 // sendmailClient reads "host [ip]", "[ip]" or "host [ip] (may be forged)":
 // the address is the last bracketed one.
 func sendmailClient(v []byte) (host []byte, ip netip.Addr) {
@@ -211,22 +226,29 @@ func relayField(b []byte) ([]byte, bool) {
 }
 
 func (s *sendmail) from(qid, rest []byte, lineNo int64, emit func(*Event)) bool {
-	sizeAt := bytes.Index(rest, []byte(", size="))
+	// The sender is as the client wrote it: a quoted local part such as
+	// "x, size=1, class=0, nrcpts=0"@spam.example must not be taken for
+	// the fields sendmail writes after it.
+	v := rest[len("from="):]
+	sizeAt := sendmailFieldAt(v, ", size=")
 	if sizeAt < 0 || qid == nil {
+		return false
+	}
+	tail := v[sizeAt+2:]
+	if !sendmailCounts(tail) {
 		return false
 	}
 	auth, hadAuth := s.auth[string(qid)]
 	if hadAuth {
 		delete(s.auth, string(qid))
 	}
-	tail := rest[sizeAt+2:]
 	nrcpts := intField(tail, "nrcpts")
 	e := s.event(Accepted, qid, lineNo)
 	if nrcpts == 0 {
 		e.Kind = Rejected // no recipient was taken: the transaction was refused
 		e.Reason = "no valid recipients"
 	}
-	e.Sender = s.strs.sender(rest[len("from="):sizeAt])
+	e.Sender = s.strs.sender(v[:sizeAt])
 	e.HasSender = true
 	e.Size = intField(tail, "size")
 	if e.Kind == Accepted {
@@ -235,10 +257,10 @@ func (s *sendmail) from(qid, rest []byte, lineNo int64, emit func(*Event)) bool 
 	if hadAuth {
 		e.SASLUser = auth.user
 	}
-	// relay= is the last field; its host part comes from DNS or the
-	// client, so only the bracketed address is trusted to be an address.
+	// relay= is the last field, after the client's msgid=: the last one is
+	// sendmail's.
 	if relay, ok := relayField(tail); ok {
-		host, ip := sendmailClient(relay)
+		host, ip := sendmailRelay(relay)
 		if ip.IsValid() {
 			e.ClientIP, e.ClientHost = ip, s.strs.get(host)
 		}
@@ -247,38 +269,131 @@ func (s *sendmail) from(qid, rest []byte, lineNo int64, emit func(*Event)) bool 
 	return true
 }
 
+// sendmailCounts reports whether b starts as sendmail writes the numbers
+// after the sender: "size=N, class=N, [pri=N, ]nrcpts=N".
+func sendmailCounts(b []byte) bool {
+	for _, name := range []string{"size=", ", class=", ", pri=", ", nrcpts="} {
+		rest, ok := cutPrefix(b, name)
+		if !ok {
+			if name == ", pri=" {
+				continue
+			}
+			return false
+		}
+		if len(rest) > 0 && rest[0] == '-' {
+			rest = rest[1:]
+		}
+		_, n := leadingInt(rest)
+		if n == 0 {
+			return false
+		}
+		b = rest[n:]
+	}
+	return len(b) == 0 || b[0] == ','
+}
+
+// sendmailFieldAt returns the index of the first sep in v that stands
+// outside quotes and angle brackets, or -1. sendmail logs addresses as the
+// client wrote them, and a quoted local part or a bracketed address may
+// hold any field separator of its own.
+func sendmailFieldAt(v []byte, sep string) int {
+	quoted, depth := false, 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case quoted && c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '<':
+			depth++
+		case c == '>':
+			if depth > 0 {
+				depth--
+			}
+		case depth == 0 && c == sep[0] && hasPrefix(v[i:], sep):
+			return i
+		}
+	}
+	return -1
+}
+
 // ruleset reads "ruleset=check_rcpt, arg1=<a>, relay=host [ip], reject=550
-// 5.7.1 <a>... Relaying denied". arg1 is the sender for check_mail.
+// 5.7.1 <a>... Relaying denied". arg1 is the sender for check_mail. arg1
+// (and arg2) are the client's text, logged verbatim, and so is the reject
+// text, which quotes them: relay= is the first one outside quotes and
+// brackets, and its value must read as sendmail writes a client.
 func (s *sendmail) ruleset(qid, rest []byte, lineNo int64, emit func(*Event)) bool {
-	rejectAt := bytes.Index(rest, []byte(", reject="))
-	if rejectAt < 0 {
-		return hasPrefix(rest, "ruleset=check_") // a ruleset line without a verdict: noted
-	}
-	relay, ok := relayField(rest[:rejectAt])
-	if !ok {
-		return false
-	}
-	// An address that does not parse (logs hold "[123.456.789.1]") leaves
-	// the event without a client: the rejection still happened.
-	host, ip := sendmailClient(relay)
 	name := rest[len("ruleset="):]
 	if c := indexByte(name, ','); c >= 0 {
 		name = name[:c]
+	}
+	args := rest[len("ruleset=")+len(name):]
+	relayAt := sendmailFieldAt(args, ", relay=")
+	if relayAt < 0 {
+		return hasPrefix(rest, "ruleset=check_") // a ruleset line without a verdict: noted
+	}
+	after := args[relayAt+len(", relay="):]
+	rejectAt := bytes.Index(after, []byte(", reject="))
+	if rejectAt < 0 {
+		return true // quarantine= or discard: no rejection
+	}
+	// An address that does not parse (logs hold "[123.456.789.1]") leaves
+	// the event without a client: the rejection still happened.
+	host, ip := sendmailRelay(after[:rejectAt])
+	if string(name) == "check_relay" && ip.IsValid() {
+		// arg2 is the address sendmail looked up: it must be the relay's.
+		if a2 := sendmailFieldAt(args, ", arg2="); a2 < 0 || a2 > relayAt ||
+			parseIP(args[a2+len(", arg2="):relayAt]) != ip {
+			ip, host = netip.Addr{}, nil
+		}
 	}
 	e := s.event(Rejected, qid, lineNo)
 	if ip.IsValid() {
 		e.ClientIP, e.ClientHost = ip, string(host)
 	}
 	if string(name) == "check_mail" {
-		if a, ok := cutPrefix(rest[len("ruleset=check_mail, "):], "arg1="); ok {
-			if c := bytes.Index(a, []byte(", ")); c >= 0 {
-				e.Sender, e.HasSender = normalizeSender(a[:c]), true
+		if a, ok := cutPrefix(args, ", arg1="); ok {
+			if end := sendmailFieldAt(a, ", "); end >= 0 && end == relayAt-len(", arg1=") {
+				e.Sender, e.HasSender = normalizeSender(a[:end]), true
 			}
 		}
 	}
-	e.Reason = s.strs.reason(name, rest[rejectAt+len(", reject="):])
+	e.Reason = s.strs.reason(name, after[rejectAt+len(", reject="):])
 	emit(e)
 	return true
+}
+
+// sendmailRelay reads a relay= value as sendmail writes a client: "host
+// [ip]", "[ip]" or "host [ip] (may be forged)", with a host name of
+// letters, digits, dots, hyphens and underscores. Anything else gives no
+// client.
+func sendmailRelay(v []byte) (host []byte, ip netip.Addr) {
+	v = bytes.TrimSuffix(v, []byte(" (may be forged)"))
+	if len(v) < 3 || v[len(v)-1] != ']' {
+		return nil, netip.Addr{}
+	}
+	open := bytes.LastIndexByte(v, '[')
+	if open < 0 {
+		return nil, netip.Addr{}
+	}
+	host = v[:open]
+	if len(host) > 0 {
+		if host[len(host)-1] != ' ' {
+			return nil, netip.Addr{}
+		}
+		host = host[:len(host)-1]
+		for _, c := range host {
+			if !isHostByte(c) {
+				return nil, netip.Addr{}
+			}
+		}
+	}
+	return host, parseIP(v[open+1 : len(v)-1])
+}
+
+func isHostByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || isDigit(c) || c == '.' || c == '-' || c == '_'
 }
 
 // authFailure reads "AUTH failure (LOGIN): authentication failure (-13)
@@ -289,14 +404,16 @@ func (s *sendmail) authFailure(qid, rest []byte, lineNo int64, emit func(*Event)
 	if relayAt < 0 {
 		return false
 	}
-	host, ip := sendmailClient(rest[relayAt+len(", relay="):])
+	host, ip := sendmailRelay(rest[relayAt+len(", relay="):])
 	if !ip.IsValid() {
 		return false
 	}
 	e := s.event(AuthFailed, qid, lineNo)
 	e.ClientIP, e.ClientHost = ip, string(host)
 	text := rest[:relayAt]
-	if u := bytes.LastIndex(text, []byte(", user=")); u >= 0 {
+	// The reason before user= is SASL's; the user name after it is the
+	// client's and may hold ", user=" of its own: the first is sendmail's.
+	if u := bytes.Index(text, []byte(", user=")); u >= 0 {
 		e.SASLUser = string(text[u+len(", user="):])
 		text = text[:u]
 	}

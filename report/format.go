@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/bombwatch/bombwatch/parsers"
 )
@@ -20,12 +22,49 @@ func (r *Report) JSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
-// quote keeps a log's bytes from moving a terminal or a mail around.
-func quote(s string) string {
+// Quote keeps a log's bytes from moving a terminal or a mail around:
+// control characters, bidirectional overrides (U+202E turns the rest of a
+// line around) and invalid UTF-8 are written as Go escapes.
+func Quote(s string) string {
 	for _, c := range s {
-		if c < ' ' || c == 0x7f || c == '"' || c == '\\' || c == ' ' || c == '\uFFFD' {
+		if c == '"' || c == '\\' || c == ' ' || unsafeRune(c) {
 			return strconv.Quote(s)
 		}
+	}
+	return s
+}
+
+// unsafeRune reports whether a rune must not reach a terminal, a
+// spreadsheet or a page as it is: control and format characters (the
+// bidirectional controls among them), and invalid UTF-8.
+func unsafeRune(c rune) bool {
+	return c < ' ' || c == 0x7f || c == utf8.RuneError || !unicode.IsPrint(c) && c != ' '
+}
+
+// Clean writes a log's string with its unsafe runes as escapes, for CSV
+// cells, HTML and whole log lines, where quoting the whole string would change it.
+func Clean(s string) string {
+	ok := true
+	for _, c := range s {
+		if c == '\\' || unsafeRune(c) {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
+}
+
+// cell is Clean for a CSV cell that a spreadsheet will open: a cell that
+// starts with = + - @ or a tab would be read as a formula, so it gets a
+// leading apostrophe (OWASP's advice for CSV injection).
+func cell(s string) string {
+	s = Clean(s)
+	if s != "" && strings.IndexByte("=+-@\t\r", s[0]) >= 0 {
+		return "'" + s
 	}
 	return s
 }
@@ -62,14 +101,14 @@ func (r *Report) Text(w io.Writer) error {
 			if b.Ended != nil {
 				ended = b.Ended.Format("01-02 15:04") + " " + b.Reason
 			}
-			p("  %-11s %-14s %-30s %-11s %7s %s\n", b.Time.Format("01-02 15:04"), fit(quote(b.Rule), 14), fit(b.KeyType+" "+quote(b.Key), 30),
+			p("  %-11s %-14s %-30s %-11s %7s %s\n", b.Time.Format("01-02 15:04"), fit(Quote(b.Rule), 14), fit(b.KeyType+" "+Quote(b.Key), 30),
 				fit(num(b.Value)+"/"+num(b.Limit), 11), fit(b.Window, 7), ended)
 		}
 	}
 	if len(r.Repeat) > 0 {
 		p("\nRepeat offenders\n")
 		for _, x := range r.Repeat {
-			p("  %-60s %4d blocks\n", fit(x.KeyType+" "+quote(x.Key), 60), x.Blocks)
+			p("  %-60s %4d blocks\n", fit(x.KeyType+" "+Quote(x.Key), 60), x.Blocks)
 		}
 	}
 	for _, typ := range KeyTypes {
@@ -79,7 +118,7 @@ func (r *Report) Text(w io.Writer) error {
 		}
 		p("\nTop %s\n  %-54s %10s %14s %10s\n", strings.ReplaceAll(typ, "_", " "), "", "messages", "bytes", "recipients")
 		for _, e := range list {
-			p("  %-54s %10d %14d %10d\n", fit(quote(e.Key), 54), e.Messages, e.Bytes, e.Recipients)
+			p("  %-54s %10d %14d %10d\n", fit(Quote(e.Key), 54), e.Messages, e.Bytes, e.Recipients)
 		}
 	}
 	l := r.Lost
@@ -101,7 +140,7 @@ func (r *Report) Text(w io.Writer) error {
 	if r.WhatIf != nil {
 		p("\nWhat if %s: %d keys would have been blocked\n", r.WhatIf.Rule, len(r.WhatIf.Keys))
 		for _, e := range r.WhatIf.Keys {
-			p("  %-60s %6d in a window\n", fit(quote(e.Key), 60), e.Messages)
+			p("  %-60s %6d in a window\n", fit(Quote(e.Key), 60), e.Messages)
 		}
 	}
 	return nil
@@ -142,13 +181,13 @@ func (r *Report) CSV(w io.Writer, table string) error {
 		row("key_type", "key", "messages", "bytes", "recipients")
 		for _, typ := range KeyTypes {
 			for _, e := range r.Top[typ] {
-				row(typ, e.Key, i(e.Messages), i(e.Bytes), i(e.Recipients))
+				row(typ, cell(e.Key), i(e.Messages), i(e.Bytes), i(e.Recipients))
 			}
 		}
 	case "blocks":
 		row("time", "rule", "key_type", "key", "value", "limit", "window", "until", "ended", "reason", "file", "line")
 		for _, b := range r.Blocks {
-			row(b.Time.Format(time.RFC3339), b.Rule, b.KeyType, b.Key, num(b.Value), num(b.Limit), b.Window, t(b.Until), t(b.Ended), b.Reason, b.File, i(b.Line))
+			row(b.Time.Format(time.RFC3339), cell(b.Rule), b.KeyType, cell(b.Key), num(b.Value), num(b.Limit), b.Window, t(b.Until), t(b.Ended), cell(b.Reason), cell(b.File), i(b.Line))
 		}
 	case "lost":
 		row("from_seconds", "to_seconds", "sessions", "cumulative_share")
@@ -165,7 +204,7 @@ func (r *Report) CSV(w io.Writer, table string) error {
 		row("key", "most_in_a_window")
 		if r.WhatIf != nil {
 			for _, e := range r.WhatIf.Keys {
-				row(e.Key, i(e.Messages))
+				row(cell(e.Key), i(e.Messages))
 			}
 		}
 	default:
@@ -244,6 +283,7 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 		return t.Format("2006-01-02 15:04")
 	},
 	"under": func(s string) string { return strings.ReplaceAll(s, "_", " ") },
+	"c":     Clean,
 }).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -264,12 +304,12 @@ td.n,th.n{text-align:right}svg{width:100%;height:auto;background:#fafafa}rect{fi
 {{if .Hourly}}<svg viewBox="0 0 600 120" role="img" aria-label="events per hour">{{range .Hourly}}<rect x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}"><title>{{.Label}}</title></rect>{{end}}</svg>{{end}}
 <h2>Blocks ({{len .R.Blocks}})</h2>
 {{if .R.Blocks}}<table><tr><th>started</th><th>rule</th><th>key</th><th class="n">value</th><th class="n">limit</th><th>window</th><th>until</th><th>ended</th></tr>
-{{range .R.Blocks}}<tr><td>{{when .Time}}</td><td>{{.Rule}}</td><td class="key">{{.KeyType}} {{.Key}}</td><td class="n">{{num .Value}}</td><td class="n">{{num .Limit}}</td><td>{{.Window}}</td><td>{{whenp .Until}}</td><td>{{whenp .Ended}} {{.Reason}}</td></tr>
+{{range .R.Blocks}}<tr><td>{{when .Time}}</td><td>{{c .Rule}}</td><td class="key">{{.KeyType}} {{c .Key}}</td><td class="n">{{num .Value}}</td><td class="n">{{num .Limit}}</td><td>{{.Window}}</td><td>{{whenp .Until}}</td><td>{{whenp .Ended}} {{c .Reason}}</td></tr>
 {{end}}</table>{{end}}
-{{if .R.Repeat}}<h2>Repeat offenders</h2><table>{{range .R.Repeat}}<tr><td class="key">{{.KeyType}} {{.Key}}</td><td class="n">{{.Blocks}} blocks</td></tr>{{end}}</table>{{end}}
+{{if .R.Repeat}}<h2>Repeat offenders</h2><table>{{range .R.Repeat}}<tr><td class="key">{{.KeyType}} {{c .Key}}</td><td class="n">{{.Blocks}} blocks</td></tr>{{end}}</table>{{end}}
 {{range $typ := .KeyTypes}}{{with index $.R.Top $typ}}<h2>Top {{under $typ}}</h2>
 <table><tr><th>key</th><th class="n">messages</th><th class="n">bytes</th><th class="n">recipients</th></tr>
-{{range .}}<tr><td class="key">{{.Key}}</td><td class="n">{{.Messages}}</td><td class="n">{{.Bytes}}</td><td class="n">{{.Recipients}}</td></tr>
+{{range .}}<tr><td class="key">{{c .Key}}</td><td class="n">{{.Messages}}</td><td class="n">{{.Bytes}}</td><td class="n">{{.Recipients}}</td></tr>
 {{end}}</table>{{end}}{{end}}
 <h2>Lost connections</h2>
 <p>{{.R.Lost.Total}} lost, {{.R.Lost.Timed}} timed from their connect; improper pipelining: {{.R.Lost.Pipelining}}.
@@ -279,7 +319,7 @@ td.n,th.n{text-align:right}svg{width:100%;height:auto;background:#fafafa}rect{fi
 <table><tr><th>key</th><th class="n">keys</th><th class="n">busiest minute p50/p99/max</th><th class="n">busiest hour p50/p99/max</th></tr>
 {{range $typ := .KeyTypes}}{{$a := index $.R.Advisor $typ}}<tr><td>{{under $typ}}</td><td class="n">{{$a.Keys}}</td><td class="n">{{$a.Minute.P50}}/{{$a.Minute.P99}}/{{$a.Minute.Max}}</td><td class="n">{{$a.Hour.P50}}/{{$a.Hour.P99}}/{{$a.Hour.Max}}</td></tr>
 {{end}}</table>
-{{with .R.WhatIf}}<h2>What if {{.Rule}}</h2><p>{{len .Keys}} keys would have been blocked.</p>
-<table>{{range .Keys}}<tr><td class="key">{{.Key}}</td><td class="n">{{.Messages}} in a window</td></tr>{{end}}</table>{{end}}
+{{with .R.WhatIf}}<h2>What if {{c .Rule}}</h2><p>{{len .Keys}} keys would have been blocked.</p>
+<table>{{range .Keys}}<tr><td class="key">{{c .Key}}</td><td class="n">{{.Messages}} in a window</td></tr>{{end}}</table>{{end}}
 </body></html>
 `))

@@ -12,10 +12,10 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
-	"strings"
 
 	"github.com/bombwatch/bombwatch/config"
 	"github.com/bombwatch/bombwatch/parsers"
+	"github.com/bombwatch/bombwatch/report"
 )
 
 // Set by the Makefile with -ldflags -X.
@@ -244,14 +244,4 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 
 // safeText quotes attacker-written strings for a terminal when they hold
 // spaces, quotes or control characters.
-func safeText(s string) string {
-	for _, r := range s {
-		if r <= ' ' || r == '"' || r == '\\' || r == 0x7f || r == '\uFFFD' {
-			return fmt.Sprintf("%q", s)
-		}
-	}
-	if !strings.ContainsFunc(s, func(r rune) bool { return r >= 0x80 && r < 0xa0 }) {
-		return s
-	}
-	return fmt.Sprintf("%q", s)
-}
+func safeText(s string) string { return report.Quote(s) }

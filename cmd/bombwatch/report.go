@@ -6,10 +6,8 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/bombwatch/bombwatch/config"
 	"github.com/bombwatch/bombwatch/parsers"
@@ -234,20 +232,11 @@ func evidence(file string, upTo int64, keyType, key string, from, to time.Time, 
 		text := string(line)
 		p.Parse(line, n, func(e *parsers.Event) {
 			if e.Time.After(from) && !e.Time.After(to) && match(e) {
-				out = append(out, fmt.Sprintf("%s:%d: %s", safeText(file), n, printable(text)))
+				out = append(out, fmt.Sprintf("%s:%d: %s", safeText(file), n, report.Clean(text)))
 			}
 		})
 	})
 	return out, err
-}
-
-// printable shows a log line as it is, unless it holds bytes that would
-// move a terminal: then quoted.
-func printable(s string) string {
-	if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f || r >= 0x80 && r < 0xa0 }) {
-		return strconv.Quote(s)
-	}
-	return s
 }
 
 // matcher tells whether an event has the key.

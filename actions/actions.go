@@ -10,6 +10,7 @@ package actions
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -148,7 +149,8 @@ func (x *Executor) retry(a Action, d Detection) error {
 		wait = time.Second
 	}
 	err := a.Run(context.Background(), d)
-	for i := 0; err != nil && i < retries; i++ {
+	var refused *Refusal
+	for i := 0; err != nil && !errors.As(err, &refused) && i < retries; i++ {
 		x.logger().Warn("action failed; trying again", "action", a.Name(), "event", d.Event, "key", d.Key, "in", wait.String(), "err", err)
 		time.Sleep(wait)
 		wait *= 2

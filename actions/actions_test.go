@@ -2,6 +2,8 @@ package actions
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -116,5 +118,38 @@ func TestExecutor(t *testing.T) {
 	x.Wait()
 	if got["ok"] != StatusDryRun {
 		t.Errorf("without Act: %v", got)
+	}
+}
+
+// countingAction fails every run with err and counts the runs.
+type countingAction struct {
+	mu   sync.Mutex
+	runs int
+	err  error
+}
+
+func (c *countingAction) Name() string   { return "counting" }
+func (c *countingAction) External() bool { return true }
+func (c *countingAction) Run(context.Context, Detection) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.runs++
+	return c.err
+}
+
+// TestExecutorDoesNotRetryARefusal: the Guard's no stays a no, so it is
+// tried once; an ordinary failure is retried.
+func TestExecutorDoesNotRetryARefusal(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		runs int
+	}{{refuse("never"), 1}, {errors.New("busy"), 3}} {
+		a := &countingAction{err: c.err}
+		x := &Executor{Act: true, Log: slog.New(slog.DiscardHandler), Backoff: time.Millisecond, Retries: 2}
+		x.Dispatch(detection("a@x"), []Action{a})
+		x.Wait()
+		if a.runs != c.runs {
+			t.Errorf("%v: %d runs, want %d", c.err, a.runs, c.runs)
+		}
 	}
 }

@@ -83,7 +83,12 @@ func (r *rule) appendKey(buf []byte, e *parsers.Event) ([]byte, bool) {
 		if e.Sender == "" {
 			return append(buf, "<>"...), true // the null sender is its own key
 		}
-		return r.strip.appendSender(buf, e.Sender), true
+		// Folded as the MTAs' maps fold it: Bomber@x and bomber@x are one
+		// map entry, so they are one key.
+		start := len(buf)
+		buf = r.strip.appendSender(buf, e.Sender)
+		foldASCII(buf[start:])
+		return buf, true
 	case "sender_domain":
 		if !e.HasSender {
 			return buf, false
@@ -145,7 +150,7 @@ func newIgnoreList(entries []string) (*ignoreList, error) {
 		case strings.HasPrefix(s, "@"):
 			l.domains[strings.ToLower(s[1:])] = true
 		case strings.Contains(s, "@"):
-			l.senders[normalizeAddress(s)] = true
+			l.senders[actions.FoldAddress(strings.TrimSuffix(strings.TrimPrefix(s, "<"), ">"))] = true
 		case strings.Contains(s, "/"):
 			l.nets = append(l.nets, netip.MustParsePrefix(s).Masked())
 		default:
@@ -156,13 +161,13 @@ func newIgnoreList(entries []string) (*ignoreList, error) {
 	return l, nil
 }
 
-// normalizeAddress lower-cases the domain, as the parsers do.
-func normalizeAddress(s string) string {
-	s = strings.TrimSuffix(strings.TrimPrefix(s, "<"), ">")
-	if at := strings.LastIndexByte(s, '@'); at >= 0 {
-		return s[:at+1] + strings.ToLower(s[at+1:])
+// foldASCII lower-cases ASCII letters in place.
+func foldASCII(b []byte) {
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
 	}
-	return s
 }
 
 // key reports whether a key is never to be one: "uid:N" entries and "<>"
@@ -193,7 +198,7 @@ func (l *ignoreList) event(e *parsers.Event) bool {
 		}
 	}
 	if e.HasSender && e.Sender != "" {
-		if len(l.senders) > 0 && l.senders[e.Sender] {
+		if len(l.senders) > 0 && l.senders[actions.FoldAddress(e.Sender)] {
 			return true
 		}
 		if len(l.domains) > 0 && l.domains[e.SenderDomain()] {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bombwatch/bombwatch/actions"
 	"github.com/bombwatch/bombwatch/config"
 	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/pipeline"
@@ -243,7 +244,9 @@ func evidence(file string, upTo int64, keyType, key string, from, to time.Time, 
 func matcher(keyType, key string) func(*parsers.Event) bool {
 	switch keyType {
 	case "sender":
-		return func(e *parsers.Event) bool { return e.HasSender && (e.Sender == key || e.Sender == "" && key == "<>") }
+		return func(e *parsers.Event) bool {
+			return e.HasSender && (actions.FoldAddress(e.Sender) == key || e.Sender == "" && key == "<>")
+		}
 	case "sender_domain":
 		return func(e *parsers.Event) bool { return e.SenderDomain() == key }
 	case "client_ip", "client_net":

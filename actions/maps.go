@@ -12,7 +12,10 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/bombwatch/bombwatch/internal/safefile"
 )
 
 // Map writes blocked senders and clients into an MTA's table:
@@ -97,7 +100,7 @@ func (m *Map) Run(ctx context.Context, d Detection) error {
 
 // read returns the lines of bombwatch's part of the file.
 func (m *Map) read() (map[string]bool, error) {
-	data, err := os.ReadFile(m.Path)
+	data, err := safefile.ReadFile(m.Path)
 	if err != nil && !os.IsNotExist(err) {
 		return nil, err
 	}
@@ -175,13 +178,24 @@ func (m *Map) clientKey(p netip.Prefix) (string, error) {
 }
 
 // write replaces bombwatch's part of the file and compiles the map.
+//
+// Neither the map nor what postmap or makemap compile it into is written
+// through a symbolic link, nor in a directory every user may write to:
+// bombwatch and postmap run as root, and a link there would make them
+// copy or overwrite another file.
 func (m *Map) write(ctx context.Context, entries map[string]bool) error {
-	old, err := os.ReadFile(m.Path)
+	if err := safefile.SafeDir(filepath.Dir(m.Path)); err != nil {
+		return err
+	}
+	if err := safefile.NotLink(m.compiledPaths()...); err != nil {
+		return err
+	}
+	old, err := safefile.ReadFile(m.Path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	mode := os.FileMode(0o644)
-	if st, err := os.Stat(m.Path); err == nil {
+	if st, err := os.Lstat(m.Path); err == nil {
 		mode = st.Mode().Perm()
 	}
 	var out bytes.Buffer
@@ -230,6 +244,15 @@ func (m *Map) write(ctx context.Context, entries map[string]bool) error {
 	return m.compile(ctx)
 }
 
+// compiledPaths are the map and the files postmap or makemap write from it.
+func (m *Map) compiledPaths() []string {
+	out := []string{m.Path}
+	for _, ext := range []string{".db", ".lmdb", ".cdb", ".dir", ".pag"} {
+		out = append(out, m.Path+ext)
+	}
+	return out
+}
+
 // compile runs postmap or makemap where the map type needs it.
 func (m *Map) compile(ctx context.Context) error {
 	var cmd *exec.Cmd
@@ -252,7 +275,7 @@ func (m *Map) compile(ctx context.Context) error {
 			args = append(args, "-C", m.MTAConfig)
 		}
 		cmd = exec.CommandContext(ctx, orDefault(m.Compiler, "makemap"), append(args, orDefault(m.MapType, "hash"), m.Path)...)
-		f, err := os.Open(m.Path)
+		f, err := os.OpenFile(m.Path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 		if err != nil {
 			return err
 		}

@@ -17,6 +17,7 @@ import (
 
 	_ "github.com/mattn/go-sqlite3"
 
+	"github.com/bombwatch/bombwatch/internal/safefile"
 	"github.com/bombwatch/bombwatch/state"
 )
 
@@ -98,6 +99,11 @@ var _ state.Store = (*Store)(nil)
 // Open opens or creates the database at path and brings its schema up to
 // date.
 func Open(path string) (*Store, error) {
+	// A new database is made 0640, never through a link: bombwatch runs as
+	// root, and the state names who was blocked.
+	if err := safefile.Create(path, 0o640); err != nil {
+		return nil, fmt.Errorf("open state database: %w", err)
+	}
 	dsn := "file:" + path + "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000"
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {

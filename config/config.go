@@ -11,6 +11,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"regexp"
@@ -869,4 +870,30 @@ func (c *Config) YAML() ([]byte, error) {
 	}
 	enc.Close()
 	return buf.Bytes(), nil
+}
+
+// ListenWarning says what is wrong with serving /metrics on addr, or "":
+// the metrics name the logs, the rules and the keys blocked, and are
+// served without authentication, so an address that is not loopback
+// shows them to whoever can reach it.
+func ListenWarning(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	if host == "localhost" {
+		return ""
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+		return ""
+	}
+	where := "on " + host
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		where = "on every interface"
+	}
+	return fmt.Sprintf("listen: %s serves /metrics (log paths, rules, blocked keys) without authentication %s; use 127.0.0.1%s unless a firewall keeps others out",
+		addr, where, addr[strings.LastIndexByte(addr, ':'):])
 }

@@ -145,3 +145,24 @@ func TestInterfaceExample(t *testing.T) {
 		t.Errorf("parsed %+v", c)
 	}
 }
+
+func TestListenWarning(t *testing.T) {
+	for addr, warn := range map[string]bool{
+		"":               false,
+		"127.0.0.1:9187": false,
+		"[::1]:9187":     false,
+		"localhost:9187": false,
+		":9187":          true,
+		"0.0.0.0:9187":   true,
+		"[::]:9187":      true,
+		"192.0.2.1:9187": true,
+	} {
+		w := ListenWarning(addr)
+		if (w != "") != warn {
+			t.Errorf("ListenWarning(%q) = %q", addr, w)
+		}
+		if warn && !strings.Contains(w, "without authentication") {
+			t.Errorf("ListenWarning(%q) = %q: says nothing of authentication", addr, w)
+		}
+	}
+}

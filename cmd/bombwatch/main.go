@@ -237,6 +237,9 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if w := config.ListenWarning(cfg.Listen); w != "" {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", cfg.File, w)
+	}
 	fmt.Fprintf(stdout, "# effective config from %s\n", cfg.File)
 	stdout.Write(out)
 	return nil

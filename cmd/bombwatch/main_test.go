@@ -204,6 +204,20 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestCheckWarnsOfOpenMetrics: metrics on every interface are valid, and
+// said to be unauthenticated.
+func TestCheckWarnsOfOpenMetrics(t *testing.T) {
+	open := writeFile(t, "open.yaml", "listen: \":9187\"\n")
+	code, _, errOut := bombwatch(t, "check", "-c", open)
+	if code != 0 || !strings.Contains(errOut, open+": warning: listen: :9187 serves /metrics") {
+		t.Errorf("check with listen :9187: exit %d, stderr %q", code, errOut)
+	}
+	local := writeFile(t, "local.yaml", "listen: 127.0.0.1:9187\n")
+	if code, _, errOut := bombwatch(t, "check", "-c", local); code != 0 || errOut != "" {
+		t.Errorf("check with listen 127.0.0.1:9187: exit %d, stderr %q", code, errOut)
+	}
+}
+
 func TestParse(t *testing.T) {
 	log := writeFile(t, "mail.log", strings.Join([]string{
 		"Nov 20 10:00:01 mx postfix/smtpd[1]: 4F2A1B3C4D: client=laptop.example.net[198.51.100.7], sasl_method=PLAIN, sasl_username=alice",

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bombwatch/bombwatch/config"
 	"github.com/bombwatch/bombwatch/daemon"
 	"github.com/bombwatch/bombwatch/pipeline"
 )
@@ -58,6 +59,9 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		}
 	}()
 	if cfg.Listen != "" {
+		if w := config.ListenWarning(cfg.Listen); w != "" {
+			logger.Warn(w)
+		}
 		ln, err := net.Listen("tcp", cfg.Listen)
 		if err != nil {
 			return fmt.Errorf("listen: %w", err)

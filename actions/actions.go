@@ -70,6 +70,18 @@ type Action interface {
 	External() bool
 }
 
+// Enforcer is an action that blocks a key in a firewall or an MTA map,
+// as opposed to one that reports it (log, script, mail). A rule that
+// enforces on clients gives such actions its block's client addresses
+// instead of its key.
+type Enforcer interface{ Enforces() bool }
+
+// Enforces reports whether a is an Enforcer.
+func Enforces(a Action) bool {
+	e, ok := a.(Enforcer)
+	return ok && e.Enforces()
+}
+
 // Statuses, as recorded on blocks (see package state).
 const (
 	StatusApplied = "applied"

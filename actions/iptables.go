@@ -33,6 +33,7 @@ type IPTables struct {
 
 func (t *IPTables) Name() string   { return t.ActionName }
 func (t *IPTables) External() bool { return true }
+func (t *IPTables) Enforces() bool { return true }
 func (t *IPTables) DryRun() bool   { return t.DryRunOnly }
 
 // family pairs a set with its iptables program.

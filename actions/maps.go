@@ -58,6 +58,7 @@ const (
 
 func (m *Map) Name() string   { return m.ActionName }
 func (m *Map) External() bool { return true }
+func (m *Map) Enforces() bool { return true }
 func (m *Map) DryRun() bool   { return m.DryRunOnly }
 
 // Setup empties bombwatch's part of the map at start; the blocks in force

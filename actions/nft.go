@@ -34,6 +34,7 @@ type NFT struct {
 
 func (n *NFT) Name() string   { return n.ActionName }
 func (n *NFT) External() bool { return true }
+func (n *NFT) Enforces() bool { return true }
 func (n *NFT) DryRun() bool   { return n.DryRunOnly }
 
 // Setup creates the table, sets and chain, replacing an older one: at

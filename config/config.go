@@ -86,11 +86,16 @@ type Rule struct {
 	Forgive  int64     `yaml:"forgive,omitempty"`
 	Escalate *Escalate `yaml:"escalate,omitempty"`
 	// Sender key options.
-	StripTag  bool     `yaml:"strip_tag,omitempty"`
-	StripBATV bool     `yaml:"strip_batv,omitempty"`
-	DecodeSRS bool     `yaml:"decode_srs,omitempty"`
-	Actions   []string `yaml:"actions"`
-	Line      int      `yaml:"-"`
+	StripTag  bool `yaml:"strip_tag,omitempty"`
+	StripBATV bool `yaml:"strip_batv,omitempty"`
+	DecodeSRS bool `yaml:"decode_srs,omitempty"`
+	// Enforce says on what a block's firewall and map actions act: for
+	// sender and sender_domain keys "clients" (the default: the client
+	// addresses that sent the key's mail) or "sender" (the sender, for
+	// everyone); for client_net "network".
+	Enforce string   `yaml:"enforce,omitempty"`
+	Actions []string `yaml:"actions"`
+	Line    int      `yaml:"-"`
 }
 
 // Window is one limit over one sliding window.
@@ -497,6 +502,7 @@ func (d *decoder) rule(n *yaml.Node, path string) Rule {
 		"strip_tag":  func(f string, v *yaml.Node) { d.boolean(v, f, &r.StripTag) },
 		"strip_batv": func(f string, v *yaml.Node) { d.boolean(v, f, &r.StripBATV) },
 		"decode_srs": func(f string, v *yaml.Node) { d.boolean(v, f, &r.DecodeSRS) },
+		"enforce":    func(f string, v *yaml.Node) { d.str(v, f, &r.Enforce) },
 		"windows": func(f string, v *yaml.Node) {
 			d.list(v, f, func(f string, e *yaml.Node) {
 				var w Window
@@ -740,16 +746,54 @@ func (d *decoder) check(c *Config) {
 		if len(r.Actions) == 0 {
 			c.Rules[i].Actions = []string{"log"}
 		}
+		enforced := d.checkEnforce(&c.Rules[i], f, at)
 		for _, a := range r.Actions {
 			act, ok := c.Actions[a]
 			if !ok && a != "log" {
 				d.errorf(at("actions"), f+".actions", "%q is not defined under actions", a)
 			}
-			if keys, limited := ActionKeys[act.Type]; ok && limited && !contains(keys, r.Key) {
-				d.errorf(at("actions"), f+".actions", "%q (%s) cannot enforce a %s key (%s)", a, act.Type, r.Key, strings.Join(keys, ", "))
+			if keys, limited := ActionKeys[act.Type]; ok && limited && !contains(keys, enforced) {
+				how := ""
+				if enforced != r.Key {
+					how = fmt.Sprintf(" (enforce: %s makes it a %s key)", c.Rules[i].Enforce, enforced)
+				}
+				d.errorf(at("actions"), f+".actions", "%q (%s) cannot enforce a %s key%s (%s)", a, act.Type, enforced, how, strings.Join(keys, ", "))
 			}
 		}
 	}
+}
+
+// checkEnforce validates a rule's enforce, fills in its default, and
+// returns the key type its firewall and map actions receive.
+//
+// A sender over its limit is, for unauthenticated mail, whatever the
+// clients wrote in MAIL FROM: blocking it in a sender map would reject the
+// real owner of the address for everyone. So by default a sender block is
+// enforced on the client addresses that sent the mail ("clients"), and
+// only a rule that says "enforce: sender" puts the sender in a map.
+func (d *decoder) checkEnforce(r *Rule, f string, at func(string) *yaml.Node) string {
+	switch r.Key {
+	case "sender", "sender_domain":
+		switch r.Enforce {
+		case "":
+			r.Enforce = "clients"
+			return "client_ip"
+		case "clients":
+			return "client_ip"
+		case "sender":
+			return r.Key
+		}
+		d.errorf(at("enforce"), f+".enforce", "%q is not clients or sender", r.Enforce)
+	case "client_net":
+		if r.Enforce != "" && r.Enforce != "network" {
+			d.errorf(at("enforce"), f+".enforce", "%q: a client_net rule enforces on its network (network)", r.Enforce)
+		}
+	default:
+		if r.Enforce != "" {
+			d.errorf(at("enforce"), f+".enforce", "applies to sender, sender_domain (clients | sender) and client_net (network) keys")
+		}
+	}
+	return r.Key
 }
 
 // checkMeasure validates a rule's measure and what goes with it, and fills

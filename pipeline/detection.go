@@ -26,6 +26,10 @@ type Detection struct {
 	// File and Line are the log line of the event that crossed the limit.
 	File string `json:"file,omitempty"`
 	Line int64  `json:"line,omitempty"`
+	// Members are the client addresses the firewall and map actions act
+	// on, for a rule that enforces on clients: at a block, the client that
+	// crossed the limit; at an unblock, every client added meanwhile.
+	Members []string `json:"members,omitempty"`
 }
 
 func newDetection(d actions.Detection, acts []actions.Action, executed bool, reason string, e *parsers.Event) Detection {

@@ -14,6 +14,7 @@ import (
 	"container/heap"
 	"context"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -75,6 +76,29 @@ type active struct {
 	state.Block
 	rule *rule     // nil for a rule no longer in the config
 	end  time.Time // when it is due to end: its Until, or sooner by release
+	// members is Block.Members as a set, for the rules that enforce on
+	// clients.
+	members map[netip.Addr]bool
+}
+
+// maxMembers bounds the client addresses one block is enforced on: a
+// forged sender sent from a botnet adds one per bot.
+const maxMembers = 4096
+
+// addMember adds a client address to the block's enforcement, and reports
+// whether it is new.
+func (a *active) addMember(ip netip.Addr) bool {
+	if !ip.IsValid() || ip.IsLoopback() || ip.IsUnspecified() || a.members[ip] || len(a.members) >= maxMembers {
+		return false
+	}
+	if a.members == nil {
+		a.members = map[netip.Addr]bool{}
+	}
+	a.members[ip] = true
+	if s := ip.String(); !slices.Contains(a.Members, s) {
+		a.Members = append(a.Members, s)
+	}
+	return true
 }
 
 type offenseKey struct{ rule, key string }
@@ -149,6 +173,9 @@ func (p *Pipeline) measure(r *rule, key []byte, e *parsers.Event) {
 		}
 	}
 	a := r.blocked[string(key)]
+	if a != nil && r.onClients {
+		p.enforceOn(a, e)
+	}
 	switch {
 	case a != nil && r.forgive > 0 && r.windows[0].Value(a.Key, e.Time) >= 0:
 		// The behind counter: the event that brings it back to 0 passes.
@@ -172,7 +199,13 @@ func (p *Pipeline) measure(r *rule, key []byte, e *parsers.Event) {
 // threshold it passed.
 func (p *Pipeline) burst(r *rule, key []byte, e *parsers.Event) {
 	et, ed, hasDate := r.burst.Add(key, e.Time, e.Date)
-	if r.blocked[string(key)] != nil || !window.IsBomb(et, ed, hasDate, r.soft, r.hard) {
+	if a := r.blocked[string(key)]; a != nil {
+		if r.onClients {
+			p.enforceOn(a, e)
+		}
+		return
+	}
+	if !window.IsBomb(et, ed, hasDate, r.soft, r.hard) {
 		return
 	}
 	value, limit := et, r.hard
@@ -232,6 +265,9 @@ func (p *Pipeline) block(r *rule, key string, e *parsers.Event, value, limit flo
 	p.schedule(a, a.Until)
 	for _, act := range r.actions {
 		a.Actions[act.Name()] = state.Pending
+	}
+	if r.onClients {
+		a.addMember(e.ClientIP)
 	}
 	r.blocked[key] = a
 	p.inForce[a.ID] = a
@@ -341,15 +377,73 @@ func (p *Pipeline) act(event string, a *active, at time.Time, reason string, act
 	d := actions.Detection{Event: event, Time: at, BlockID: a.ID, Rule: a.Rule, KeyType: a.KeyType, Key: a.Key,
 		Value: a.Value, Limit: a.Limit, Window: a.Window, Until: a.Until, Reason: reason, Now: p.clock}
 	executed := true
+	onClients := a.rule != nil && a.rule.onClients
 	if p.opts.Executor != nil {
 		external := slices.ContainsFunc(acts, actions.Action.External)
-		executed = p.opts.Executor.Dispatch(d, acts) || !external
+		executed = p.dispatch(d, acts, onClients, a.Members) || !external
 	} else {
 		p.logAction().Run(context.Background(), d)
 	}
 	if p.opts.OnDetection != nil {
-		p.opts.OnDetection(newDetection(d, acts, executed, reason, e))
+		out := newDetection(d, acts, executed, reason, e)
+		if onClients {
+			out.Members = slices.Clone(a.Members)
+		}
+		p.opts.OnDetection(out)
 	}
+}
+
+// dispatch hands a detection to the Executor. For a rule that enforces on
+// clients, the firewall and map actions get one detection per member, of
+// its client address, and the others the block's key.
+func (p *Pipeline) dispatch(d actions.Detection, acts []actions.Action, onClients bool, members []string) bool {
+	if !onClients {
+		return p.opts.Executor.Dispatch(d, acts)
+	}
+	var reported, enforcing []actions.Action
+	for _, a := range acts {
+		if actions.Enforces(a) {
+			enforcing = append(enforcing, a)
+		} else {
+			reported = append(reported, a)
+		}
+	}
+	executed := p.opts.Executor.Dispatch(d, reported)
+	if len(enforcing) > 0 {
+		for _, m := range members {
+			md := d
+			md.KeyType, md.Key = "client_ip", m
+			p.opts.Executor.Dispatch(md, enforcing)
+		}
+	}
+	return executed
+}
+
+// enforceOn adds the client of an event of a blocked key to the block's
+// enforcement, and applies the rule's firewall and map actions to it: a
+// client that sends a blocked sender's mail is blocked from its next
+// message.
+func (p *Pipeline) enforceOn(a *active, e *parsers.Event) {
+	if !a.addMember(e.ClientIP) {
+		return
+	}
+	addr := a.Members[len(a.Members)-1]
+	p.batch.Members = append(p.batch.Members, state.Member{ID: a.ID, Addr: addr})
+	if p.opts.Executor == nil {
+		return
+	}
+	var enforcing []actions.Action
+	for _, act := range a.rule.actions {
+		if actions.Enforces(act) {
+			enforcing = append(enforcing, act)
+		}
+	}
+	if len(enforcing) == 0 {
+		return
+	}
+	d := actions.Detection{Event: "block", Time: e.Time, BlockID: a.ID, Rule: a.Rule, KeyType: "client_ip", Key: addr,
+		Value: a.Value, Limit: a.Limit, Window: a.Window, Until: a.Until, Now: p.clock}
+	p.opts.Executor.Dispatch(d, enforcing)
 }
 
 // record is the Executor's report of an action's outcome.

@@ -39,9 +39,13 @@ type rule struct {
 	escalate *config.Escalate
 	strip    senderOptions
 	actions  []actions.Action
-	blocked  map[string]*active // keys in force, by key
-	swept    time.Time          // when idle keys were last dropped
-	longest  time.Duration      // the longest window, or the burst's expiry
+	// onClients: the rule's firewall and map actions act on the client
+	// addresses that sent a blocked key's mail, not on the key (a sender
+	// rule's enforce: clients).
+	onClients bool
+	blocked   map[string]*active // keys in force, by key
+	swept     time.Time          // when idle keys were last dropped
+	longest   time.Duration      // the longest window, or the burst's expiry
 }
 
 // amount is what an event adds to the rule's measure; false when the event
@@ -237,8 +241,9 @@ func New(cfg *config.Config, opts Options) (*Pipeline, error) {
 		r := &rule{
 			name: rc.Name, keyType: rc.Key, measure: rc.Measure, block: time.Duration(rc.Block),
 			release: rc.Release == "below", forgive: rc.Forgive, escalate: rc.Escalate,
-			strip:   senderOptions{tag: rc.StripTag, batv: rc.StripBATV, srs: rc.DecodeSRS},
-			blocked: map[string]*active{},
+			strip:     senderOptions{tag: rc.StripTag, batv: rc.StripBATV, srs: rc.DecodeSRS},
+			blocked:   map[string]*active{},
+			onClients: rc.Enforce == "clients",
 		}
 		if rc.Measure == "burst" {
 			r.burst = window.NewBurst(time.Duration(rc.Expire))
@@ -316,6 +321,11 @@ func (p *Pipeline) restore() error {
 	}
 	for i := range snap.Blocks {
 		a := &active{Block: snap.Blocks[i]}
+		for _, m := range a.Members {
+			if ip, err := netip.ParseAddr(m); err == nil {
+				a.addMember(ip)
+			}
+		}
 		if r := p.byName[a.Rule]; r != nil {
 			a.rule = r
 			r.blocked[a.Key] = a
@@ -364,7 +374,7 @@ func (p *Pipeline) Reapply(now time.Time) {
 		}
 		d := actions.Detection{Event: "block", Time: a.Since, BlockID: a.ID, Rule: a.Rule, KeyType: a.KeyType, Key: a.Key,
 			Value: a.Value, Limit: a.Limit, Window: a.Window, Until: a.Until, Now: now}
-		p.opts.Executor.Dispatch(d, ext)
+		p.dispatch(d, ext, r.onClients, a.Members)
 	}
 }
 

@@ -112,6 +112,9 @@ type Block struct {
 	Status map[string]string `json:"action_status"`
 	File   string            `json:"file,omitempty"`
 	Line   int64             `json:"line,omitempty"`
+	// Members are the client addresses enforced for a rule that enforces
+	// on clients.
+	Members []string `json:"members,omitempty"`
 }
 
 // Repeat is a key blocked more than once.
@@ -359,7 +362,7 @@ func whatIf(w *WhatIf, keys func(func(string, map[int64]int64))) *WhatIfResult {
 
 func toBlock(b state.Block) Block {
 	out := Block{Event: "block", Rule: b.Rule, KeyType: b.KeyType, Key: b.Key, Time: b.Since.UTC(), Value: b.Value, Limit: b.Limit,
-		Window: b.Window.String(), Reason: b.EndReason, Status: b.Actions, File: b.File, Line: b.Line,
+		Window: b.Window.String(), Reason: b.EndReason, Status: b.Actions, File: b.File, Line: b.Line, Members: b.Members,
 		Actions: slices.Sorted(maps.Keys(b.Actions)), Executed: true}
 	if out.Status == nil {
 		out.Status = map[string]string{}

@@ -86,6 +86,13 @@ var migrations = []string{
 	);
 	ALTER TABLE blocks ADD COLUMN file TEXT NOT NULL DEFAULT '';
 	ALTER TABLE blocks ADD COLUMN line INTEGER NOT NULL DEFAULT 0;`,
+	// The client addresses a block is enforced on, when its rule enforces
+	// on clients.
+	`CREATE TABLE block_members (
+		block INTEGER NOT NULL,
+		addr  TEXT NOT NULL,
+		PRIMARY KEY (block, addr)
+	) WITHOUT ROWID;`,
 }
 
 // Store is a state.Store in an SQLite file.
@@ -411,6 +418,16 @@ func (s *Store) Commit(b *state.Batch) error {
 		if err != nil {
 			return s.wrap("commit blocks", err)
 		}
+		for _, m := range bl.Members {
+			if _, err := tx.Exec(`INSERT OR IGNORE INTO block_members (block, addr) VALUES (?, ?)`, bl.ID, m); err != nil {
+				return s.wrap("commit block members", err)
+			}
+		}
+	}
+	for _, m := range b.Members {
+		if _, err := tx.Exec(`INSERT OR IGNORE INTO block_members (block, addr) VALUES (?, ?)`, m.ID, m.Addr); err != nil {
+			return s.wrap("commit block members", err)
+		}
 	}
 	if err := addStats(tx, b.Stats); err != nil {
 		return s.wrap("commit stats", err)
@@ -492,7 +509,37 @@ func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) 
 		}
 		out = append(out, b)
 	}
-	return out, s.wrap("read blocks", rows.Err())
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("read blocks", err)
+	}
+	return out, s.readMembers(out)
+}
+
+// readMembers fills in the members of blocks.
+func (s *Store) readMembers(blocks []state.Block) error {
+	if len(blocks) == 0 {
+		return nil
+	}
+	byID := make(map[int64]*state.Block, len(blocks))
+	for i := range blocks {
+		byID[blocks[i].ID] = &blocks[i]
+	}
+	rows, err := s.db.Query(`SELECT block, addr FROM block_members WHERE block >= ? ORDER BY block, addr`, blocks[0].ID)
+	if err != nil {
+		return s.wrap("read block members", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var addr string
+		if err := rows.Scan(&id, &addr); err != nil {
+			return s.wrap("read block members", err)
+		}
+		if b := byID[id]; b != nil {
+			b.Members = append(b.Members, addr)
+		}
+	}
+	return s.wrap("read block members", rows.Err())
 }
 
 func (s *Store) wrap(what string, err error) error {

@@ -38,6 +38,9 @@ type Block struct {
 	Line    int64
 	Window  time.Duration
 	Actions map[string]string // action name → status
+	// Members are the client addresses a block is enforced on when its
+	// rule enforces on clients rather than on its key.
+	Members []string
 	// Ended is when the block was lifted, zero while it is in force.
 	Ended     time.Time
 	EndReason string // "expired", "unban"
@@ -95,6 +98,12 @@ type Position struct {
 	Fingerprint []byte
 }
 
+// Member is a client address added to a block's enforcement.
+type Member struct {
+	ID   int64 // the block
+	Addr string
+}
+
 // End is a block being lifted.
 type End struct {
 	ID     int64
@@ -109,6 +118,7 @@ type Batch struct {
 	// Ends lifts blocks. Only the end is written, so that action statuses
 	// recorded meanwhile by SetActionStatus are kept.
 	Ends     []End
+	Members  []Member // added to blocks, new or saved
 	Offenses []Offense
 	Stats    []Stat // added to what is saved
 	// PruneStats, when set, drops the stats of minutes before it.
@@ -119,7 +129,7 @@ type Batch struct {
 
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
-	return len(b.Windows) == 0 && len(b.Blocks) == 0 && len(b.Ends) == 0 && len(b.Offenses) == 0 &&
+	return len(b.Windows) == 0 && len(b.Blocks) == 0 && len(b.Ends) == 0 && len(b.Members) == 0 && len(b.Offenses) == 0 &&
 		len(b.Stats) == 0 && b.PruneStats.IsZero() && len(b.Positions) == 0 && b.Clock.IsZero()
 }
 
@@ -129,6 +139,7 @@ func (b *Batch) Reset() {
 	b.Windows = b.Windows[:0]
 	b.Blocks = b.Blocks[:0]
 	b.Ends = b.Ends[:0]
+	b.Members = b.Members[:0]
 	b.Offenses = b.Offenses[:0]
 	b.Stats = b.Stats[:0]
 	b.PruneStats = time.Time{}
@@ -221,7 +232,14 @@ func (m *Memory) Commit(b *Batch) error {
 	}
 	for _, bl := range b.Blocks {
 		bl.Actions = maps.Clone(bl.Actions)
+		bl.Members = slices.Clone(bl.Members)
 		m.blocks[bl.ID] = bl
+	}
+	for _, mb := range b.Members {
+		if bl, ok := m.blocks[mb.ID]; ok && !slices.Contains(bl.Members, mb.Addr) {
+			bl.Members = append(slices.Clone(bl.Members), mb.Addr)
+			m.blocks[mb.ID] = bl
+		}
 	}
 	for _, e := range b.Ends {
 		if bl, ok := m.blocks[e.ID]; ok {

@@ -30,10 +30,13 @@ type banJSON struct {
 	ID    int64   `json:"id"`
 	Value float64 `json:"value"`
 	Limit float64 `json:"limit"`
+	// Members are the client addresses enforced for a rule that enforces
+	// on clients.
+	Members []string `json:"members,omitempty"`
 }
 
 func toBanJSON(b state.Block) banJSON {
-	j := banJSON{Rule: b.Rule, KeyType: b.KeyType, Key: b.Key, Since: b.Since.UTC(), Actions: b.Actions, ID: b.ID, Value: b.Value, Limit: b.Limit}
+	j := banJSON{Rule: b.Rule, KeyType: b.KeyType, Key: b.Key, Since: b.Since.UTC(), Actions: b.Actions, ID: b.ID, Value: b.Value, Limit: b.Limit, Members: b.Members}
 	if j.Actions == nil {
 		j.Actions = map[string]string{}
 	}
@@ -136,6 +139,9 @@ func printBans(w io.Writer, blocks []state.Block, asJSON bool) error {
 		}
 		fmt.Fprintf(w, "%-16s %-13s %-40s since %s until %s  %s\n", b.Rule, b.KeyType, safeText(b.Key),
 			b.Since.UTC().Format(time.RFC3339), until, strings.Join(acts, " "))
+		if len(b.Members) > 0 {
+			fmt.Fprintf(w, "%-16s enforced on %s\n", "", strings.Join(b.Members, " "))
+		}
 	}
 	return nil
 }

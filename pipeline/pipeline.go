@@ -496,7 +496,9 @@ func (p *Pipeline) commit(srcs []*Source, wait bool) error {
 				r.burst.Flush(func(string, []int64, []int64) {})
 			}
 		}
+		p.mu.Lock() // action outcomes come in from the Executor's goroutines
 		clear(p.unsaved)
+		p.mu.Unlock()
 		p.batch.Reset()
 		return nil
 	}

@@ -4,21 +4,70 @@ import (
 	"time"
 )
 
-// maxEntries bounds the events a key keeps when amounts are small next to
-// the limit (a bytes limit of 100 MB and 1 kB messages). Past it, the two
-// oldest entries are merged into one at the newer time: the sum stays
-// exact, and the merged amount leaves the window a little late, which can
-// only make a block start earlier or last longer, never miss one.
-const maxEntries = 1024
+// maxBuckets is how many parts of a window a key's events are told apart
+// in: the window's resolution is per/maxBuckets (see Resolution), and a
+// key keeps at most maxBuckets+1 entries whatever its traffic.
+const maxBuckets = 4096
 
-// Window is an exact sliding-window sum per key. It is not safe for
-// concurrent use.
+// Window is an exact sliding-window sum per key, at its resolution. It is
+// not safe for concurrent use.
 type Window struct {
 	limit int64
 	per   time.Duration
+	res   int64 // ns; per is a multiple of it
 	keys  map[string]*series
 	dirty []string
 }
+
+// New returns a Window of length per for sums compared with limit.
+func New(limit int64, per time.Duration) *Window {
+	return &Window{limit: max(limit, 0), per: per, res: int64(Resolution(per)), keys: make(map[string]*series)}
+}
+
+// Resolution is how finely a window of length per tells event times apart:
+// events in one interval of it are one entry, at the interval's start, and
+// a key keeps at most 4097 entries. It divides per into at most 4096
+// intervals, and is chosen so that whole seconds are on its grid — a
+// fraction 1/m of a second for windows up to 4096 s, a whole number of
+// seconds for longer ones: 15.625 ms for a minute, 200 ms for 10 minutes,
+// 1 s for an hour, 24 s for a day. The sum over (t-per, t] is exact for
+// times on the grid: for windows up to 4096 s, logs with whole-second
+// stamps are measured exactly, and so are the times at which a block is
+// released; a finer stamp counts at the start of its interval. The grid
+// starts at the Unix epoch.
+func Resolution(per time.Duration) time.Duration {
+	if per <= 0 {
+		return 1
+	}
+	if per%time.Second == 0 {
+		secs := int64(per / time.Second)
+		if secs <= maxBuckets {
+			// The most parts of a second, dividing it in whole
+			// nanoseconds, that keep the window within maxBuckets.
+			best := int64(1)
+			for m := int64(1); m*secs <= maxBuckets; m++ {
+				if int64(time.Second)%m == 0 {
+					best = m
+				}
+			}
+			return time.Second / time.Duration(best)
+		}
+		for s := (secs + maxBuckets - 1) / maxBuckets; ; s++ {
+			if secs%s == 0 {
+				return time.Duration(s) * time.Second
+			}
+		}
+	}
+	for k := int64(maxBuckets); k > 1; k-- {
+		if int64(per)%k == 0 {
+			return time.Duration(int64(per) / k)
+		}
+	}
+	return per
+}
+
+// floor is t on the resolution's grid.
+func (w *Window) floor(t int64) int64 { return t - t%w.res }
 
 // series is one key's newest events, oldest first from head.
 type series struct {
@@ -32,11 +81,6 @@ type series struct {
 	dirty   bool
 }
 
-// New returns a Window of length per for sums compared with limit.
-func New(limit int64, per time.Duration) *Window {
-	return &Window{limit: max(limit, 0), per: per, keys: make(map[string]*series)}
-}
-
 // Limit and Per return the parameters the Window was made with; Len the
 // number of keys it holds.
 func (w *Window) Limit() int64       { return w.limit }
@@ -45,9 +89,10 @@ func (w *Window) Len() int           { return len(w.keys) }
 
 // Add records an event of key at t with the given amount (1 for a count)
 // and returns the key's measure: the sum over (t-per, t], plus its
-// forgiveness offset. The measure is exact while it is at most the limit,
-// and when it first goes above it; above the limit it may be reported
-// lower than it is, but never at or under the limit.
+// forgiveness offset, with times on the resolution's grid. The measure is
+// exact while it is at most the limit, and when it first goes above it;
+// above the limit it may be reported lower than it is, but never at or
+// under the limit.
 //
 // Events must come in time order per key. An event older than the key's
 // newest (a clock stepped back, or lines of two logs slightly out of order)
@@ -59,7 +104,7 @@ func (w *Window) Add(key []byte, t time.Time, amount int64) int64 {
 		s = &series{key: string(key)}
 		w.keys[s.key] = s
 	}
-	now := max(t.UnixNano(), s.touched)
+	now := max(w.floor(t.UnixNano()), s.touched)
 	s.expire(now - int64(w.per))
 	s.touched = now
 	if amount > 0 {
@@ -76,7 +121,7 @@ func (w *Window) Value(key string, t time.Time) int64 {
 	if s == nil {
 		return 0
 	}
-	since := t.UnixNano() - int64(w.per)
+	since := w.floor(t.UnixNano()) - int64(w.per)
 	sum := s.sum
 	for i := s.head; i < len(s.times) && s.times[i] <= since; i++ {
 		sum -= s.amount(i)
@@ -118,7 +163,7 @@ func (w *Window) Forgive(key string, n int64, t time.Time) {
 	}
 	s.times, s.amounts, s.head, s.sum = s.times[:0], nil, 0, 0
 	s.offset = -n
-	s.touched = max(s.touched, t.UnixNano())
+	s.touched = max(s.touched, w.floor(t.UnixNano()))
 	w.markDirty(s)
 }
 
@@ -138,7 +183,16 @@ func (s *series) amount(i int) int64 {
 	return s.amounts[i]
 }
 
+// push adds an event at t, which is at or after the newest: one at the
+// newest's time adds to it, so that a key holds one entry per interval of
+// the resolution.
 func (s *series) push(t, amount int64) {
+	if n := len(s.times); n > s.head && s.times[n-1] == t {
+		s.amounts = s.amountsOrOnes()
+		s.amounts[n-1] += amount
+		s.sum += amount
+		return
+	}
 	if amount != 1 && s.amounts == nil {
 		s.amounts = make([]int64, len(s.times), cap(s.times))
 		for i := range s.amounts {
@@ -176,12 +230,6 @@ func (s *series) expire(since int64) {
 func (s *series) trim(limit int64) {
 	for s.len() > 1 && s.sum-s.amount(s.head)+s.offset > limit {
 		s.sum -= s.amount(s.head)
-		s.head++
-	}
-	if s.len() > maxEntries {
-		// Merge the two oldest, at the newer's time.
-		s.amounts = s.amountsOrOnes()
-		s.amounts[s.head+1] += s.amounts[s.head]
 		s.head++
 	}
 	s.compact()
@@ -223,7 +271,7 @@ func (w *Window) Reserve(n int) {
 // whether remembered or not. It keeps memory bounded by the keys active in
 // one window, however many keys were ever seen.
 func (w *Window) Expire(t time.Time) {
-	since := t.UnixNano() - int64(w.per)
+	since := w.floor(t.UnixNano()) - int64(w.per)
 	for key, s := range w.keys {
 		if s.touched <= since {
 			delete(w.keys, key)
@@ -263,12 +311,13 @@ func (w *Window) Restore(key string, st State) {
 	if st.Empty() {
 		return
 	}
-	s := &series{key: key, offset: st.Offset, touched: st.Touched}
+	s := &series{key: key, offset: st.Offset, touched: w.floor(st.Touched)}
 	for i, t := range st.Times {
 		a := int64(1)
 		if st.Amounts != nil && i < len(st.Amounts) {
 			a = st.Amounts[i]
 		}
+		t = w.floor(t) // saved before the resolution was kept, or by another one
 		if n := len(s.times); n > 0 && t < s.times[n-1] {
 			t = s.times[n-1]
 		}

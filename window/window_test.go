@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sort"
 	"testing"
 	"time"
 )
@@ -47,10 +48,15 @@ func TestCount(t *testing.T) {
 	}
 }
 
-// bruteSum is the reference: the sum of amounts in (t-per, t].
+// bruteSum is the reference: the sum of amounts in (t-per, t], with every
+// time on the window's resolution grid.
 func bruteSum(times []time.Time, amounts []int64, t time.Time, per time.Duration) int64 {
+	res := int64(Resolution(per))
+	grid := func(t time.Time) time.Time { ns := t.UnixNano(); return time.Unix(0, ns-ns%res) }
+	t = grid(t)
 	var sum int64
 	for i, ti := range times {
+		ti = grid(ti)
 		if ti.After(t.Add(-per)) && !ti.After(t) {
 			sum += amounts[i]
 		}
@@ -123,19 +129,20 @@ func TestMemoryIsBounded(t *testing.T) {
 	for i := range 10000 {
 		w.Add(key("k"), at(float64(i)/100), 1)
 	}
-	if n := w.keys["k"].len(); n != 11 {
-		t.Errorf("kept %d events, want limit+1 = 11", n)
+	if n := w.keys["k"].len(); n > 11 {
+		t.Errorf("kept %d entries, want at most limit+1 = 11", n)
 	}
 	if c := cap(w.keys["k"].times); c > 64 {
 		t.Errorf("capacity %d for 11 events", c)
 	}
-	// Small amounts against a large limit: bounded by maxEntries.
+	// Small amounts against a large limit: one entry per interval of the
+	// resolution, so at most maxBuckets+1 however dense the traffic.
 	b := New(1<<40, time.Hour)
-	for i := range 10 * maxEntries {
-		b.Add(key("k"), at(float64(i)/100), 1+int64(i%3))
+	for i := range 100 * maxBuckets {
+		b.Add(key("k"), at(float64(i)/50), 1+int64(i%3))
 	}
-	if n := b.keys["k"].len(); n > maxEntries {
-		t.Errorf("kept %d entries, bound %d", n, maxEntries)
+	if n := b.keys["k"].len(); n > maxBuckets+1 {
+		t.Errorf("kept %d entries, bound %d", n, maxBuckets+1)
 	}
 	for i := range 1000 {
 		w.Add(key(fmt.Sprint("key", i)), at(200), 1)
@@ -334,5 +341,112 @@ func BenchmarkMillionKeys(b *testing.B) {
 	b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "events/s")
 	if w.Len() > 0 {
 		b.ReportMetric(float64(after.heap-before.heap)/float64(w.Len()), "bytes/key")
+	}
+}
+
+// TestResolution: the resolution divides the window into at most 4096
+// intervals, and whole seconds are on its grid, so a syslog stamp, and a
+// release time computed from one, are exact.
+func TestResolution(t *testing.T) {
+	for _, c := range []struct {
+		per, want time.Duration
+	}{
+		{time.Minute, time.Second / 64},
+		{10 * time.Minute, time.Second / 5},
+		{30 * time.Minute, time.Second / 2},
+		{time.Hour, time.Second},
+		{24 * time.Hour, 24 * time.Second},
+		{7 * 24 * time.Hour, 150 * time.Second},
+		{1500 * time.Millisecond, 1500 * time.Millisecond / 4000},
+	} {
+		if got := Resolution(c.per); got != c.want {
+			t.Errorf("Resolution(%v) = %v, want %v", c.per, got, c.want)
+		}
+	}
+	for per := time.Second; per <= 8*24*time.Hour; per += 7 * time.Second {
+		r := Resolution(per)
+		if per%r != 0 || per/r > maxBuckets || time.Second%r != 0 && r%time.Second != 0 {
+			t.Fatalf("Resolution(%v) = %v", per, r)
+		}
+	}
+}
+
+// TestSteadyRateStaysUnderTheLimit: a key sending steadily under its limit
+// is never over it, however long it goes on and however many events a
+// window holds. The windows once merged entries past 1,024 and turned the
+// measure into a running total: a steady 2,000 a minute crossed a limit of
+// 5,000, and 12 MB per 10 minutes one of 50 MB.
+func TestSteadyRateStaysUnderTheLimit(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		limit  int64
+		per    time.Duration
+		gap    time.Duration
+		amount int64
+	}{
+		{"count 2000/min under 5000/min", 5000, time.Minute, 30 * time.Millisecond, 1},
+		{"bytes 12MB/10min under 50MB/10min", 50_000_000, 10 * time.Minute, 100 * time.Millisecond, 12_000_000 / 6000},
+		{"whole seconds, 1h", 4000, time.Hour, time.Second, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := New(c.limit, c.per)
+			now := t0
+			for i := range 200_000 {
+				if v := w.Add(key("k"), now, c.amount); v > c.limit {
+					t.Fatalf("event %d at %v: measure %d over the limit %d", i, now.Sub(t0), v, c.limit)
+				}
+				now = now.Add(c.gap)
+			}
+		})
+	}
+}
+
+// TestLongDenseWindowsAgainstBruteForce: long windows holding thousands of
+// events, counts and bytes, against the sum of every event in the window
+// at every event (from prefix sums: the times only grow).
+func TestLongDenseWindowsAgainstBruteForce(t *testing.T) {
+	for seed := range uint64(6) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		per := []time.Duration{10 * time.Minute, time.Hour, 24 * time.Hour}[seed%3]
+		res := int64(Resolution(per))
+		bytes := seed%2 == 1
+		limit := int64(3000 + rng.IntN(3000))
+		if bytes {
+			limit *= 50_000
+		}
+		w := New(limit, per)
+		var grid []int64 // event times on the resolution's grid
+		prefix := []int64{0}
+		now := t0
+		// Bursts and lulls around the limit's rate, so that the sum goes
+		// over and under it many times.
+		mean := float64(per) / float64(limit)
+		if bytes {
+			mean = float64(per) / float64(limit/50_000)
+		}
+		for i := range 30_000 {
+			f := 0.5 + rng.Float64()
+			if (i/2000)%2 == 1 {
+				f *= 3
+			}
+			now = now.Add(time.Duration(rng.ExpFloat64() * mean * f))
+			a := int64(1)
+			if bytes {
+				a = 1 + rng.Int64N(100_000)
+			}
+			ns := now.UnixNano()
+			g := ns - ns%res
+			grid = append(grid, g)
+			prefix = append(prefix, prefix[len(prefix)-1]+a)
+			first := sort.Search(len(grid), func(j int) bool { return grid[j] > g-int64(per) })
+			want := prefix[len(grid)] - prefix[first]
+			got := w.Add(key("k"), now, a)
+			if want <= limit && got != want || want > limit && got <= limit {
+				t.Fatalf("seed %d per %v event %d: measure %d, brute force %d (limit %d)", seed, per, i, got, want, limit)
+			}
+			if n := w.keys["k"].len(); n > maxBuckets+1 {
+				t.Fatalf("seed %d: %d entries", seed, n)
+			}
+		}
 	}
 }

@@ -9,8 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Follower reads a live log as it grows, a Poll at a time. What can happen
@@ -21,18 +23,25 @@ import (
 //     writer that flushes half a line gives one whole line, later.
 //   - It is renamed away and a new file created under its name (logrotate's
 //     create, multilog's current → @….s): the old file is read to its end
-//     first — the writer may still have been writing it — then the new one
-//     from its start. A half line left at the end of the old file is handed
-//     on as it is: nothing will complete it.
-//   - It is truncated in place (logrotate's copytruncate): a size below the
-//     offset read. Reading starts again at 0; lines written between the
-//     copy and the truncation are lost to every reader, this one included.
+//     first — the writer may still have been writing it — then every file
+//     rotated after it, oldest first (two rotations between two looks, a
+//     busy moment or multilog's small files: "mail.log.1" when the old one
+//     is "mail.log.2" by now, the next "@….s"), then the new one from its
+//     start. A half line left at the end of a rotated file is handed on as
+//     it is: nothing will complete it.
+//   - It is copied and truncated in place (logrotate's copytruncate): a
+//     size below the offset read, or first bytes that changed. The copy —
+//     the rotated file whose first bytes are the old ones, compressed or
+//     not — is read from the offset to its end, then the file again from 0.
+//     Only lines written between the copy and the truncation are lost, to
+//     every reader; without a copy to be found, reading starts again at 0.
 //   - It does not exist yet, or disappears: Poll waits for it to appear.
 //   - bombwatch was down: Resume continues at the saved position if the file
 //     is the same (device, inode and the fingerprint of its first bytes). If
 //     it was rotated meanwhile, the rotated file — "mail.log.1",
-//     "mail.log.1.gz", multilog's "@….s" — is found by its identity and its
-//     rest read first.
+//     "mail.log.1.gz", multilog's "@….s", or copytruncate's copy — is found
+//     by its inode or its first bytes and its rest read first, then every
+//     file rotated after it.
 //
 // Positions handed on with each line are those after it: saved with the
 // state the line produced, they make a restart read each line exactly once.
@@ -52,7 +61,13 @@ type Follower struct {
 
 	catchUp *Reader // the rest of a file rotated while bombwatch was down
 	buf     []byte
+	// done are the last files read to their end: a rotated file found
+	// again (compressed since, say) is not read twice.
+	done []Identity
 }
+
+// maxDone bounds the files remembered as read.
+const maxDone = 64
 
 // Pos is a position in a followed file.
 type Pos struct {
@@ -124,32 +139,154 @@ func (f *Follower) fingerprintMatches(fp []byte) bool {
 	return bytes.Equal(Fingerprint(head), fp)
 }
 
-// findRotated looks beside path for the file a saved position belongs to.
-func findRotated(path string, id Identity, offset, line int64) *Reader {
+// rotationCandidates are the files beside path that rotation makes of it:
+// "mail.log.1", "mail.log.2.gz", "mail.log-20261130", multilog's "@….s".
+func rotationCandidates(path string) []string {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
 	}
 	candidates, _ := filepath.Glob(filepath.Join(dir, base+".*"))
+	more, _ := filepath.Glob(filepath.Join(dir, base+"-*"))
+	candidates = append(candidates, more...)
 	if base == "current" { // multilog
 		more, _ := filepath.Glob(filepath.Join(dir, "@*.[su]"))
 		candidates = append(candidates, more...)
 	}
 	sort.Strings(candidates)
-	for _, c := range candidates {
+	return candidates
+}
+
+// findRotated looks beside path for the file a saved position belongs to:
+// the same inode, or — a copy, or a compressed one — the same first bytes
+// and at least offset bytes.
+func findRotated(path string, id Identity, offset, line int64) *Reader {
+	for _, c := range rotationCandidates(path) {
 		r, err := Open(c)
 		if err != nil {
 			continue
 		}
-		plainMatch := r.gz == nil && id.Inode != 0 && r.ID.Inode == id.Inode && r.ID.Device == id.Device
-		if plainMatch || r.gz != nil && strings.HasSuffix(c, ".gz") {
-			if ok, _ := r.Resume(id.Fingerprint, offset, line); ok {
-				return r
-			}
+		if ok, _ := r.Resume(id.Fingerprint, offset, line); ok {
+			return r
 		}
 		r.Close()
 	}
 	return nil
+}
+
+// sameFile reports whether two identities name one file, or one content:
+// the same inode, or the same first bytes (a copy, a compressed file).
+func sameFile(a, b Identity) bool {
+	if a.Inode != 0 && a.Inode == b.Inode && a.Device == b.Device {
+		return true
+	}
+	return fingerprintLen(a.Fingerprint) > 0 && bytes.Equal(a.Fingerprint, b.Fingerprint)
+}
+
+// finished remembers a file as read to its end.
+func (f *Follower) finished(id Identity) {
+	if len(f.done) >= maxDone {
+		f.done = append(f.done[:0], f.done[len(f.done)-maxDone/2:]...)
+	}
+	f.done = append(f.done, id)
+}
+
+func (f *Follower) wasRead(id Identity) bool {
+	for _, d := range f.done {
+		if sameFile(d, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// rotatedAfter opens the files rotated after the one last read that are
+// neither the current file nor read already, oldest first. Rotation
+// order is by name — multilog's @tai64n and dateext names sort oldest
+// first, logrotate's numbers newest first — which holds where
+// modification times tie; when the last file is no longer to be found
+// (removed, or compressed under another first block), the files modified
+// at or after since count.
+func (f *Follower) rotatedAfter(last Identity, since time.Time) []*Reader {
+	var cur Identity
+	if st, err := os.Stat(f.Path); err == nil {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			cur.Device, cur.Inode = uint64(sys.Dev), sys.Ino
+		}
+	}
+	base := filepath.Base(f.Path)
+	var all []*Reader
+	for _, c := range rotationCandidates(f.Path) {
+		if r, err := Open(c); err == nil {
+			all = append(all, r)
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool { return olderRotation(base, all[i].Name, all[j].Name) })
+	lastAt := -1
+	for i, r := range all {
+		if sameFile(r.ID, last) {
+			lastAt = i
+		}
+	}
+	var out []*Reader
+	for i, r := range all {
+		newer := i > lastAt
+		if lastAt < 0 {
+			newer = !r.ModTime.Before(since)
+		}
+		isCurrent := cur.Inode != 0 && r.ID.Inode == cur.Inode && r.ID.Device == cur.Device
+		if !newer || isCurrent || fingerprintLen(r.ID.Fingerprint) == 0 || sameFile(r.ID, last) || f.wasRead(r.ID) {
+			r.Close()
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// olderRotation reports whether rotated file a is older than b: a higher
+// logrotate number ("mail.log.3" before "mail.log.1.gz"), else the name
+// ("@4000….s", "mail.log-20261129" before "mail.log-20261130").
+func olderRotation(base, a, b string) bool {
+	na, oka := rotationNumber(base, a)
+	nb, okb := rotationNumber(base, b)
+	if oka && okb && na != nb {
+		return na > nb
+	}
+	return filepath.Base(a) < filepath.Base(b)
+}
+
+// rotationNumber reads N of "base.N" or "base.N.gz".
+func rotationNumber(base, name string) (int, bool) {
+	rest, ok := strings.CutPrefix(filepath.Base(name), base+".")
+	if !ok {
+		return 0, false
+	}
+	rest = strings.TrimSuffix(rest, ".gz")
+	n, err := strconv.Atoi(rest)
+	return n, err == nil
+}
+
+// readRotated hands on every line of the files rotated after last, oldest
+// first, and remembers them as read.
+func (f *Follower) readRotated(last Identity, since time.Time, fn func([]byte, Pos)) {
+	for _, r := range f.rotatedAfter(last, since) {
+		f.readToEnd(r, fn)
+	}
+}
+
+// readToEnd hands on the rest of a rotated file and closes it.
+func (f *Follower) readToEnd(r *Reader, fn func([]byte, Pos)) {
+	for {
+		l, err := r.Next()
+		if err != nil {
+			break
+		}
+		fn(l, Pos{ID: r.ID, Offset: r.Offset(), Line: r.Line()})
+	}
+	f.Skipped += r.Skipped
+	f.finished(r.ID)
+	r.Close()
 }
 
 func (f *Follower) open() error {
@@ -204,16 +341,11 @@ func (f *Follower) Position() Pos {
 // Poll reads what is new and calls fn for every complete line, with the
 // position after it. The line is only valid during the call.
 func (f *Follower) Poll(fn func(line []byte, pos Pos)) error {
-	if f.catchUp != nil {
-		for {
-			l, err := f.catchUp.Next()
-			if err != nil {
-				break
-			}
-			fn(l, Pos{ID: f.catchUp.ID, Offset: f.catchUp.Offset(), Line: f.catchUp.Line()})
-		}
-		f.catchUp.Close()
+	if r := f.catchUp; r != nil {
 		f.catchUp = nil
+		id, mod := r.ID, r.ModTime
+		f.readToEnd(r, fn)
+		f.readRotated(id, mod, fn)
 	}
 	if f.file == nil {
 		if err := f.open(); err != nil {
@@ -223,6 +355,10 @@ func (f *Follower) Poll(fn func(line []byte, pos Pos)) error {
 			return err
 		}
 		f.ensureFingerprint()
+	} else if f.cutInPlace() {
+		// Before reading on: a file cut and written past the old offset
+		// again would otherwise be read from the middle.
+		f.truncated(fn)
 	}
 	if err := f.drain(fn); err != nil {
 		return err
@@ -244,23 +380,48 @@ func (f *Follower) Poll(fn func(line []byte, pos Pos)) error {
 		if len(f.partial) > 0 {
 			fn(f.partial, Pos{ID: f.id, Offset: f.offset, Line: f.line + 1})
 		}
+		var mod time.Time
+		if st, err := f.file.Stat(); err == nil {
+			mod = st.ModTime()
+		}
+		old := f.id
+		f.finished(old)
 		f.closeFile()
+		f.readRotated(old, mod, fn)
 		if err := f.open(); err != nil {
 			return nil
 		}
 		f.ensureFingerprint()
 		return f.drain(fn)
 	}
-	// Cut in place: smaller than what was read, or — when the writer
-	// already wrote past where we were — different in its first bytes.
-	if st.Size() < f.offset || fingerprintLen(f.id.Fingerprint) > 0 && !f.fingerprintMatches(f.id.Fingerprint) {
-		f.Truncations++
-		f.seek(0)
-		f.offset, f.line, f.partial, f.skip = 0, 0, f.partial[:0], false
-		f.ensureFingerprint()
+	if st.Size() < f.offset || f.cutInPlace() {
+		f.truncated(fn)
 		return f.drain(fn)
 	}
 	return nil
+}
+
+// cutInPlace reports whether the open file was truncated: it is smaller
+// than what was read, or — when the writer already wrote past where we
+// were — different in its first bytes.
+func (f *Follower) cutInPlace() bool {
+	if st, err := f.file.Stat(); err == nil && st.Size() < f.offset {
+		return true
+	}
+	return fingerprintLen(f.id.Fingerprint) > 0 && !f.fingerprintMatches(f.id.Fingerprint)
+}
+
+// truncated reads what copytruncate's copy holds beyond the position, and
+// starts the file again from 0.
+func (f *Follower) truncated(fn func([]byte, Pos)) {
+	f.Truncations++
+	pos := f.Position()
+	if r := findRotated(f.Path, f.id, pos.Offset, pos.Line); r != nil {
+		f.readToEnd(r, fn)
+	}
+	f.seek(0)
+	f.offset, f.line, f.partial, f.skip = 0, 0, f.partial[:0], false
+	f.ensureFingerprint()
 }
 
 // ensureFingerprint takes the fingerprint of a file being read from its

@@ -2,6 +2,7 @@ package input
 
 import (
 	"compress/gzip"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,4 +180,154 @@ func TestFollowResume(t *testing.T) {
 	}
 	var x collector
 	want(t, x.poll(t, k), "four")
+}
+
+// rotate renames path's numbered rotations one up (mail.log.1 → .2) and
+// path to path.1, as logrotate's create does.
+func rotate(t *testing.T, path string, keep int) {
+	t.Helper()
+	for i := keep - 1; i >= 1; i-- {
+		os.Rename(fmt.Sprintf("%s.%d", path, i), fmt.Sprintf("%s.%d", path, i+1))
+	}
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// copyTruncate copies path to dst and truncates path, as logrotate's
+// copytruncate does; gz compresses the copy.
+func copyTruncate(t *testing.T, path, dst string, gz bool) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gz {
+		zw := gzip.NewWriter(out)
+		zw.Write(data)
+		zw.Close()
+	} else {
+		out.Write(data)
+	}
+	out.Close()
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFollowSeveralRotationsBetweenLooks: every file rotated between two
+// looks is read, oldest first, before the current one.
+func TestFollowSeveralRotationsBetweenLooks(t *testing.T) {
+	t.Run("logrotate", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "mail.log")
+		appendTo(t, path, "old\n")
+		rotate(t, path, 5) // mail.log.1 from before: never read
+		appendTo(t, path, "a1\n")
+		f := NewFollower(path, true)
+		defer f.Close()
+		var c collector
+		want(t, c.poll(t, f), "a1")
+		appendTo(t, path, "a2\n")
+		rotate(t, path, 5)
+		appendTo(t, path, "b1\nb2\n")
+		rotate(t, path, 5)
+		appendTo(t, path, "c1\n")
+		rotate(t, path, 5)
+		appendTo(t, path, "d1\n")
+		want(t, c.poll(t, f), "a2", "b1", "b2", "c1", "d1")
+		appendTo(t, path, "d2\n")
+		want(t, c.poll(t, f), "d2")
+	})
+	t.Run("multilog", func(t *testing.T) {
+		dir := t.TempDir()
+		cur := filepath.Join(dir, "current")
+		appendTo(t, cur, "@400000006900000000000000 m1\n")
+		f := NewFollower(cur, true)
+		defer f.Close()
+		var c collector
+		want(t, c.poll(t, f), "@400000006900000000000000 m1")
+		for i := 2; i <= 5; i++ {
+			os.Rename(cur, filepath.Join(dir, fmt.Sprintf("@4000000069000000%08x.s", i)))
+			appendTo(t, cur, fmt.Sprintf("@4000000069000000%08x m%d\n", i, i))
+		}
+		want(t, c.poll(t, f), "@400000006900000000000002 m2", "@400000006900000000000003 m3", "@400000006900000000000004 m4", "@400000006900000000000005 m5")
+	})
+	t.Run("while stopped", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "mail.log")
+		appendTo(t, path, "a1\na2\n")
+		f := NewFollower(path, true)
+		var c collector
+		c.poll(t, f)
+		saved := Pos{ID: f.id, Offset: int64(len("a1\n")), Line: 1}
+		f.Close()
+		rotate(t, path, 5)
+		appendTo(t, path, "b1\n")
+		rotate(t, path, 5)
+		appendTo(t, path, "c1\n")
+		g := NewFollower(path, false)
+		defer g.Close()
+		if got := g.Resume(saved.ID, saved.Offset, saved.Line); got != "rotated" {
+			t.Fatalf("Resume = %s", got)
+		}
+		var d collector
+		want(t, d.poll(t, g), "a2", "b1", "c1")
+	})
+}
+
+// TestFollowCopyTruncate: what the copy holds beyond the position read is
+// read from the copy, then the truncated file from its start; live and
+// while stopped, with the copy compressed or not, and when the file grew
+// past the old position again before the next look.
+func TestFollowCopyTruncate(t *testing.T) {
+	for _, gz := range []bool{false, true} {
+		name := map[bool]string{false: "plain", true: "gzip"}[gz]
+		t.Run("live "+name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "mail.log")
+			appendTo(t, path, "1\n2\n")
+			f := NewFollower(path, true)
+			defer f.Close()
+			var c collector
+			want(t, c.poll(t, f), "1", "2")
+			appendTo(t, path, "3\n4\n") // not read before the rotation
+			copyTruncate(t, path, path+".1"+map[bool]string{true: ".gz"}[gz], gz)
+			appendTo(t, path, "5\n")
+			want(t, c.poll(t, f), "3", "4", "5")
+			appendTo(t, path, "6\n")
+			want(t, c.poll(t, f), "6")
+		})
+		t.Run("regrown "+name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "mail.log")
+			appendTo(t, path, "line 1\nline 2\n")
+			f := NewFollower(path, true)
+			defer f.Close()
+			var c collector
+			c.poll(t, f)
+			appendTo(t, path, "line 3\n")
+			copyTruncate(t, path, path+".1"+map[bool]string{true: ".gz"}[gz], gz)
+			appendTo(t, path, "next 1\nnext 2\nnext 3\nnext 4\n") // past the old offset
+			want(t, c.poll(t, f), "line 3", "next 1", "next 2", "next 3", "next 4")
+		})
+		t.Run("stopped "+name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "mail.log")
+			appendTo(t, path, "1\n2\n3\n")
+			f := NewFollower(path, true)
+			var c collector
+			c.poll(t, f)
+			saved := Pos{ID: f.id, Offset: int64(len("1\n")), Line: 1}
+			f.Close()
+			copyTruncate(t, path, path+".1"+map[bool]string{true: ".gz"}[gz], gz)
+			appendTo(t, path, "4\n")
+			g := NewFollower(path, false)
+			defer g.Close()
+			if got := g.Resume(saved.ID, saved.Offset, saved.Line); got != "rotated" {
+				t.Fatalf("Resume = %s", got)
+			}
+			var d collector
+			want(t, d.poll(t, g), "2", "3", "4")
+		})
+	}
 }

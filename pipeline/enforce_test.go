@@ -96,3 +96,45 @@ actions:
 		t.Errorf("detections %+v", got)
 	}
 }
+
+// TestSharedActionLiftedByTheLastBlock: two blocks of one address by two
+// rules share a map and a script action. The shorter block's end lifts
+// nothing while the longer is in force; the action is applied for the
+// longer one's end; the last end lifts it.
+func TestSharedActionLiftedByTheLastBlock(t *testing.T) {
+	dir := t.TempDir()
+	mapPath, calls := filepath.Join(dir, "access"), filepath.Join(dir, "calls")
+	cfg := mustConfig(t, fmt.Sprintf(`
+rules:
+  - {name: long, on: [accepted], key: client_ip, limit: 3, per: 1m, block: 1h, actions: [log, m, hook]}
+  - {name: short, on: [accepted], key: client_ip, limit: 4, per: 1m, block: 10m, actions: [log, m, hook]}
+actions:
+  m: {type: postfix_map, path: %s, map_type: texthash}
+  hook:
+    type: script
+    command: [/bin/sh, -c, 'echo "$1 $2 $3" >> %s', sh, "{event}", "{key}", "{until}"]
+    unblock_command: [/bin/sh, -c, 'echo "$1 $2" >> %s', sh, "{event}", "{key}"]
+`, mapPath, calls, calls))
+	store := state.NewMemory()
+	exec := &actions.Executor{Act: true, Log: slog.New(slog.DiscardHandler)}
+	stage := func(lines []string, wantMap []string) {
+		t.Helper()
+		replay(t, cfg, store, exec, writeLog(t, lines...))
+		if got := mapEntries(t, mapPath); !slices.Equal(got, wantMap) {
+			t.Errorf("map holds %v, want %v", got, wantMap)
+		}
+	}
+	stage(messages(5, 0, 1, "a@x.example", "192.0.2.5"), []string{"192.0.2.5"}) // long at the 4th, short at the 5th
+	stage(messages(1, 15*60, 1, "b@x.example", "198.51.100.1"), []string{"192.0.2.5"})
+	stage(messages(1, 2*3600, 1, "c@x.example", "198.51.100.2"), nil)
+	data, _ := os.ReadFile(calls)
+	got := strings.Split(strings.TrimSpace(string(data)), "\n")
+	want := []string{
+		"block 192.0.2.5 2026-11-20T11:00:03Z",
+		"block 192.0.2.5 2026-11-20T11:00:03Z", // the short block is applied for the long one's end
+		"unblock 192.0.2.5",                    // once, at the long one's end
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("script calls\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

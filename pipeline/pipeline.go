@@ -55,8 +55,9 @@ type Pipeline struct {
 	expiry    endHeap // when blocks are due to end, soonest first
 	inForce   map[int64]*active
 	offenses  map[offenseKey]state.Offense
-	nextID    int64  // the next block's ID
-	keyBuf    []byte // the current event's key, reused
+	holds     map[holdKey]*holding // what the blocks in force hold
+	nextID    int64                // the next block's ID
+	keyBuf    []byte               // the current event's key, reused
 	batch     *state.Batch
 	spare     *state.Batch // the other batch, being committed or free
 	committed chan error   // the commit under way, if any
@@ -377,46 +378,98 @@ func (p *Pipeline) act(event string, a *active, at time.Time, reason string, act
 	d := actions.Detection{Event: event, Time: at, BlockID: a.ID, Rule: a.Rule, KeyType: a.KeyType, Key: a.Key,
 		Value: a.Value, Limit: a.Limit, Window: a.Window, Until: a.Until, Reason: reason, Now: p.clock}
 	executed := true
-	onClients := a.rule != nil && a.rule.onClients
-	if p.opts.Executor != nil {
+	if x := p.opts.Executor; x != nil {
 		external := slices.ContainsFunc(acts, actions.Action.External)
-		executed = p.dispatch(d, acts, onClients, a.Members) || !external
+		executed = x.Act || !external
+		for _, act := range acts {
+			if !act.External() {
+				x.Dispatch(d, []actions.Action{act})
+				continue
+			}
+			for _, t := range a.targets(act) {
+				td := d
+				td.KeyType, td.Key = t.keyType, t.key
+				if event == "block" {
+					td.Until = p.hold(act, t, a.Until)
+				} else if !p.release(act, t) {
+					continue // another block in force still holds it
+				}
+				x.Dispatch(td, []actions.Action{act})
+			}
+		}
 	} else {
 		p.logAction().Run(context.Background(), d)
 	}
 	if p.opts.OnDetection != nil {
 		out := newDetection(d, acts, executed, reason, e)
-		if onClients {
+		if a.rule != nil && a.rule.onClients {
 			out.Members = slices.Clone(a.Members)
 		}
 		p.opts.OnDetection(out)
 	}
 }
 
-// dispatch hands a detection to the Executor. For a rule that enforces on
-// clients, the firewall and map actions get one detection per member, of
-// its client address, and the others the block's key.
-func (p *Pipeline) dispatch(d actions.Detection, acts []actions.Action, onClients bool, members []string) bool {
-	if !onClients {
-		return p.opts.Executor.Dispatch(d, acts)
-	}
-	var reported, enforcing []actions.Action
-	for _, a := range acts {
-		if actions.Enforces(a) {
-			enforcing = append(enforcing, a)
-		} else {
-			reported = append(reported, a)
+// target is what an action acts on for a block: its key, or one of its
+// members.
+type target struct{ keyType, key string }
+
+// targets are what an external action of the block acts on: for a
+// firewall or map action of a rule that enforces on clients, the block's
+// member addresses; otherwise its key.
+func (a *active) targets(act actions.Action) []target {
+	if a.rule != nil && a.rule.onClients && actions.Enforces(act) {
+		out := make([]target, len(a.Members))
+		for i, m := range a.Members {
+			out[i] = target{"client_ip", m}
 		}
+		return out
 	}
-	executed := p.opts.Executor.Dispatch(d, reported)
-	if len(enforcing) > 0 {
-		for _, m := range members {
-			md := d
-			md.KeyType, md.Key = "client_ip", m
-			p.opts.Executor.Dispatch(md, enforcing)
-		}
+	return []target{{a.KeyType, a.Key}}
+}
+
+// holdKey names what one action holds for one target.
+type holdKey struct {
+	action string
+	target
+}
+
+// holding is how many blocks in force hold an action on a target, and
+// until when the latest of them lasts.
+type holding struct {
+	blocks int
+	until  time.Time // zero: one of them has no end
+}
+
+// hold counts one more block holding act on t until until, and returns
+// when the action must last: the latest end of the blocks holding it, so
+// that a shorter block applied after a longer one does not cut its nft
+// element short.
+func (p *Pipeline) hold(act actions.Action, t target, until time.Time) time.Time {
+	k := holdKey{act.Name(), t}
+	h := p.holds[k]
+	if h == nil {
+		h = &holding{until: until}
+		p.holds[k] = h
+	} else if h.blocks > 0 && !h.until.IsZero() && (until.IsZero() || until.After(h.until)) {
+		h.until = until
 	}
-	return executed
+	h.blocks++
+	return h.until
+}
+
+// release counts one block fewer holding act on t, and reports whether
+// none is left: only then is the action lifted.
+func (p *Pipeline) release(act actions.Action, t target) bool {
+	k := holdKey{act.Name(), t}
+	h := p.holds[k]
+	if h == nil {
+		return true
+	}
+	if h.blocks--; h.blocks > 0 {
+		return false
+	}
+	delete(p.holds, k)
+	return true
 }
 
 // enforceOn adds the client of an event of a blocked key to the block's
@@ -429,21 +482,19 @@ func (p *Pipeline) enforceOn(a *active, e *parsers.Event) {
 	}
 	addr := a.Members[len(a.Members)-1]
 	p.batch.Members = append(p.batch.Members, state.Member{ID: a.ID, Addr: addr})
-	if p.opts.Executor == nil {
-		return
-	}
-	var enforcing []actions.Action
+	t := target{"client_ip", addr}
 	for _, act := range a.rule.actions {
-		if actions.Enforces(act) {
-			enforcing = append(enforcing, act)
+		if !actions.Enforces(act) {
+			continue
 		}
+		until := p.hold(act, t, a.Until)
+		if p.opts.Executor == nil {
+			continue
+		}
+		d := actions.Detection{Event: "block", Time: e.Time, BlockID: a.ID, Rule: a.Rule, KeyType: t.keyType, Key: t.key,
+			Value: a.Value, Limit: a.Limit, Window: a.Window, Until: until, Now: p.clock}
+		p.opts.Executor.Dispatch(d, []actions.Action{act})
 	}
-	if len(enforcing) == 0 {
-		return
-	}
-	d := actions.Detection{Event: "block", Time: e.Time, BlockID: a.ID, Rule: a.Rule, KeyType: "client_ip", Key: addr,
-		Value: a.Value, Limit: a.Limit, Window: a.Window, Until: a.Until, Now: p.clock}
-	p.opts.Executor.Dispatch(d, enforcing)
 }
 
 // record is the Executor's report of an action's outcome.

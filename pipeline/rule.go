@@ -222,7 +222,7 @@ func New(cfg *config.Config, opts Options) (*Pipeline, error) {
 	}
 	p := &Pipeline{opts: opts, byName: map[string]*rule{}, unsaved: map[int64]*state.Block{}, nextID: 1, log: opts.Logger,
 		batch: &state.Batch{}, spare: &state.Batch{},
-		offenses: map[offenseKey]state.Offense{}, inForce: map[int64]*active{}}
+		offenses: map[offenseKey]state.Offense{}, inForce: map[int64]*active{}, holds: map[holdKey]*holding{}}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -332,6 +332,13 @@ func (p *Pipeline) restore() error {
 			if r.release {
 				p.scheduleRelease(a)
 			}
+			for _, act := range r.actions {
+				if act.External() {
+					for _, t := range a.targets(act) {
+						p.hold(act, t, a.Until)
+					}
+				}
+			}
 		}
 		p.schedule(a, a.Until)
 		p.inForce[a.ID] = a
@@ -366,15 +373,22 @@ func (p *Pipeline) Reapply(now time.Time) {
 		if r == nil {
 			continue
 		}
-		var ext []actions.Action
-		for _, act := range r.actions {
-			if act.External() {
-				ext = append(ext, act)
-			}
-		}
 		d := actions.Detection{Event: "block", Time: a.Since, BlockID: a.ID, Rule: a.Rule, KeyType: a.KeyType, Key: a.Key,
 			Value: a.Value, Limit: a.Limit, Window: a.Window, Until: a.Until, Now: now}
-		p.dispatch(d, ext, r.onClients, a.Members)
+		ia := p.inForce[a.ID]
+		for _, act := range r.actions {
+			if !act.External() {
+				continue
+			}
+			for _, t := range ia.targets(act) {
+				td := d
+				td.KeyType, td.Key = t.keyType, t.key
+				if h := p.holds[holdKey{act.Name(), t}]; h != nil {
+					td.Until = h.until // the latest end of the blocks holding it
+				}
+				p.opts.Executor.Dispatch(td, []actions.Action{act})
+			}
+		}
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/bombwatch/bombwatch/actions"
 	"github.com/bombwatch/bombwatch/config"
+	"github.com/bombwatch/bombwatch/internal/safefile"
 	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/pipeline"
 	"github.com/bombwatch/bombwatch/sqlite"
@@ -52,7 +53,19 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	var lock *safefile.Lock
+	defer func() { lock.Unlock() }()
 	for {
+		// One daemon per state, held across reloads: two would count every
+		// line twice and run every hook twice.
+		if lock == nil || lock.Path != cfg.State+".lock" {
+			l, err := safefile.LockState(cfg.State)
+			if err != nil {
+				return err
+			}
+			lock.Unlock()
+			lock = l
+		}
 		next, err := runConfig(ctx, cfg, o)
 		if err != nil || next == nil {
 			return err

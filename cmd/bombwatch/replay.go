@@ -10,6 +10,7 @@ import (
 
 	"github.com/bombwatch/bombwatch/actions"
 	"github.com/bombwatch/bombwatch/config"
+	"github.com/bombwatch/bombwatch/internal/safefile"
 	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/pipeline"
 	"github.com/bombwatch/bombwatch/sqlite"
@@ -40,6 +41,11 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 
 	var store state.Store
 	if *dbPath != "" {
+		lock, err := safefile.LockState(*dbPath)
+		if err != nil {
+			return err
+		}
+		defer lock.Unlock()
 		db, err := sqlite.Open(*dbPath)
 		if err != nil {
 			return err

@@ -499,3 +499,33 @@ func BenchmarkDetectionLatency(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "ms-median")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "ms-p99")
 }
+
+// TestOneDaemonPerState: a second daemon, or a replay, on the state a
+// daemon writes exits at once with a clear message, and the first goes on.
+func TestOneDaemonPerState(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "mail.log")
+	appendFile(t, log, nil)
+	cfg := writeConfig(t, dir, fmt.Sprintf("  - {path: %s, format: postfix, start: beginning}\n", log))
+	d := startDaemon(t, cfg)
+	data := []byte("2026-11-20T10:00:00Z mx postfix/smtpd[1]: connect from c.example[192.0.2.1]\n")
+	appendFile(t, log, data)
+	waitRead(t, filepath.Join(dir, "state.db"), log, int64(len(data)))
+
+	start := time.Now()
+	code, _, errOut := bombwatch(t, "run", "-c", cfg)
+	if code != 1 || !strings.Contains(errOut, "is in use by another bombwatch (pid ") || time.Since(start) > 5*time.Second {
+		t.Errorf("a second daemon: exit %d after %v, stderr %q", code, time.Since(start), errOut)
+	}
+	code, _, errOut = bombwatch(t, "replay", "--db", filepath.Join(dir, "state.db"), log)
+	if code != 1 || !strings.Contains(errOut, "is in use by another bombwatch") {
+		t.Errorf("a replay on the daemon's state: exit %d, stderr %q", code, errOut)
+	}
+	if code, _ := d.stop(t); code != 0 {
+		t.Errorf("the first daemon exited %d\n%s", code, d.stderr)
+	}
+	// Once it is gone, the state is free again.
+	if code, _, errOut = bombwatch(t, "replay", "--db", filepath.Join(dir, "state.db"), log); code != 0 {
+		t.Errorf("a replay after the daemon: exit %d, stderr %q", code, errOut)
+	}
+}

@@ -1,6 +1,7 @@
 // Package safefile opens the files bombwatch writes as root — the state
-// database and the MTA's maps — without following symbolic links, so that
-// whoever can write to their directory cannot point them at another file.
+// database, its lock and the MTA's maps — without following symbolic
+// links, so that whoever can write to their directory cannot point them at
+// another file; and it keeps a state to one writer at a time.
 package safefile
 
 import (
@@ -9,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"syscall"
 )
 
@@ -76,4 +78,48 @@ func Create(path string, mode fs.FileMode) error {
 		return err
 	}
 	return f.Close()
+}
+
+// Lock is an exclusive lock on a state: one daemon, or one replay, writes a
+// state at a time.
+type Lock struct {
+	Path string
+	file *os.File
+}
+
+// LockState takes the exclusive lock beside a state database (its path
+// with ".lock" added), or says who holds it. The lock is the kernel's
+// (flock): it goes with the process, kill -9 included.
+func LockState(state string) (*Lock, error) {
+	path := state + ".lock"
+	if err := NotLink(path); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("lock the state: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := io.ReadAll(io.LimitReader(f, 32))
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			who := "another bombwatch"
+			if pid := strings.TrimSpace(string(holder)); pid != "" {
+				who += " (pid " + pid + ")"
+			}
+			return nil, fmt.Errorf("state %s is in use by %s: one bombwatch writes a state at a time", state, who)
+		}
+		return nil, fmt.Errorf("lock the state %s: %w", state, err)
+	}
+	f.Truncate(0)
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return &Lock{Path: path, file: f}, nil
+}
+
+// Unlock releases the lock; a nil Lock is no lock.
+func (l *Lock) Unlock() {
+	if l != nil && l.file != nil {
+		l.file.Close()
+		l.file = nil
+	}
 }

@@ -40,6 +40,12 @@ type Options struct {
 	OnDetection func(pipeline.Detection)
 	// Ready, when set, is closed once the inputs are followed.
 	Ready chan<- struct{}
+	// OpenStore opens the state; nil opens the config's SQLite file.
+	OpenStore func(path string) (state.Store, error)
+	// Tick paces the daemon's housekeeping: lifting blocks by the clock,
+	// saving the state when no line comes, trying a failed save again.
+	// Nil ticks every second; tests step it.
+	Tick <-chan time.Time
 }
 
 // commitEvery bounds the time between commits while lines come in: what a
@@ -78,7 +84,11 @@ func Run(ctx context.Context, o Options) error {
 // valid new config is loaded (it returns it, after committing).
 func runConfig(ctx context.Context, cfg *config.Config, o Options) (*config.Config, error) {
 	log := o.Logger
-	store, err := sqlite.Open(cfg.State)
+	open := o.OpenStore
+	if open == nil {
+		open = func(path string) (state.Store, error) { return sqlite.Open(path) }
+	}
+	store, err := open(cfg.State)
 	if err != nil {
 		return nil, err
 	}
@@ -122,18 +132,45 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options) (*config.Conf
 	positions := map[string]state.Position{}
 	dirty := false
 	lastCommit := time.Now()
+	// A state that cannot be saved (disk full, read-only, locked) stops
+	// the reading of logs — positions go on being saved with the state
+	// they produced, so nothing is lost or counted twice — and is tried
+	// again every tick, the failed batch first. It is logged at once, then
+	// once a minute; /healthz fails and a metric counts it meanwhile.
+	var failing error
+	var failLogged time.Time
+	saved := func(err error) {
+		if err == nil {
+			if failing != nil {
+				log.Info("state saved again: reading on", "state", cfg.State)
+				setHealth(nil)
+			}
+			failing = nil
+			return
+		}
+		metrics.commitFailures.Inc()
+		if failing == nil || time.Since(failLogged) >= time.Minute {
+			log.Error("state not saved: reading paused until it is", "state", cfg.State, "err", err)
+			failLogged = time.Now()
+		}
+		failing = err
+		setHealth(err)
+	}
 	commit := func(wait bool) error {
-		if !dirty && !wait {
-			return nil
+		var err error
+		if dirty || wait {
+			pos := make([]state.Position, 0, len(positions))
+			for _, p := range positions {
+				pos = append(pos, p)
+			}
+			start := time.Now()
+			err = p.CommitPositions(pos, wait)
+			metrics.commitSeconds.Observe(time.Since(start).Seconds())
+			dirty, lastCommit = false, time.Now()
+		} else {
+			err = p.Settle() // a commit under way is seen through: its failure is known now
 		}
-		pos := make([]state.Position, 0, len(positions))
-		for _, p := range positions {
-			pos = append(pos, p)
-		}
-		start := time.Now()
-		err := p.CommitPositions(pos, wait)
-		metrics.commitSeconds.Observe(time.Since(start).Seconds())
-		dirty, lastCommit = false, time.Now()
+		saved(err)
 		return err
 	}
 	stop := func() error {
@@ -155,24 +192,28 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options) (*config.Conf
 		}
 		return p.Close()
 	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	tick := o.Tick
+	if tick == nil {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
+		in := batches
+		if failing != nil {
+			in = nil // reading waits for the state to be saved
+		}
 		select {
 		case <-ctx.Done():
 			log.Info("stopping")
 			return nil, stop()
-		case b := <-batches:
+		case b := <-in:
 			run(p, b, positions)
 			dirty = true
 			if time.Since(lastCommit) >= commitEvery {
-				if err := commit(false); err != nil {
-					stopInputs()
-					ins.wait()
-					return nil, err
-				}
+				commit(false)
 			}
-		case <-tick.C:
+		case <-tick:
 			if o.Now != nil {
 				p.Advance(o.Now())
 			}
@@ -180,11 +221,7 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options) (*config.Conf
 			for _, a := range p.Active() {
 				metrics.active.WithLabelValues(a.Rule).Inc()
 			}
-			if err := commit(false); err != nil {
-				stopInputs()
-				ins.wait()
-				return nil, err
-			}
+			commit(false)
 		case <-o.Reload:
 			next, err := o.Load()
 			if err != nil {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,7 @@ var metrics = struct {
 	active         *prometheus.GaugeVec
 	lag            *prometheus.GaugeVec
 	commitSeconds  prometheus.Histogram
+	commitFailures prometheus.Counter
 	registry       *prometheus.Registry
 }{
 	lines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_lines_read_total",
@@ -39,19 +41,42 @@ var metrics = struct {
 		Help: "Time from an input's batch being read to its events being counted."}, []string{"input"}),
 	commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bombwatch_sqlite_commit_seconds",
 		Help: "Time to hand a batch to SQLite (the transaction may run on after).", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8)}),
+	commitFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "bombwatch_state_commit_failures_total",
+		Help: "Attempts to save the state that failed; reading pauses until one succeeds."}),
 	registry: prometheus.NewRegistry(),
+}
+
+// health is what /healthz says: nil while the state is saved.
+var health struct {
+	sync.Mutex
+	err error
+}
+
+func setHealth(err error) {
+	health.Lock()
+	defer health.Unlock()
+	health.err = err
 }
 
 func init() {
 	metrics.registry.MustRegister(metrics.lines, metrics.skipped, metrics.events, metrics.detections,
-		metrics.actionFailures, metrics.active, metrics.lag, metrics.commitSeconds)
+		metrics.actionFailures, metrics.active, metrics.lag, metrics.commitSeconds, metrics.commitFailures)
 }
 
 // Serve serves /metrics and /healthz on ln until ctx is done.
 func Serve(ctx context.Context, ln net.Listener, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(metrics.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		health.Lock()
+		err := health.err
+		health.Unlock()
+		if err != nil {
+			http.Error(w, "state not saved: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

@@ -61,6 +61,7 @@ type Pipeline struct {
 	batch     *state.Batch
 	spare     *state.Batch // the other batch, being committed or free
 	committed chan error   // the commit under way, if any
+	failed    bool         // the spare batch failed to commit: save it first
 	events    int          // since the last commit
 	pruned    time.Time    // when stats were last pruned
 
@@ -577,7 +578,10 @@ func (p *Pipeline) commit(srcs []*Source, wait bool) error {
 		s.doneStats = s.doneStats[:0]
 	}
 	b.Clock = p.clock
-	if err := p.waitCommit(); err != nil {
+	// A batch that failed (disk full, read-only, locked) is saved first,
+	// before anything newer: until it is, b keeps growing and nothing is
+	// lost. The error is returned, each time, to a caller that retries.
+	if err := p.Settle(); err != nil {
 		return err
 	}
 	// The spare batch is free now: the next events fill it.
@@ -593,8 +597,12 @@ func (p *Pipeline) commit(srcs []*Source, wait bool) error {
 			b.Blocks = append(b.Blocks, *blk)
 		}
 		slices.SortFunc(b.Blocks, func(x, y state.Block) int { return int(x.ID - y.ID) })
+		if err := p.opts.Store.Commit(b); err != nil {
+			p.failed = true // b is the spare: retried first
+			return err
+		}
 		clear(p.unsaved)
-		return p.opts.Store.Commit(b)
+		return nil
 	}
 	p.mu.Unlock()
 	p.committed = make(chan error, 1)
@@ -602,14 +610,36 @@ func (p *Pipeline) commit(srcs []*Source, wait bool) error {
 	return nil
 }
 
+// Settle waits for the commit under way, if any, and saves again a batch
+// whose commit failed; it returns the error of either. A caller that gets
+// one may go on calling Commit or Settle: the failed batch is kept, and
+// tried again before anything newer.
+func (p *Pipeline) Settle() error {
+	if err := p.waitCommit(); err != nil {
+		return err
+	}
+	if p.failed {
+		if err := p.opts.Store.Commit(p.spare); err != nil {
+			return err
+		}
+		// Its blocks stay unsaved: the next commit writes them again, with
+		// the action outcomes reported meanwhile.
+		p.failed = false
+	}
+	return nil
+}
+
 // waitCommit waits for the commit under way, if any, and returns its
-// error.
+// error; the batch that failed is kept to be saved again.
 func (p *Pipeline) waitCommit() error {
 	if p.committed == nil {
 		return nil
 	}
 	err := <-p.committed
 	p.committed = nil
+	if err != nil {
+		p.failed = true // the batch committed was the spare
+	}
 	return err
 }
 

@@ -119,9 +119,7 @@ func openFollower(path string, fromStart bool, saved map[string]state.Position, 
 	if pos, ok := saved[path]; ok {
 		how := f.Resume(input.Identity{Device: pos.Device, Inode: pos.Inode, Fingerprint: pos.Fingerprint}, pos.Offset, pos.Line)
 		log.Info("input", "path", path, "resume", how, "offset", pos.Offset, "line", pos.Line)
-		if how == "resumed" {
-			f.warmFrom = pos.Offset
-		}
+		f.warmPath, f.warmFrom = f.Resumed() // the file itself, or the one rotated while bombwatch was down
 	}
 	return f
 }
@@ -130,6 +128,7 @@ func openFollower(path string, fromStart bool, saved map[string]state.Position, 
 // just before its saved position again (see pipeline's Source.warm).
 type follower struct {
 	*input.Follower
+	warmPath string
 	warmFrom int64
 }
 
@@ -151,7 +150,7 @@ func followFile(ctx context.Context, f *follower, ic config.Input, loc *time.Loc
 	p := newLineParser(path, ic.Format, loc, log)
 	if f.warmFrom > 0 {
 		discard := func(*parsers.Event) {}
-		input.Before(path, f.warmFrom, 1<<20, func(line []byte) { p.parse(line, 0, discard) })
+		input.Before(f.warmPath, f.warmFrom, 1<<20, func(line []byte) { p.parse(line, 0, discard) })
 		p.pending, p.nums = nil, nil // lines before the position never count
 	}
 	counter := pipeline.NewStatsCounter()

@@ -108,6 +108,19 @@ func (f *Follower) Resume(id Identity, offset, line int64) string {
 	return "new"
 }
 
+// Resumed returns the file and offset a Resume continues at — the file
+// itself, or the rotated one whose rest is read first — so that a parser
+// can read the lines just before it again; "" when it did not resume.
+func (f *Follower) Resumed() (path string, offset int64) {
+	if f.catchUp != nil {
+		return f.catchUp.Name, f.catchUp.Offset()
+	}
+	if f.file != nil && f.offset > 0 {
+		return f.Path, f.offset
+	}
+	return "", 0
+}
+
 // same reports whether the open file is the one id names.
 func (f *Follower) same(id Identity) bool {
 	if id.Inode != 0 && (id.Inode != f.id.Inode || id.Device != f.id.Device) {
@@ -417,7 +430,9 @@ func (f *Follower) truncated(fn func([]byte, Pos)) {
 	f.Truncations++
 	pos := f.Position()
 	if r := findRotated(f.Path, f.id, pos.Offset, pos.Line); r != nil {
+		id, mod := r.ID, r.ModTime
 		f.readToEnd(r, fn)
+		f.readRotated(id, mod, fn) // copied and truncated again since
 	}
 	f.seek(0)
 	f.offset, f.line, f.partial, f.skip = 0, 0, f.partial[:0], false

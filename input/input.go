@@ -228,8 +228,49 @@ func (r *Reader) Head(n int) ([][]byte, error) {
 	return lines, nil
 }
 
-// Before calls fn for the complete lines of the span bytes of a plain file
-// that end at offset: a resumed reader's parser reads them again, without
+// lineStartsAt reports whether a line starts at off: the byte before it
+// ends one.
+func lineStartsAt(f *os.File, off int64) bool {
+	var prev [1]byte
+	n, _ := f.ReadAt(prev[:], off-1)
+	return n == 1 && prev[0] == '\n'
+}
+
+// isGzip reports whether f starts with the gzip magic.
+func isGzip(f *os.File) bool {
+	var magic [2]byte
+	n, _ := f.ReadAt(magic[:], 0)
+	return n == 2 && magic[0] == 0x1f && magic[1] == 0x8b
+}
+
+// beforeGzip is Before for a compressed file, whose offsets count
+// decompressed bytes: it decompresses up to offset, keeping the lines of
+// the last span bytes.
+func beforeGzip(path string, offset, span int64, fn func(line []byte)) error {
+	r, err := Open(path)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	var keep [][]byte
+	for r.Offset() < offset {
+		start := r.Offset()
+		l, err := r.Next()
+		if err != nil {
+			break
+		}
+		if start >= offset-span && r.Offset() <= offset {
+			keep = append(keep, bytes.Clone(l))
+		}
+	}
+	for _, l := range keep {
+		fn(l)
+	}
+	return nil
+}
+
+// Before calls fn for the complete lines of the span bytes of a file that
+// end at offset (decompressed bytes, for a compressed one): a resumed reader's parser reads them again, without
 // their events, to learn what came just before (Postfix's smtpd lines of
 // messages whose qmgr line is after the position).
 func Before(path string, offset, span int64, fn func(line []byte)) error {
@@ -238,15 +279,15 @@ func Before(path string, offset, span int64, fn func(line []byte)) error {
 		return err
 	}
 	defer f.Close()
+	if isGzip(f) {
+		return beforeGzip(path, offset, span, fn)
+	}
 	start := max(0, offset-span)
 	buf := make([]byte, offset-start)
 	if _, err := f.ReadAt(buf, start); err != nil {
 		return err
 	}
-	if len(buf) > 1 && buf[0] == 0x1f && buf[1] == 0x8b {
-		return nil // compressed: not worth decompressing for this
-	}
-	if start > 0 { // the first line is cut: skip it
+	if start > 0 && !lineStartsAt(f, start) { // the first line is cut: skip it
 		i := bytes.IndexByte(buf, '\n')
 		if i < 0 {
 			return nil

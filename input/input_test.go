@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -148,5 +149,28 @@ func TestMissingFile(t *testing.T) {
 	}
 	if _, err := Open(t.TempDir()); err == nil || !strings.Contains(err.Error(), "directory") {
 		t.Errorf("directory: err = %v", err)
+	}
+}
+
+// TestBeforeCompressed: the lines before an offset are read again from a
+// compressed file too, where offsets count decompressed bytes.
+func TestBeforeCompressed(t *testing.T) {
+	var plain bytes.Buffer
+	for i := range 100 {
+		fmt.Fprintf(&plain, "line %03d\n", i)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(plain.Bytes())
+	zw.Close()
+	for name, data := range map[string][]byte{"plain": plain.Bytes(), "gzip": gz.Bytes()} {
+		path := write(t, name+".log", data)
+		var got []string
+		if err := Before(path, 9*50, 9*3, func(l []byte) { got = append(got, string(l)) }); err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"line 047", "line 048", "line 049"}; strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
 	}
 }

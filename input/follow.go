@@ -220,20 +220,40 @@ func (f *Follower) wasRead(id Identity) bool {
 // modification times tie; when the last file is no longer to be found
 // (removed, or compressed under another first block), the files modified
 // at or after since count.
-func (f *Follower) rotatedAfter(last Identity, since time.Time) []*Reader {
+//
+// It also returns the file that was current when it looked, open: the
+// follower goes on with that very file, so that one rotated while it
+// looked is seen as rotated, not skipped.
+func (f *Follower) rotatedAfter(last Identity, since time.Time) ([]*Reader, *os.File) {
 	var cur Identity
-	if st, err := os.Stat(f.Path); err == nil {
-		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-			cur.Device, cur.Inode = uint64(sys.Dev), sys.Ino
+	var curHead []byte
+	c, err := os.Open(f.Path)
+	if err == nil {
+		if st, err := c.Stat(); err == nil && !st.IsDir() {
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+				cur.Device, cur.Inode = uint64(sys.Dev), sys.Ino
+			}
+		} else {
+			c.Close()
+			c = nil
 		}
+	} else {
+		c = nil
+	}
+	if c != nil {
+		curHead = make([]byte, fingerprintSize)
+		n, _ := c.ReadAt(curHead, 0)
+		curHead = curHead[:n]
+	}
+	// A copy of what the current file still holds — copytruncate between
+	// its copy and its truncation — is not newer: the current file is read
+	// next, and its truncation finds the copy then.
+	copyOfCurrent := func(id Identity) bool {
+		n := fingerprintLen(id.Fingerprint)
+		return n > 0 && n <= len(curHead) && bytes.Equal(Fingerprint(curHead[:n]), id.Fingerprint)
 	}
 	base := filepath.Base(f.Path)
-	var all []*Reader
-	for _, c := range rotationCandidates(f.Path) {
-		if r, err := Open(c); err == nil {
-			all = append(all, r)
-		}
-	}
+	all := openRotations(f.Path)
 	sort.SliceStable(all, func(i, j int) bool { return olderRotation(base, all[i].Name, all[j].Name) })
 	lastAt := -1
 	for i, r := range all {
@@ -248,13 +268,56 @@ func (f *Follower) rotatedAfter(last Identity, since time.Time) []*Reader {
 			newer = !r.ModTime.Before(since)
 		}
 		isCurrent := cur.Inode != 0 && r.ID.Inode == cur.Inode && r.ID.Device == cur.Device
-		if !newer || isCurrent || fingerprintLen(r.ID.Fingerprint) == 0 || sameFile(r.ID, last) || f.wasRead(r.ID) {
+		if !newer || isCurrent || fingerprintLen(r.ID.Fingerprint) == 0 || sameFile(r.ID, last) || f.wasRead(r.ID) || copyOfCurrent(r.ID) {
 			r.Close()
 			continue
 		}
 		out = append(out, r)
 	}
-	return out
+	return out, c
+}
+
+// openRotations opens the files rotation made of path, each once, under
+// the name it has: logrotate may be renaming them (.1 to .2) while they
+// are opened, so a scan during which a name changed is made again.
+func openRotations(path string) []*Reader {
+	var all []*Reader
+	for attempt := 0; attempt < 5; attempt++ {
+		for _, r := range all {
+			r.Close()
+		}
+		all = all[:0]
+		seen := map[[2]uint64]bool{}
+		for _, c := range rotationCandidates(path) {
+			r, err := Open(c)
+			if err != nil {
+				continue
+			}
+			if k := [2]uint64{r.ID.Device, r.ID.Inode}; seen[k] {
+				r.Close()
+				continue
+			} else {
+				seen[k] = true
+			}
+			all = append(all, r)
+		}
+		stable := true
+		for _, r := range all {
+			st, err := os.Stat(r.Name)
+			if err != nil {
+				stable = false
+				break
+			}
+			if sys, ok := st.Sys().(*syscall.Stat_t); !ok || sys.Ino != r.ID.Inode || uint64(sys.Dev) != r.ID.Device {
+				stable = false
+				break
+			}
+		}
+		if stable {
+			break
+		}
+	}
+	return all
 }
 
 // olderRotation reports whether rotated file a is older than b: a higher
@@ -281,11 +344,14 @@ func rotationNumber(base, name string) (int, bool) {
 }
 
 // readRotated hands on every line of the files rotated after last, oldest
-// first, and remembers them as read.
-func (f *Follower) readRotated(last Identity, since time.Time, fn func([]byte, Pos)) {
-	for _, r := range f.rotatedAfter(last, since) {
+// first, and remembers them as read. It returns the file that was current
+// then, open (nil when there was none).
+func (f *Follower) readRotated(last Identity, since time.Time, fn func([]byte, Pos)) *os.File {
+	newer, cur := f.rotatedAfter(last, since)
+	for _, r := range newer {
 		f.readToEnd(r, fn)
 	}
+	return cur
 }
 
 // readToEnd hands on the rest of a rotated file and closes it.
@@ -307,6 +373,18 @@ func (f *Follower) open() error {
 	if err != nil {
 		return err
 	}
+	return f.use(file)
+}
+
+// adopt goes on with file, read from its start.
+func (f *Follower) adopt(file *os.File) {
+	if f.use(file) == nil {
+		f.ensureFingerprint()
+	}
+}
+
+// use makes file the one followed, from its start.
+func (f *Follower) use(file *os.File) error {
 	st, err := file.Stat()
 	if err != nil || st.IsDir() {
 		file.Close()
@@ -358,7 +436,10 @@ func (f *Follower) Poll(fn func(line []byte, pos Pos)) error {
 		f.catchUp = nil
 		id, mod := r.ID, r.ModTime
 		f.readToEnd(r, fn)
-		f.readRotated(id, mod, fn)
+		if cur := f.readRotated(id, mod, fn); cur != nil {
+			f.closeFile() // the one current at Resume, if it was rotated since, was read above
+			f.adopt(cur)
+		}
 	}
 	if f.file == nil {
 		if err := f.open(); err != nil {
@@ -400,11 +481,11 @@ func (f *Follower) Poll(fn func(line []byte, pos Pos)) error {
 		old := f.id
 		f.finished(old)
 		f.closeFile()
-		f.readRotated(old, mod, fn)
-		if err := f.open(); err != nil {
-			return nil
+		cur := f.readRotated(old, mod, fn)
+		if cur == nil {
+			return nil // renamed away and not yet recreated
 		}
-		f.ensureFingerprint()
+		f.adopt(cur)
 		return f.drain(fn)
 	}
 	if st.Size() < f.offset || f.cutInPlace() {
@@ -432,7 +513,9 @@ func (f *Follower) truncated(fn func([]byte, Pos)) {
 	if r := findRotated(f.Path, f.id, pos.Offset, pos.Line); r != nil {
 		id, mod := r.ID, r.ModTime
 		f.readToEnd(r, fn)
-		f.readRotated(id, mod, fn) // copied and truncated again since
+		if cur := f.readRotated(id, mod, fn); cur != nil { // copied and truncated again since
+			cur.Close() // the same file as f.file: copytruncate keeps it
+		}
 	}
 	f.seek(0)
 	f.offset, f.line, f.partial, f.skip = 0, 0, f.partial[:0], false

@@ -11,7 +11,7 @@ FUZZ_TARGETS := FuzzPostfix FuzzSendmail FuzzQmail FuzzJournald FuzzSpoof
 
 export CGO_ENABLED := 1
 
-.PHONY: all build demo test vet fmt-check race fuzz-short fuzz bench compare samples clean
+.PHONY: all build demo test vet fmt-check race fuzz-short fuzz soak bench compare samples clean
 
 all: build
 
@@ -43,6 +43,15 @@ fuzz-short:
 
 fuzz:
 	$(MAKE) fuzz-short FUZZTIME=5m
+
+# The fault harness at a large size: a log written while it is rotated
+# five ways with the daemon running, stalled, stopped and killed, compared
+# with one replay (make test runs it at 6000 lines a mode).
+SOAK_LINES ?= 200000
+SOAK_SEED  ?= 1
+soak:
+	BOMBWATCH_FAULT_LINES=$(SOAK_LINES) BOMBWATCH_FAULT_SEED=$(SOAK_SEED) \
+		$(GO) test -count=1 -timeout 80m -run '^TestFaultHarness$$' -v ./cmd/bombwatch
 
 # The Go benchmarks of each stage, then the whole pipeline on generated
 # logs of every format (bombwatch bench).

@@ -188,12 +188,16 @@ func findRotated(path string, id Identity, offset, line int64) *Reader {
 }
 
 // sameFile reports whether two identities name one file, or one content:
-// the same inode, or the same first bytes (a copy, a compressed file).
+// the same first bytes (a copy, a compressed file), or the same inode —
+// unless their first bytes, taken over the same length, differ: a file
+// removed (delaycompress removes the .1 it compressed) gives its inode to
+// the next one made.
 func sameFile(a, b Identity) bool {
-	if a.Inode != 0 && a.Inode == b.Inode && a.Device == b.Device {
-		return true
+	na, nb := fingerprintLen(a.Fingerprint), fingerprintLen(b.Fingerprint)
+	if na > 0 && na == nb {
+		return bytes.Equal(a.Fingerprint, b.Fingerprint)
 	}
-	return fingerprintLen(a.Fingerprint) > 0 && bytes.Equal(a.Fingerprint, b.Fingerprint)
+	return a.Inode != 0 && a.Inode == b.Inode && a.Device == b.Device
 }
 
 // finished remembers a file as read to its end.
@@ -240,14 +244,36 @@ func (f *Follower) rotatedAfter(last Identity, since time.Time) ([]*Reader, *os.
 	} else {
 		c = nil
 	}
-	if c != nil {
-		curHead = make([]byte, fingerprintSize)
-		n, _ := c.ReadAt(curHead, 0)
-		curHead = curHead[:n]
+	head := func() []byte {
+		if c == nil {
+			return nil
+		}
+		b := make([]byte, fingerprintSize)
+		n, _ := c.ReadAt(b, 0)
+		return b[:n]
 	}
 	// A copy of what the current file still holds — copytruncate between
 	// its copy and its truncation — is not newer: the current file is read
-	// next, and its truncation finds the copy then.
+	// next, and its truncation finds the copy then. Should the truncation
+	// come while we look, the current file's first bytes change: look
+	// again.
+	curHead = head()
+	for attempt := 0; ; attempt++ {
+		out := f.newerThan(last, since, cur, curHead)
+		now := head()
+		if attempt == 4 || len(now) >= len(curHead) && bytes.Equal(now[:len(curHead)], curHead) {
+			return out, c
+		}
+		for _, r := range out {
+			r.Close()
+		}
+		curHead = now
+	}
+}
+
+// newerThan is rotatedAfter's look, given the current file's identity and
+// first bytes.
+func (f *Follower) newerThan(last Identity, since time.Time, cur Identity, curHead []byte) []*Reader {
 	copyOfCurrent := func(id Identity) bool {
 		n := fingerprintLen(id.Fingerprint)
 		return n > 0 && n <= len(curHead) && bytes.Equal(Fingerprint(curHead[:n]), id.Fingerprint)
@@ -274,7 +300,7 @@ func (f *Follower) rotatedAfter(last Identity, since time.Time) ([]*Reader, *os.
 		}
 		out = append(out, r)
 	}
-	return out, c
+	return out
 }
 
 // openRotations opens the files rotation made of path, each once, under

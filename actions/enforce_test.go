@@ -60,11 +60,36 @@ func TestNFT(t *testing.T) {
 	if s := nftList(t, "a4"); !strings.Contains(s, "192.0.2.7 timeout 1h") {
 		t.Errorf("a4:\n%s", s)
 	}
-	if s := nftList(t, "n4"); !strings.Contains(s, "203.0.113.0/24 timeout 1h") {
-		t.Errorf("n4:\n%s", s)
+	if s := nftList(t, "n4_24"); !strings.Contains(s, "203.0.113.0/24 timeout 1h") {
+		t.Errorf("n4_24:\n%s", s)
 	}
-	if s := nftList(t, "a6") + nftList(t, "n6"); !strings.Contains(s, "2001:db8::7") || !strings.Contains(s, "2001:db8:1::/48") {
-		t.Errorf("a6, n6:\n%s", s)
+	if s := nftList(t, "a6") + nftList(t, "n6_48"); !strings.Contains(s, "2001:db8::7") || !strings.Contains(s, "2001:db8:1::/48") {
+		t.Errorf("a6, n6_48:\n%s", s)
+	}
+	// Overlapping networks of two lengths are both enforced, each in its
+	// set with its rule; lifting one keeps the other.
+	if err := block("203.0.0.0/16", now.Add(time.Hour)); err != nil {
+		t.Fatalf("a /16 next to a /24: %v", err)
+	}
+	if s := nftList(t, "n4_16"); !strings.Contains(s, "203.0.0.0/16") {
+		t.Errorf("n4_16:\n%s", s)
+	}
+	if err := n.Run(ctx, Detection{Event: "unblock", Key: "203.0.113.0/24", KeyType: "client_net"}); err != nil {
+		t.Fatal(err)
+	}
+	if s := nftList(t, "n4_16"); !strings.Contains(s, "203.0.0.0/16") {
+		t.Errorf("the /16 went with the /24:\n%s", s)
+	}
+	if out, _ := exec.Command("nft", "list", "chain", "inet", "bombwatch", "input").CombinedOutput(); strings.Count(string(out), "@n4_16") != 1 {
+		t.Errorf("the /16 set's rule, once:\n%s", out)
+	}
+	// A second NFT (bombwatch bans in its own process) finds the sets.
+	other := &NFT{ActionName: "fw", Table: "inet bombwatch", Ports: []int{25, 465, 587}, Verdict: "drop", Guard: NewGuard(nil)}
+	if err := other.Run(ctx, Detection{Event: "block", Key: "198.18.0.0/16", KeyType: "client_net", Until: now.Add(time.Hour), Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := exec.Command("nft", "list", "chain", "inet", "bombwatch", "input").CombinedOutput(); strings.Count(string(out), "@n4_16") != 1 {
+		t.Errorf("the /16 set's rule, once after another process:\n%s", out)
 	}
 	// A new block of the same key replaces its timeout.
 	if err := block("192.0.2.7", now.Add(2*time.Hour)); err != nil {

@@ -4,17 +4,20 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
 // NFT blocks client addresses and networks in bombwatch's own nftables
 // table: sets whose elements time out with the block — a4 and a6 for
-// addresses, n4 and n6 (interval sets) for networks — and a chain that
-// drops (or rejects) the mail ports from their members. Two networks that
-// overlap cannot both be in an interval set: the second block's nft action
-// fails, and is recorded so.
+// addresses, and for networks one interval set per prefix length, n4_24,
+// n6_48 and so on, made with its rule when first needed — and a chain that
+// drops (or rejects) the mail ports from their members. An interval set
+// cannot hold two networks that overlap; networks of one length never
+// do, so a /16 block next to a /24 one is enforced too.
 //
 // It runs `nft -f -` with the commands on standard input — no shell, and
 // every address is written only after it parsed as one (Guard.Network).
@@ -30,6 +33,9 @@ type NFT struct {
 	Logger *slog.Logger
 	// Binary is the nft program (default "nft").
 	Binary string
+
+	mu   sync.Mutex
+	sets map[string]bool // network sets known to exist
 }
 
 func (n *NFT) Name() string   { return n.ActionName }
@@ -40,6 +46,24 @@ func (n *NFT) DryRun() bool   { return n.DryRunOnly }
 // Setup creates the table, sets and chain, replacing an older one: at
 // start, before the blocks in force are applied again.
 func (n *NFT) Setup(ctx context.Context) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "add table %s\ndelete table %s\n", n.Table, n.Table)
+	fmt.Fprintf(&b, "table %s {\n", n.Table)
+	b.WriteString("\tset a4 { type ipv4_addr; flags timeout; }\n")
+	b.WriteString("\tset a6 { type ipv6_addr; flags timeout; }\n")
+	b.WriteString("\tchain input {\n\t\ttype filter hook input priority filter - 10; policy accept;\n")
+	for _, set := range []string{"ip saddr @a4", "ip6 saddr @a6"} {
+		fmt.Fprintf(&b, "\t\t%s %s\n", set, n.match())
+	}
+	b.WriteString("\t}\n}\n")
+	n.mu.Lock()
+	n.sets = map[string]bool{}
+	n.mu.Unlock()
+	return n.run(ctx, b.String())
+}
+
+// match is the end of a rule: the mail ports and the verdict.
+func (n *NFT) match() string {
 	ports := make([]string, len(n.Ports))
 	for i, p := range n.Ports {
 		ports[i] = strconv.Itoa(p)
@@ -48,19 +72,35 @@ func (n *NFT) Setup(ctx context.Context) error {
 	if n.Verdict == "reject" {
 		verdict = "reject with tcp reset"
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "add table %s\ndelete table %s\n", n.Table, n.Table)
-	fmt.Fprintf(&b, "table %s {\n", n.Table)
-	b.WriteString("\tset a4 { type ipv4_addr; flags timeout; }\n")
-	b.WriteString("\tset a6 { type ipv6_addr; flags timeout; }\n")
-	b.WriteString("\tset n4 { type ipv4_addr; flags interval, timeout; }\n")
-	b.WriteString("\tset n6 { type ipv6_addr; flags interval, timeout; }\n")
-	b.WriteString("\tchain input {\n\t\ttype filter hook input priority filter - 10; policy accept;\n")
-	for _, set := range []string{"ip saddr @a4", "ip saddr @n4", "ip6 saddr @a6", "ip6 saddr @n6"} {
-		fmt.Fprintf(&b, "\t\t%s tcp dport { %s } %s\n", set, strings.Join(ports, ", "), verdict)
+	return fmt.Sprintf("tcp dport { %s } %s", strings.Join(ports, ", "), verdict)
+}
+
+// networkSet makes the interval set of a prefix length, and its rule,
+// unless it exists: "n4_24" for IPv4 /24 networks.
+func (n *NFT) networkSet(ctx context.Context, p netip.Prefix) (string, error) {
+	family, typ, match := "4", "ipv4_addr", "ip"
+	if p.Addr().Is6() {
+		family, typ, match = "6", "ipv6_addr", "ip6"
 	}
-	b.WriteString("\t}\n}\n")
-	return n.run(ctx, b.String())
+	set := fmt.Sprintf("n%s_%d", family, p.Bits())
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.sets[set] {
+		return set, nil
+	}
+	table := strings.Fields(n.Table)
+	if runTool(ctx, nil, orDefault(n.Binary, "nft"), "list", "set", table[0], table[1], set) != nil {
+		script := fmt.Sprintf("add set %s %s { type %s; flags interval, timeout; }\nadd rule %s input %s saddr @%s %s\n",
+			n.Table, set, typ, n.Table, match, set, n.match())
+		if err := n.run(ctx, script); err != nil {
+			return "", err
+		}
+	}
+	if n.sets == nil {
+		n.sets = map[string]bool{}
+	}
+	n.sets[set] = true
+	return set, nil
 }
 
 // Ensure makes the table only when it is not there, keeping the elements
@@ -84,14 +124,15 @@ func (n *NFT) Run(ctx context.Context, d Detection) error {
 	if err != nil {
 		return err
 	}
-	set, elem := "n", p.String()
-	if p.IsSingleIP() {
-		set, elem = "a", p.Addr().String()
-	}
-	if p.Addr().Is6() {
-		set += "6"
-	} else {
-		set += "4"
+	set, elem := "a4", p.Addr().String()
+	switch {
+	case !p.IsSingleIP():
+		elem = p.String()
+		if set, err = n.networkSet(ctx, p); err != nil {
+			return err
+		}
+	case p.Addr().Is6():
+		set = "a6"
 	}
 	if d.Event == "unblock" {
 		err := n.run(ctx, fmt.Sprintf("delete element %s %s { %s }\n", n.Table, set, elem))

@@ -237,8 +237,8 @@ actions:
 	if s := list("a4"); !strings.Contains(s, "192.0.2.7 timeout 1h") {
 		t.Fatalf("a4 after the bomb:\n%s\ndetections %+v", s, detections())
 	}
-	if s := list("n4"); !strings.Contains(s, "192.0.2.0/24") {
-		t.Fatalf("n4 after the bomb:\n%s", s)
+	if s := list("n4_24"); !strings.Contains(s, "192.0.2.0/24") {
+		t.Fatalf("n4_24 after the bomb:\n%s", s)
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -255,7 +255,7 @@ actions:
 	if s := list("a4"); !strings.Contains(s, "192.0.2.7 timeout 59m") {
 		t.Errorf("a4 after the restart: %s (want the time left, just under an hour)", s)
 	}
-	if s := list("n4"); strings.Contains(s, "192.0.2.0/24") {
+	if s := list("n4_24"); strings.Contains(s, "192.0.2.0/24") {
 		t.Errorf("the expired block is back:\n%s", s)
 	}
 	var lifted bool

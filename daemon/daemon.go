@@ -15,6 +15,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/bombwatch/bombwatch/actions"
@@ -72,7 +73,7 @@ func Run(ctx context.Context, o Options) error {
 			lock.Unlock()
 			lock = l
 		}
-		next, err := runConfig(ctx, cfg, o)
+		next, err := runConfig(ctx, cfg, o, lock)
 		if err != nil || next == nil {
 			return err
 		}
@@ -82,7 +83,7 @@ func Run(ctx context.Context, o Options) error {
 
 // runConfig runs one config until ctx is done (it returns nil, nil) or a
 // valid new config is loaded (it returns it, after committing).
-func runConfig(ctx context.Context, cfg *config.Config, o Options) (*config.Config, error) {
+func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefile.Lock) (*config.Config, error) {
 	log := o.Logger
 	open := o.OpenStore
 	if open == nil {
@@ -118,6 +119,23 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options) (*config.Conf
 
 	inCtx, stopInputs := context.WithCancel(ctx)
 	batches := make(chan *batch, 16)
+	// A state older than the generation noted beside it lost its last
+	// saves: its -wal removed, or the file restored from a backup. Say so;
+	// inputs resume from the positions it still holds, and one it holds
+	// none for is read from its start, not its end, so that what came
+	// since is counted again rather than lost.
+	gens, _ := store.(interface{ Generation() int64 })
+	if gens != nil && lock != nil && gens.Generation() < lock.Noted {
+		log.Error("the state is older than it was last saved: its -wal was lost or it was restored from a backup; reading inputs from the positions it holds, or from their start",
+			"state", cfg.State, "saved", lock.Noted, "found", gens.Generation())
+		cfg = withInputsFromStart(cfg)
+	}
+	noteSaved := func() {
+		if gens != nil {
+			lock.Note(gens.Generation())
+		}
+	}
+	defer noteSaved()
 	ins, err := startInputs(inCtx, cfg, p.Positions(), batches, log)
 	if err != nil {
 		stopInputs()
@@ -214,6 +232,7 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options) (*config.Conf
 				commit(false)
 			}
 		case <-tick:
+			noteSaved()
 			if o.Now != nil {
 				p.Advance(o.Now())
 			}
@@ -235,6 +254,17 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options) (*config.Conf
 			return next, nil
 		}
 	}
+}
+
+// withInputsFromStart is cfg with inputs read from their start when no
+// position is saved for them.
+func withInputsFromStart(cfg *config.Config) *config.Config {
+	c := *cfg
+	c.Inputs = slices.Clone(cfg.Inputs)
+	for i := range c.Inputs {
+		c.Inputs[i].Start = "beginning"
+	}
+	return &c
 }
 
 // setup runs the actions' Setup, for those that are to run.

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
@@ -99,6 +100,7 @@ var migrations = []string{
 type Store struct {
 	db   *sql.DB
 	path string
+	gen  atomic.Int64 // see Generation
 }
 
 var _ state.Store = (*Store)(nil)
@@ -125,6 +127,13 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	var gen sql.NullInt64
+	err = db.QueryRow(`SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'generation'`).Scan(&gen)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		db.Close()
+		return nil, s.wrap("read generation", err)
+	}
+	s.gen.Store(gen.Int64)
 	return s, nil
 }
 
@@ -324,6 +333,12 @@ func (s *Store) Load() (*state.Snapshot, error) {
 	return snap, nil
 }
 
+// Generation counts the batches committed to this database, over its
+// life: a state that counts fewer than a marker kept beside it lost its
+// last commits (its -wal file removed, or the file restored from a
+// backup).
+func (s *Store) Generation() int64 { return s.gen.Load() }
+
 // WindowCounts says how many windows each rule's window has saved, so
 // that the maps holding them can be sized once instead of growing.
 func (s *Store) WindowCounts() (map[string]int, error) {
@@ -459,9 +474,14 @@ func (s *Store) Commit(b *state.Batch) error {
 			return s.wrap("commit clock", err)
 		}
 	}
+	gen := s.gen.Load() + 1
+	if _, err := tx.Exec(`INSERT OR REPLACE INTO meta (name, value) VALUES ('generation', ?)`, gen); err != nil {
+		return s.wrap("commit generation", err)
+	}
 	if err := tx.Commit(); err != nil {
 		return s.wrap("commit", err)
 	}
+	s.gen.Store(gen)
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -84,7 +85,11 @@ func Create(path string, mode fs.FileMode) error {
 // state at a time.
 type Lock struct {
 	Path string
-	file *os.File
+	// Noted is the state's generation the last holder noted (see Note),
+	// 0 when none.
+	Noted int64
+	file  *os.File
+	pid   int
 }
 
 // LockState takes the exclusive lock beside a state database (its path
@@ -104,16 +109,31 @@ func LockState(state string) (*Lock, error) {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			who := "another bombwatch"
-			if pid := strings.TrimSpace(string(holder)); pid != "" {
-				who += " (pid " + pid + ")"
+			if fields := strings.Fields(string(holder)); len(fields) > 0 {
+				who += " (pid " + fields[0] + ")"
 			}
 			return nil, fmt.Errorf("state %s is in use by %s: one bombwatch writes a state at a time", state, who)
 		}
 		return nil, fmt.Errorf("lock the state %s: %w", state, err)
 	}
-	f.Truncate(0)
-	fmt.Fprintf(f, "%d\n", os.Getpid())
-	return &Lock{Path: path, file: f}, nil
+	l := &Lock{Path: path, file: f, pid: os.Getpid()}
+	prev, _ := io.ReadAll(io.LimitReader(f, 64))
+	if fields := strings.Fields(string(prev)); len(fields) == 2 {
+		l.Noted, _ = strconv.ParseInt(fields[1], 10, 64)
+	}
+	l.Note(l.Noted)
+	return l, nil
+}
+
+// Note keeps beside the state the generation it was saved at: a state
+// found older at the next start lost its last saves. The file holds "PID
+// GENERATION".
+func (l *Lock) Note(generation int64) {
+	if l == nil || l.file == nil {
+		return
+	}
+	l.file.Truncate(0)
+	l.file.WriteAt(fmt.Appendf(nil, "%d %d\n", l.pid, generation), 0)
 }
 
 // Unlock releases the lock; a nil Lock is no lock.

@@ -162,6 +162,12 @@ func followFile(ctx context.Context, f *follower, ic config.Input, loc *time.Loc
 		if len(b.events) == 0 && b.pos.Input == "" {
 			return true
 		}
+		if b.pos.Input != "" {
+			// Saved with the bytes before the position too: a file
+			// rewritten in place that kept its first KiB is not resumed.
+			b.pos.Fingerprint = f.Print(input.Pos{ID: input.Identity{Device: b.pos.Device, Inode: b.pos.Inode,
+				Fingerprint: b.pos.Fingerprint}, Offset: b.pos.Offset})
+		}
 		b.stats = counter.Take(b.stats)
 		b.sent = time.Now()
 		select {

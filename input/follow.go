@@ -37,7 +37,9 @@ import (
 //     every reader; without a copy to be found, reading starts again at 0.
 //   - It does not exist yet, or disappears: Poll waits for it to appear.
 //   - bombwatch was down: Resume continues at the saved position if the file
-//     is the same (device, inode and the fingerprint of its first bytes). If
+//     is the same (device, inode, the fingerprint of its first bytes, and —
+//     for a position saved with one, see Print — of the bytes just before
+//     the position, so that a rewrite in place is not taken for it). If
 //     it was rotated meanwhile, the rotated file — "mail.log.1",
 //     "mail.log.1.gz", multilog's "@….s", or copytruncate's copy — is found
 //     by its inode or its first bytes and its rest read first, then every
@@ -95,7 +97,7 @@ func (f *Follower) Resume(id Identity, offset, line int64) string {
 	f.closeFile()
 	f.partial, f.offset, f.line = f.partial[:0], 0, 0
 	if err := f.open(); err == nil && f.same(id) {
-		if st, err := f.file.Stat(); err == nil && st.Size() >= offset {
+		if st, err := f.file.Stat(); err == nil && st.Size() >= offset && tailMatches(id.Fingerprint, f.file, offset) {
 			f.seek(offset)
 			f.line = line
 			return "resumed"
@@ -106,6 +108,15 @@ func (f *Follower) Resume(id Identity, offset, line int64) string {
 		return "rotated"
 	}
 	return "new"
+}
+
+// Print returns the fingerprint to save with a position: for a position
+// in the file followed, with the fingerprint of the bytes before it too.
+func (f *Follower) Print(p Pos) []byte {
+	if f.file == nil || p.ID.Inode != f.id.Inode || p.ID.Device != f.id.Device {
+		return p.ID.Fingerprint
+	}
+	return WithTail(p.ID.Fingerprint, f.file, p.Offset)
 }
 
 // Resumed returns the file and offset a Resume continues at — the file
@@ -149,7 +160,7 @@ func (f *Follower) fingerprintMatches(fp []byte) bool {
 	if k, _ := f.file.ReadAt(head, 0); k != n {
 		return false
 	}
-	return bytes.Equal(Fingerprint(head), fp)
+	return bytes.Equal(Fingerprint(head), headPrint(fp))
 }
 
 // rotationCandidates are the files beside path that rotation makes of it:
@@ -195,7 +206,7 @@ func findRotated(path string, id Identity, offset, line int64) *Reader {
 func sameFile(a, b Identity) bool {
 	na, nb := fingerprintLen(a.Fingerprint), fingerprintLen(b.Fingerprint)
 	if na > 0 && na == nb {
-		return bytes.Equal(a.Fingerprint, b.Fingerprint)
+		return bytes.Equal(headPrint(a.Fingerprint), headPrint(b.Fingerprint))
 	}
 	return a.Inode != 0 && a.Inode == b.Inode && a.Device == b.Device
 }

@@ -331,3 +331,44 @@ func TestFollowCopyTruncate(t *testing.T) {
 		})
 	}
 }
+
+// TestFollowResumeTellsARewrite: a file rewritten in place that kept its
+// first KiB, and even its size, is not taken for the one read: the bytes
+// before the saved position tell them apart, and it is read from its
+// start.
+func TestFollowResumeTellsARewrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mail.log")
+	head := strings.Repeat("h", 1500) + "\n"
+	appendTo(t, path, head+"old one\nold two\n")
+	f := NewFollower(path, true)
+	var c collector
+	c.poll(t, f)
+	saved := c.last
+	saved.ID.Fingerprint = f.Print(saved)
+	f.Close()
+	if len(saved.ID.Fingerprint) != 2*printSize {
+		t.Fatalf("no tail in the saved fingerprint: %d bytes", len(saved.ID.Fingerprint))
+	}
+
+	// Resumed as it is: the same file.
+	g := NewFollower(path, false)
+	if got := g.Resume(saved.ID, saved.Offset, saved.Line); got != "resumed" {
+		t.Fatalf("Resume of the same file = %s", got)
+	}
+	g.Close()
+
+	// The same first KiB and size, other lines: not the same file.
+	data, _ := os.ReadFile(path)
+	rewritten := head + "new one\nnew two\n"
+	if len(rewritten) != len(data) {
+		t.Fatal("the rewrite must keep the size")
+	}
+	os.WriteFile(path, []byte(rewritten), 0o644)
+	h := NewFollower(path, false)
+	defer h.Close()
+	if got := h.Resume(saved.ID, saved.Offset, saved.Line); got == "resumed" {
+		t.Fatalf("Resume of a file rewritten in place = %s", got)
+	}
+	var d collector
+	want(t, d.poll(t, h), strings.TrimSuffix(head, "\n"), "new one", "new two")
+}

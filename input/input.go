@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -113,6 +114,54 @@ func Fingerprint(head []byte) []byte {
 	return append(fp, sum[:16]...)
 }
 
+// printSize is the length of a Fingerprint.
+const printSize = 24
+
+// A saved position's fingerprint may go on with a second one: of the
+// bytes, at most fingerprintSize, just before the position. A file
+// rewritten in place that kept its first KiB is told from the one read by
+// them.
+
+// headPrint is the fingerprint of the first bytes.
+func headPrint(fp []byte) []byte {
+	if len(fp) > printSize {
+		return fp[:printSize]
+	}
+	return fp
+}
+
+// WithTail returns fp followed by the fingerprint of the bytes of r just
+// before offset, or fp alone when they cannot be read.
+func WithTail(fp []byte, r io.ReaderAt, offset int64) []byte {
+	n := min(offset, fingerprintSize)
+	if n <= 0 || len(fp) < printSize {
+		return fp
+	}
+	buf := make([]byte, n)
+	if k, _ := r.ReadAt(buf, offset-n); int64(k) != n {
+		return fp
+	}
+	return append(slices.Clip(headPrint(fp)), Fingerprint(buf)...)
+}
+
+// tailMatches reports whether the bytes of r before offset are those fp's
+// tail names; a fingerprint without a tail matches.
+func tailMatches(fp []byte, r io.ReaderAt, offset int64) bool {
+	if len(fp) < 2*printSize {
+		return true
+	}
+	tail := fp[printSize : 2*printSize]
+	n := int64(fingerprintLen(tail))
+	if n > offset || n > fingerprintSize {
+		return false
+	}
+	buf := make([]byte, n)
+	if k, _ := r.ReadAt(buf, offset-n); int64(k) != n {
+		return false
+	}
+	return bytes.Equal(Fingerprint(buf), tail)
+}
+
 // Resume skips to offset, the start of line line+1, if the file is the one
 // the position was saved for. It reports whether it did; when it did not,
 // the file is read from its start.
@@ -125,12 +174,15 @@ func (r *Reader) Resume(fp []byte, offset, line int64) (bool, error) {
 		return false, nil
 	}
 	head, _ := r.br.Peek(int(n))
-	if len(head) != int(n) || !bytes.Equal(Fingerprint(head), fp) {
+	if len(head) != int(n) || !bytes.Equal(Fingerprint(head), headPrint(fp)) {
 		return false, nil // another file under the same name
 	}
 	if r.gz == nil {
 		if st, err := r.file.Stat(); err != nil || st.Size() < offset {
 			return false, err // truncated since
+		}
+		if !tailMatches(fp, r.file, offset) {
+			return false, nil // rewritten in place, its first bytes kept
 		}
 		if _, err := r.file.Seek(offset, io.SeekStart); err != nil {
 			return false, fmt.Errorf("%s: %w", r.Name, err)

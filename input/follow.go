@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -240,46 +241,63 @@ func (f *Follower) wasRead(id Identity) bool {
 // follower goes on with that very file, so that one rotated while it
 // looked is seen as rotated, not skipped.
 func (f *Follower) rotatedAfter(last Identity, since time.Time) ([]*Reader, *os.File) {
-	var cur Identity
-	var curHead []byte
-	c, err := os.Open(f.Path)
-	if err == nil {
-		if st, err := c.Stat(); err == nil && !st.IsDir() {
-			if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-				cur.Device, cur.Inode = uint64(sys.Dev), sys.Ino
-			}
-		} else {
-			c.Close()
-			c = nil
-		}
-	} else {
-		c = nil
-	}
-	head := func() []byte {
-		if c == nil {
-			return nil
-		}
-		b := make([]byte, fingerprintSize)
-		n, _ := c.ReadAt(b, 0)
-		return b[:n]
-	}
-	// A copy of what the current file still holds — copytruncate between
-	// its copy and its truncation — is not newer: the current file is read
-	// next, and its truncation finds the copy then. Should the truncation
-	// come while we look, the current file's first bytes change: look
-	// again.
-	curHead = head()
 	for attempt := 0; ; attempt++ {
+		c, cur, curHead := f.openCurrent()
 		out := f.newerThan(last, since, cur, curHead)
-		now := head()
-		if attempt == 4 || len(now) >= len(curHead) && bytes.Equal(now[:len(curHead)], curHead) {
+		// The look holds if, once it is over, the current file is still
+		// the one taken for current, with the same first bytes: rotated
+		// meanwhile, it would be skipped as current and then read after
+		// the files rotated after it; cut by copytruncate meanwhile, its
+		// copy would be skipped as a copy of what it still holds.
+		if attempt == 4 || f.stillCurrent(c, cur, curHead) {
 			return out, c
 		}
 		for _, r := range out {
 			r.Close()
 		}
-		curHead = now
+		if c != nil {
+			c.Close()
+		}
 	}
+}
+
+// openCurrent opens the file now at the follower's path, with its
+// identity and first bytes; nil when there is none.
+func (f *Follower) openCurrent() (*os.File, Identity, []byte) {
+	var cur Identity
+	c, err := os.Open(f.Path)
+	if err != nil {
+		return nil, cur, nil
+	}
+	st, err := c.Stat()
+	if err != nil || st.IsDir() {
+		c.Close()
+		return nil, cur, nil
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		cur.Device, cur.Inode = uint64(sys.Dev), sys.Ino
+	}
+	head := make([]byte, fingerprintSize)
+	n, _ := c.ReadAt(head, 0)
+	return c, cur, head[:n]
+}
+
+// stillCurrent reports whether the file at the follower's path is still
+// c, holding what it held.
+func (f *Follower) stillCurrent(c *os.File, cur Identity, curHead []byte) bool {
+	st, err := os.Stat(f.Path)
+	if c == nil {
+		return err != nil // there was none, and there is none
+	}
+	if err != nil {
+		return false
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); !ok || sys.Ino != cur.Inode || uint64(sys.Dev) != cur.Device {
+		return false
+	}
+	now := make([]byte, len(curHead))
+	n, _ := c.ReadAt(now, 0)
+	return n == len(curHead) && bytes.Equal(now, curHead)
 }
 
 // newerThan is rotatedAfter's look, given the current file's identity and
@@ -325,7 +343,8 @@ func openRotations(path string) []*Reader {
 		}
 		all = all[:0]
 		seen := map[[2]uint64]bool{}
-		for _, c := range rotationCandidates(path) {
+		names := rotationCandidates(path)
+		for _, c := range names {
 			r, err := Open(c)
 			if err != nil {
 				continue
@@ -338,8 +357,15 @@ func openRotations(path string) []*Reader {
 			}
 			all = append(all, r)
 		}
-		stable := true
+		// Stable: the same names listed again, each still the file opened
+		// under it. A shift in progress (.6 to .7 while .7 goes to .8)
+		// would otherwise put a file under a name it no longer has, and
+		// out of order.
+		stable := slices.Equal(names, rotationCandidates(path))
 		for _, r := range all {
+			if !stable {
+				break
+			}
 			st, err := os.Stat(r.Name)
 			if err != nil {
 				stable = false

@@ -120,6 +120,7 @@ func openFollower(path string, fromStart bool, saved map[string]state.Position, 
 		how := f.Resume(input.Identity{Device: pos.Device, Inode: pos.Inode, Fingerprint: pos.Fingerprint}, pos.Offset, pos.Line)
 		log.Info("input", "path", path, "resume", how, "offset", pos.Offset, "line", pos.Line)
 		f.warmPath, f.warmFrom = f.Resumed() // the file itself, or the one rotated while bombwatch was down
+		f.counted = pos.Counted
 	}
 	return f
 }
@@ -130,6 +131,7 @@ type follower struct {
 	*input.Follower
 	warmPath string
 	warmFrom int64
+	counted  []string // what the parser had counted, saved with the position
 }
 
 // followFile follows one file: woken by fsnotify when it changes, and by a
@@ -153,6 +155,9 @@ func followFile(ctx context.Context, f *follower, ic config.Input, loc *time.Loc
 		input.Before(f.warmPath, f.warmFrom, 1<<20, func(line []byte) { p.parse(line, 0, discard) })
 		p.pending, p.nums = nil, nil // lines before the position never count
 	}
+	// What was counted before the restart and may come again (a
+	// deferred message's next "from=" line, hours later).
+	p.setCounted(f.counted)
 	counter := pipeline.NewStatsCounter()
 	poll := time.NewTicker(time.Duration(ic.Poll))
 	defer poll.Stop()
@@ -167,6 +172,9 @@ func followFile(ctx context.Context, f *follower, ic config.Input, loc *time.Loc
 			// rewritten in place that kept its first KiB is not resumed.
 			b.pos.Fingerprint = f.Print(input.Pos{ID: input.Identity{Device: b.pos.Device, Inode: b.pos.Inode,
 				Fingerprint: b.pos.Fingerprint}, Offset: b.pos.Offset})
+			if r, ok := p.parser.(parsers.Resumable); ok {
+				b.pos.Counted = r.Counted()
+			}
 		}
 		b.stats = counter.Take(b.stats)
 		b.sent = time.Now()
@@ -216,6 +224,17 @@ type lineParser struct {
 	parser  parsers.Parser
 	pending [][]byte
 	nums    []int64
+	counted []string // for the parser, once the format is known
+}
+
+// setCounted hands what was counted before a restart to the parser, now
+// or once the format is detected.
+func (lp *lineParser) setCounted(ids []string) {
+	lp.counted = ids
+	if r, ok := lp.parser.(parsers.Resumable); ok && len(ids) > 0 {
+		r.SetCounted(ids)
+		lp.counted = nil
+	}
 }
 
 func newLineParser(name, format string, loc *time.Location, log *slog.Logger) *lineParser {
@@ -234,6 +253,7 @@ func (lp *lineParser) make(format string) {
 	}
 	lp.parser = f.New(parsers.Options{File: lp.name, Location: lp.loc, Reference: time.Now(), Now: time.Now})
 	lp.format = f.Name
+	lp.setCounted(lp.counted)
 }
 
 // detectAfter is how many lines auto-detection waits for at most.

@@ -240,3 +240,36 @@ func TestParseIP(t *testing.T) {
 		}
 	}
 }
+
+// TestPostfixCountedSurvivesARestart: a deferred message's accepted event
+// is emitted at its first "from=" line only, even when the parser that
+// sees the retry is a new one, given what the old one counted.
+func TestPostfixCountedSurvivesARestart(t *testing.T) {
+	format, _ := Lookup("postfix")
+	first := format.New(Options{Reference: testReference})
+	lines := []string{
+		"Nov 20 10:00:00 mx postfix/smtpd[1]: 4A1B2C3D4E: client=c.example[192.0.2.1]",
+		"Nov 20 10:00:01 mx postfix/qmgr[2]: 4A1B2C3D4E: from=<deferred@example.org>, size=100, nrcpt=1 (queue active)",
+		"Nov 20 10:00:02 mx postfix/smtpd[1]: 5B1B2C3D4E: client=c.example[192.0.2.1]",
+		"Nov 20 10:00:03 mx postfix/qmgr[2]: 5B1B2C3D4E: from=<done@example.org>, size=100, nrcpt=1 (queue active)",
+		"Nov 20 10:00:04 mx postfix/qmgr[2]: 5B1B2C3D4E: removed",
+	}
+	n := 0
+	for i, l := range lines {
+		first.Parse([]byte(l), int64(i+1), func(*Event) { n++ })
+	}
+	counted := first.(Resumable).Counted()
+	if n != 2 || len(counted) != 1 || counted[0] != "4A1B2C3D4E" {
+		t.Fatalf("%d events, counted %v; want 2 and the deferred one", n, counted)
+	}
+	again := format.New(Options{Reference: testReference})
+	again.(Resumable).SetCounted(counted)
+	retry := "Nov 20 10:30:01 mx postfix/qmgr[2]: 4A1B2C3D4E: from=<deferred@example.org>, size=100, nrcpt=1 (queue active)"
+	again.Parse([]byte(retry), 1, func(e *Event) { t.Errorf("the retry counted again: %s", e.AppendJSON(nil)) })
+	fresh := "Nov 20 10:30:02 mx postfix/qmgr[2]: 6C1B2C3D4E: from=<new@example.org>, size=100, nrcpt=1 (queue active)"
+	got := 0
+	again.Parse([]byte(fresh), 2, func(*Event) { got++ })
+	if got != 1 {
+		t.Errorf("a new message gave %d events", got)
+	}
+}

@@ -3,6 +3,7 @@ package parsers
 import (
 	"bytes"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -224,6 +225,33 @@ func cutAnyPrefix(b []byte, prefixes ...string) ([]byte, bool) {
 		}
 	}
 	return b, false
+}
+
+// Counted returns the queue IDs of the messages whose accepted event was
+// emitted and that are not removed yet — a deferred message's next
+// "from=" line must not count again — newest first, at most MaxCounted.
+func (p *postfix) Counted() []string {
+	var out []*postfixMessage
+	for _, i := range p.queue {
+		if m := &p.msgs[i]; m.emitted {
+			out = append(out, m)
+		}
+	}
+	slices.SortFunc(out, func(a, b *postfixMessage) int { return b.seen.Compare(a.seen) })
+	ids := make([]string, 0, min(len(out), MaxCounted))
+	for _, m := range out[:min(len(out), MaxCounted)] {
+		ids = append(ids, m.qid.String())
+	}
+	return ids
+}
+
+// SetCounted marks queue IDs as counted, after a restart.
+func (p *postfix) SetCounted(ids []string) {
+	for _, id := range ids {
+		if id != "" {
+			p.message([]byte(id)).emitted = true
+		}
+	}
 }
 
 // message returns the queue entry of qid, making it when new. The pointer

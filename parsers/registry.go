@@ -34,6 +34,21 @@ type Parser interface {
 	Parse(line []byte, lineNo int64, emit func(*Event)) bool
 }
 
+// Resumable is a parser that remembers, across lines, what it counted
+// and the log may name again: Postfix logs a deferred message's "from="
+// line at every retry, hours apart. A reader that stops and resumes saves
+// Counted with its position and hands it back with SetCounted, so that a
+// retry after a restart is not counted twice.
+type Resumable interface {
+	// Counted returns what was counted and may come again, at most
+	// MaxCounted entries, newest first.
+	Counted() []string
+	SetCounted([]string)
+}
+
+// MaxCounted bounds what a Resumable parser hands on to be saved.
+const MaxCounted = 4096
+
 // Format is one log format in the registry.
 type Format struct {
 	Name string

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -94,6 +95,9 @@ var migrations = []string{
 		addr  TEXT NOT NULL,
 		PRIMARY KEY (block, addr)
 	) WITHOUT ROWID;`,
+	// What a parser counted and the log may name again (Postfix's queue
+	// IDs of messages not yet removed), one per line, with the position.
+	`ALTER TABLE positions ADD COLUMN counted TEXT NOT NULL DEFAULT '';`,
 }
 
 // Store is a state.Store in an SQLite file.
@@ -309,15 +313,19 @@ func (s *Store) Load() (*state.Snapshot, error) {
 		snap.Offenses = append(snap.Offenses, o)
 	}
 	orow.Close()
-	prow, err := s.db.Query(`SELECT input, device, inode, offset, line, fingerprint FROM positions`)
+	prow, err := s.db.Query(`SELECT input, device, inode, offset, line, fingerprint, counted FROM positions`)
 	if err != nil {
 		return nil, s.wrap("load positions", err)
 	}
 	for prow.Next() {
 		var p state.Position
-		if err := prow.Scan(&p.Input, &p.Device, &p.Inode, &p.Offset, &p.Line, &p.Fingerprint); err != nil {
+		var counted string
+		if err := prow.Scan(&p.Input, &p.Device, &p.Inode, &p.Offset, &p.Line, &p.Fingerprint, &counted); err != nil {
 			prow.Close()
 			return nil, s.wrap("load positions", err)
+		}
+		if counted != "" {
+			p.Counted = strings.Split(counted, "\n")
 		}
 		snap.Positions[p.Input] = p
 	}
@@ -463,8 +471,8 @@ func (s *Store) Commit(b *state.Batch) error {
 		}
 	}
 	for _, p := range b.Positions {
-		_, err := tx.Exec(`INSERT OR REPLACE INTO positions (input, device, inode, offset, line, fingerprint) VALUES (?, ?, ?, ?, ?, ?)`,
-			p.Input, int64(p.Device), int64(p.Inode), p.Offset, p.Line, p.Fingerprint)
+		_, err := tx.Exec(`INSERT OR REPLACE INTO positions (input, device, inode, offset, line, fingerprint, counted) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			p.Input, int64(p.Device), int64(p.Inode), p.Offset, p.Line, p.Fingerprint, strings.Join(p.Counted, "\n"))
 		if err != nil {
 			return s.wrap("commit positions", err)
 		}

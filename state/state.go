@@ -96,6 +96,9 @@ type Position struct {
 	Offset      int64
 	Line        int64
 	Fingerprint []byte
+	// Counted is what the input's parser counted and the log may name
+	// again (see parsers.Resumable), saved with the position it goes with.
+	Counted []string
 }
 
 // Member is a client address added to a block's enforcement.

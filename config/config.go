@@ -916,6 +916,29 @@ func (c *Config) YAML() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Warnings are what a valid config does that its author may not expect,
+// one sentence each: `check` prints them and `run` logs them.
+func Warnings(c *Config) []string {
+	var out []string
+	if w := ListenWarning(c.Listen); w != "" {
+		out = append(out, w)
+	}
+	for _, r := range c.Rules {
+		if r.Enforce != "clients" {
+			continue
+		}
+		for _, a := range r.Actions {
+			switch c.Actions[a].Type {
+			case "postfix_map":
+				out = append(out, fmt.Sprintf("rules %s: enforce: clients writes client addresses, not senders, into %s: list it under check_client_access as well as check_sender_access, or say enforce: sender", r.Name, c.Actions[a].Path))
+			case "sendmail_access":
+				out = append(out, fmt.Sprintf("rules %s: enforce: clients writes Connect: entries for client addresses, not From: entries, into %s (say enforce: sender for those)", r.Name, c.Actions[a].Path))
+			}
+		}
+	}
+	return out
+}
+
 // ListenWarning says what is wrong with serving /metrics on addr, or "":
 // the metrics name the logs, the rules and the keys blocked, and are
 // served without authentication, so an address that is not loopback

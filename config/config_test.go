@@ -166,3 +166,22 @@ func TestListenWarning(t *testing.T) {
 		}
 	}
 }
+
+// TestWarnings: a sender rule enforced on clients with a map action is
+// valid, and said to write client addresses into a sender map.
+func TestWarnings(t *testing.T) {
+	c, err := Parse("w.yaml", []byte(`
+rules:
+  - {name: s, on: [accepted], key: sender, limit: 5, per: 1m, actions: [log, pf]}
+  - {name: t, on: [accepted], key: sender, enforce: sender, limit: 5, per: 1m, actions: [log, pf]}
+actions:
+  pf: {type: postfix_map, path: /etc/postfix/bombwatch}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := Warnings(c)
+	if len(w) != 1 || !strings.Contains(w[0], "rules s: enforce: clients writes client addresses") || !strings.Contains(w[0], "check_client_access") {
+		t.Errorf("Warnings = %q", w)
+	}
+}

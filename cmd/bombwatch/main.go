@@ -237,7 +237,7 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if w := config.ListenWarning(cfg.Listen); w != "" {
+	for _, w := range config.Warnings(cfg) {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", cfg.File, w)
 	}
 	fmt.Fprintf(stdout, "# effective config from %s\n", cfg.File)

@@ -36,6 +36,9 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 	logger := daemon.NewLogger(cfg, os.Stderr)
+	for _, w := range config.Warnings(cfg) {
+		logger.Warn(w, "config", cfg.File)
+	}
 	if *cleanup {
 		return daemon.Cleanup(context.Background(), cfg, logger)
 	}
@@ -59,9 +62,6 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		}
 	}()
 	if cfg.Listen != "" {
-		if w := config.ListenWarning(cfg.Listen); w != "" {
-			logger.Warn(w)
-		}
 		ln, err := net.Listen("tcp", cfg.Listen)
 		if err != nil {
 			return fmt.Errorf("listen: %w", err)

@@ -199,17 +199,19 @@ func findRotated(path string, id Identity, offset, line int64) *Reader {
 	return nil
 }
 
-// sameFile reports whether two identities name one file, or one content:
-// the same first bytes (a copy, a compressed file), or the same inode —
-// unless their first bytes, taken over the same length, differ: a file
-// removed (delaycompress removes the .1 it compressed) gives its inode to
-// the next one made.
-func sameFile(a, b Identity) bool {
-	na, nb := fingerprintLen(a.Fingerprint), fingerprintLen(b.Fingerprint)
-	if na > 0 && na == nb {
-		return bytes.Equal(headPrint(a.Fingerprint), headPrint(b.Fingerprint))
+// readerIs reports whether r reads the file id names: r's first bytes,
+// over the length id's fingerprint was taken of, hash the same — the file
+// grown since, a copy, or a compressed one. An inode alone says nothing:
+// a file removed (delaycompress, or the oldest rotation) gives its inode
+// to the next one made. An id taken of an empty file names r only when r
+// is that inode and still empty.
+func readerIs(r *Reader, id Identity) bool {
+	n := fingerprintLen(id.Fingerprint)
+	if n == 0 {
+		return id.Inode != 0 && r.ID.Inode == id.Inode && r.ID.Device == id.Device && fingerprintLen(r.ID.Fingerprint) == 0
 	}
-	return a.Inode != 0 && a.Inode == b.Inode && a.Device == b.Device
+	head, _ := r.br.Peek(n)
+	return len(head) == n && bytes.Equal(Fingerprint(head), headPrint(id.Fingerprint))
 }
 
 // finished remembers a file as read to its end.
@@ -220,9 +222,9 @@ func (f *Follower) finished(id Identity) {
 	f.done = append(f.done, id)
 }
 
-func (f *Follower) wasRead(id Identity) bool {
+func (f *Follower) wasRead(r *Reader) bool {
 	for _, d := range f.done {
-		if sameFile(d, id) {
+		if readerIs(r, d) {
 			return true
 		}
 	}
@@ -312,7 +314,7 @@ func (f *Follower) newerThan(last Identity, since time.Time, cur Identity, curHe
 	sort.SliceStable(all, func(i, j int) bool { return olderRotation(base, all[i].Name, all[j].Name) })
 	lastAt := -1
 	for i, r := range all {
-		if sameFile(r.ID, last) {
+		if readerIs(r, last) {
 			lastAt = i
 		}
 	}
@@ -323,7 +325,7 @@ func (f *Follower) newerThan(last Identity, since time.Time, cur Identity, curHe
 			newer = !r.ModTime.Before(since)
 		}
 		isCurrent := cur.Inode != 0 && r.ID.Inode == cur.Inode && r.ID.Device == cur.Device
-		if !newer || isCurrent || fingerprintLen(r.ID.Fingerprint) == 0 || sameFile(r.ID, last) || f.wasRead(r.ID) || copyOfCurrent(r.ID) {
+		if !newer || isCurrent || fingerprintLen(r.ID.Fingerprint) == 0 || readerIs(r, last) || f.wasRead(r) || copyOfCurrent(r.ID) {
 			r.Close()
 			continue
 		}

@@ -222,6 +222,7 @@ func (f *Follower) finished(id Identity) {
 	f.done = append(f.done, id)
 }
 
+// wasRead reports whether r reads a file already read to its end.
 func (f *Follower) wasRead(r *Reader) bool {
 	for _, d := range f.done {
 		if readerIs(r, d) {
@@ -234,10 +235,10 @@ func (f *Follower) wasRead(r *Reader) bool {
 // rotatedAfter opens the files rotated after the one last read that are
 // neither the current file nor read already, oldest first. Rotation
 // order is by name — multilog's @tai64n and dateext names sort oldest
-// first, logrotate's numbers newest first — which holds where
-// modification times tie; when the last file is no longer to be found
-// (removed, or compressed under another first block), the files modified
-// at or after since count.
+// first, logrotate's numbers newest first — never by modification time,
+// which ties within a clock tick; when the last file is no longer to be
+// found (removed, or compressed under another first block), the files
+// modified at or after since count.
 //
 // It also returns the file that was current when it looked, open: the
 // follower goes on with that very file, so that one rotated while it

@@ -48,20 +48,6 @@ func faultSize(t *testing.T) (int, uint64) {
 	return lines, seed
 }
 
-// startRunning starts a daemon and waits until it follows its inputs: a
-// SIGTERM before its handler is set would end it as the default does.
-func startRunning(t *testing.T, cfg string) *daemonProc {
-	t.Helper()
-	d := startDaemon(t, cfg, "--log-clock")
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(d.stderr.String(), "msg=running"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("the daemon did not start:\n%s", d.stderr)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return d
-}
-
 // rotator rotates a log one way.
 type rotator struct {
 	path  string // the file written

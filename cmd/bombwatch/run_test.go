@@ -85,6 +85,21 @@ func startDaemon(t testing.TB, cfg string, args ...string) *daemonProc {
 	return d
 }
 
+// startRunning starts a daemon and waits until it follows its inputs: a
+// SIGTERM before its handler is set would end it as the default does, and
+// a file rotated before it follows its inputs is not its to read.
+func startRunning(t *testing.T, cfg string) *daemonProc {
+	t.Helper()
+	d := startDaemon(t, cfg, "--log-clock")
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(d.stderr.String(), "msg=running"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon did not start:\n%s", d.stderr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return d
+}
+
 // lockedBuffer is the daemon's stderr: written by exec's goroutine, read by
 // the test.
 type lockedBuffer struct {
@@ -254,7 +269,7 @@ func TestRunFollowsGrowthAndRotation(t *testing.T) {
 	if len(want) < 6 {
 		t.Fatalf("only %d detections to find", len(want))
 	}
-	d := startDaemon(t, cfg, "--log-clock")
+	d := startRunning(t, cfg) // a file rotated before it runs is not its to read
 	parts := chunks(data, 9, rand.New(rand.NewPCG(1, 2)))
 	size := int64(0)
 	for i, p := range parts {
@@ -296,7 +311,7 @@ func TestRunMultilog(t *testing.T) {
 	cfg := writeConfig(t, dir, fmt.Sprintf("  - {path: %s, format: qmail, start: beginning, poll: 100ms}\n", cur))
 	data := genLog(t, "qmail", 20000, 6)
 	want := replayDetections(t, cfg, data)
-	d := startDaemon(t, cfg, "--log-clock")
+	d := startRunning(t, cfg) // a file rotated before it runs is not its to read
 	size := int64(0)
 	for i, p := range chunks(data, 5, rand.New(rand.NewPCG(3, 4))) {
 		if i > 0 { // multilog: current becomes @<tai64n>.s, a new current starts

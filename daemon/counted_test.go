@@ -2,15 +2,12 @@ package daemon
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/bombwatch/bombwatch/config"
 	"github.com/bombwatch/bombwatch/sqlite"
 	"github.com/bombwatch/bombwatch/state"
 )
@@ -22,10 +19,7 @@ func TestDeferredRetryAfterRestart(t *testing.T) {
 	dir := t.TempDir()
 	log := filepath.Join(dir, "mail.log")
 	db := filepath.Join(dir, "state.db")
-	cfg, err := config.Parse("test.yaml", []byte(fmt.Sprintf("state: %s\ninputs: [{path: %s, poll: 20ms, start: beginning}]\nrules:\n  - {name: m, on: [accepted], key: sender, limit: 1000, per: 1h}\n", db, log)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	yaml := fmt.Sprintf("state: %s\ninputs: [{path: %s, poll: 20ms, start: beginning}]\nrules:\n  - {name: m, on: [accepted], key: sender, limit: 1000, per: 1h}\n", db, log)
 	var b bytes.Buffer
 	b.WriteString("2026-11-20T10:00:00Z mx postfix/smtpd[1]: 4DEFE11ED: client=c.example[192.0.2.1]\n")
 	b.WriteString("2026-11-20T10:00:01Z mx postfix/qmgr[2]: 4DEFE11ED: from=<deferred@example.org>, size=100, nrcpt=1 (queue active)\n")
@@ -35,12 +29,7 @@ func TestDeferredRetryAfterRestart(t *testing.T) {
 	}
 	os.WriteFile(log, b.Bytes(), 0o644)
 	run := func() {
-		ctx, cancel := context.WithCancel(context.Background())
-		ready, done := make(chan struct{}), make(chan error, 1)
-		go func() {
-			done <- Run(ctx, Options{Load: func() (*config.Config, error) { return cfg, nil }, Logger: slog.New(slog.DiscardHandler), Ready: ready})
-		}()
-		<-ready
+		_, stop := runInProcess(t, yaml)
 		size := int64(len(b.Bytes()))
 		for deadline := time.Now().Add(20 * time.Second); ; {
 			s, err := sqlite.Open(db)
@@ -56,8 +45,7 @@ func TestDeferredRetryAfterRestart(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
 	}

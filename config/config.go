@@ -29,6 +29,9 @@ type Config struct {
 	State    string `yaml:"state"`
 	Timezone string `yaml:"timezone,omitempty"`
 	Listen   string `yaml:"listen,omitempty"` // Prometheus /metrics and /healthz
+	// MergeDelay bounds how long run holds back an input's events for
+	// another input that has nothing to read (see input.Merger).
+	MergeDelay Duration `yaml:"merge_delay,omitempty"`
 	// Retention is how long the per-minute counts reports read are kept.
 	Retention Duration       `yaml:"retention"`
 	Log       Log            `yaml:"log"`
@@ -258,7 +261,7 @@ func Load(path string) (*Config, error) {
 // Parse reads and checks a config. The error, if any, is an Errors.
 func Parse(file string, data []byte) (*Config, error) {
 	d := &decoder{file: file, lines: map[string]int{}}
-	c := &Config{File: file, Actions: map[string]Act{}}
+	c := &Config{File: file, Actions: map[string]Act{}, MergeDelay: Duration(time.Second)}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		line := 0
@@ -418,6 +421,12 @@ func (d *decoder) config(n *yaml.Node, c *Config) {
 		"state":     func(f string, v *yaml.Node) { d.str(v, f, &c.State) },
 		"listen":    func(f string, v *yaml.Node) { d.str(v, f, &c.Listen) },
 		"retention": func(f string, v *yaml.Node) { d.duration(v, f, &c.Retention) },
+		"merge_delay": func(f string, v *yaml.Node) {
+			d.duration(v, f, &c.MergeDelay)
+			if c.MergeDelay < 0 || time.Duration(c.MergeDelay) > time.Minute {
+				d.errorf(v, f, "must be between 0s and 1m")
+			}
+		},
 		"log": func(f string, v *yaml.Node) {
 			d.fields(v, f, map[string]func(string, *yaml.Node){
 				"format": func(f string, v *yaml.Node) { d.str(v, f, &c.Log.Format) },

@@ -49,6 +49,10 @@ type Options struct {
 	Tick <-chan time.Time
 }
 
+// runMax is how many events run between two looks at the daemon's other
+// work.
+const runMax = 4096
+
 // commitEvery bounds the time between commits while lines come in: what a
 // crash can cost to re-read, and how stale the state others read may be.
 const commitEvery = 200 * time.Millisecond
@@ -117,8 +121,6 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		p.Reapply(p.Clock())
 	}
 
-	inCtx, stopInputs := context.WithCancel(ctx)
-	batches := make(chan *batch, 16)
 	// A state older than the generation noted beside it lost its last
 	// saves: its -wal removed, or the file restored from a backup. Say so;
 	// inputs resume from the positions it still holds, and one it holds
@@ -136,18 +138,18 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		}
 	}
 	defer noteSaved()
-	ins, err := startInputs(inCtx, cfg, p.Positions(), batches, log)
-	if err != nil {
-		stopInputs()
-		return nil, err
+	wall := o.Now
+	if wall == nil {
+		wall = time.Now
 	}
+	ins := openInputs(cfg, p.Positions(), wall, log)
+	defer ins.Close()
 	if o.Ready != nil {
 		close(o.Ready)
 		o.Ready = nil
 	}
 	log.Info("running", "config", cfg.File, "state", cfg.State, "inputs", len(cfg.Inputs), "rules", len(cfg.Rules))
 
-	positions := map[string]state.Position{}
 	dirty := false
 	lastCommit := time.Now()
 	// A state that cannot be saved (disk full, read-only, locked) stops
@@ -177,12 +179,8 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 	commit := func(wait bool) error {
 		var err error
 		if dirty || wait {
-			pos := make([]state.Position, 0, len(positions))
-			for _, p := range positions {
-				pos = append(pos, p)
-			}
 			start := time.Now()
-			err = p.CommitPositions(pos, wait)
+			err = p.CommitNow(ins.Merger, wait)
 			metrics.commitSeconds.Observe(time.Since(start).Seconds())
 			dirty, lastCommit = false, time.Now()
 		} else {
@@ -191,19 +189,32 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		saved(err)
 		return err
 	}
-	stop := func() error {
-		stopInputs()
-		ins.wait()
-		// Lines already handed over still run: their positions are past.
-		for {
-			select {
-			case b := <-batches:
-				run(p, b, positions)
-				continue
-			default:
+	// Events run between the other work: at most runMax at a time, so
+	// that a long catch-up still ticks, commits and answers SIGTERM.
+	var kinds [8]int
+	countKinds := func() {
+		for _, k := range parsers.Kinds() {
+			if kinds[k] > 0 {
+				metrics.events.WithLabelValues(k.String()).Add(float64(kinds[k]))
+				kinds[k] = 0
 			}
-			break
 		}
+	}
+	runReady := func() (more bool, wait time.Duration) {
+		for range runMax {
+			e, wait, _ := ins.Next()
+			if e == nil {
+				return false, wait
+			}
+			kinds[e.Kind&7]++
+			p.Event(e)
+			dirty = true
+		}
+		return true, 0
+	}
+	stop := func() error {
+		countKinds()
+		ins.count()
 		dirty = true
 		if err := commit(true); err != nil {
 			return err
@@ -216,21 +227,36 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		defer t.Stop()
 		tick = t.C
 	}
+	ready := make(chan struct{})
+	close(ready)
+	idle := time.NewTimer(time.Hour)
+	defer idle.Stop()
 	for {
-		in := batches
-		if failing != nil {
-			in = nil // reading waits for the state to be saved
+		var wake <-chan struct{}
+		var idleC <-chan time.Time
+		more := false
+		if failing == nil { // else reading waits for the state to be saved
+			var wait time.Duration
+			more, wait = runReady()
+			if dirty && time.Since(lastCommit) >= commitEvery {
+				commit(false)
+			}
+			wake = ins.Wake()
+			if wait > 0 {
+				idle.Reset(wait)
+				idleC = idle.C
+			}
+		}
+		if more {
+			wake = ready // more to run: look at the rest, and go on
 		}
 		select {
 		case <-ctx.Done():
 			log.Info("stopping")
 			return nil, stop()
-		case b := <-in:
-			run(p, b, positions)
-			dirty = true
-			if time.Since(lastCommit) >= commitEvery {
-				commit(false)
-			}
+		case <-wake:
+			dirty = true // a position may have moved, past lines without events
+		case <-idleC:
 		case <-tick:
 			noteSaved()
 			if o.Now != nil {
@@ -240,6 +266,9 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 			for _, a := range p.Active() {
 				metrics.active.WithLabelValues(a.Rule).Inc()
 			}
+			countKinds()
+			ins.count()
+			ins.scan()
 			commit(false)
 		case <-o.Reload:
 			next, err := o.Load()
@@ -297,27 +326,6 @@ func Cleanup(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		}
 	}
 	return first
-}
-
-// run runs a batch of events and notes its input's position.
-func run(p *pipeline.Pipeline, b *batch, positions map[string]state.Position) {
-	var kinds [8]int
-	for i := range b.events {
-		kinds[b.events[i].Kind&7]++
-		p.Event(&b.events[i])
-	}
-	for _, k := range parsers.Kinds() {
-		if kinds[k] > 0 {
-			metrics.events.WithLabelValues(k.String()).Add(float64(kinds[k]))
-		}
-	}
-	p.AddStats(b.stats)
-	if b.pos.Input != "" {
-		positions[b.pos.Input] = b.pos
-	}
-	if !b.sent.IsZero() {
-		metrics.lag.WithLabelValues(b.input).Set(time.Since(b.sent).Seconds())
-	}
 }
 
 // LoadFile returns a loader of the config at path, or of the built-in one.

@@ -38,7 +38,7 @@ var metrics = struct {
 	active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bombwatch_blocks_active",
 		Help: "Blocks in force, by rule."}, []string{"rule"}),
 	lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bombwatch_input_lag_seconds",
-		Help: "Time from an input's batch being read to its events being counted."}, []string{"input"}),
+		Help: "How long the events of an input waiting to be counted have been read; 0 when none waits."}, []string{"input"}),
 	commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bombwatch_sqlite_commit_seconds",
 		Help: "Time to hand a batch to SQLite (the transaction may run on after).", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8)}),
 	commitFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "bombwatch_state_commit_failures_total",

@@ -358,3 +358,6 @@ func Before(path string, offset, span int64, fn func(line []byte)) error {
 	}
 	return nil
 }
+
+// Buffered is how many bytes can be read without waiting for the file.
+func (r *Reader) Buffered() int { return r.br.Buffered() }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bombwatch/bombwatch/config"
+	"github.com/bombwatch/bombwatch/input"
 	"github.com/bombwatch/bombwatch/sqlite"
 	"github.com/bombwatch/bombwatch/state"
 )
@@ -37,11 +38,11 @@ func BenchmarkReplay(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				src, err := OpenSource(log, SourceOptions{Location: time.UTC})
+				src, err := input.OpenSource(input.Spec{Path: log}, input.Options{Location: time.UTC})
 				if err != nil {
 					b.Fatal(err)
 				}
-				if err := p.Process([]*Source{src}); err != nil {
+				if err := p.Process(input.NewMerger([]*input.Source{src})); err != nil {
 					b.Fatal(err)
 				}
 				lines += src.Stats.Lines

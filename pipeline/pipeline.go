@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/bombwatch/bombwatch/actions"
+	"github.com/bombwatch/bombwatch/input"
 	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/state"
 	"github.com/bombwatch/bombwatch/window"
@@ -113,23 +114,30 @@ type Stats struct {
 	Unblocks int64
 }
 
-// Process reads the sources to their ends, merged by event time, and runs
-// every event through the rules; the state is committed every CommitEvery
-// events and at the end.
-func (p *Pipeline) Process(srcs []*Source) error {
+// Process runs every event of the merged sources through the rules until
+// they are all read; the state is committed every CommitEvery events and at
+// the end. Followed sources are never all read: the daemon runs its own
+// loop, Next by Next, between its other work.
+func (p *Pipeline) Process(m *input.Merger) error {
 	for {
-		src := nextSource(srcs) // input → parser
-		if src == nil {
-			break
+		e, wait, done := m.Next() // input → parser, merged by time
+		switch {
+		case done:
+			return p.Commit(m)
+		case e == nil && wait > 0:
+			time.Sleep(wait)
+			continue
+		case e == nil:
+			<-m.Wake()
+			continue
 		}
-		p.Event(src.pop()) // rule → window → block → action
+		p.Event(e) // rule → window → block → action
 		if p.events++; p.events >= p.opts.CommitEvery {
-			if err := p.commit(srcs, false); err != nil { // store
+			if err := p.commit(m, false); err != nil { // store
 				return err
 			}
 		}
 	}
-	return p.Commit(srcs)
 }
 
 // Event runs one event through every rule.
@@ -515,18 +523,17 @@ func (p *Pipeline) record(id int64, action, status string) {
 }
 
 // Commit saves, in one transaction, the windows changed, the blocks started
-// and lifted, and how far each source has been read, and waits until it is
-// saved.
-func (p *Pipeline) Commit(srcs []*Source) error {
-	return p.commit(srcs, true)
+// and lifted, and how far each source of m (nil: none) has been read, and
+// waits until it is saved. Without wait the transaction may run in the
+// background (see commit).
+func (p *Pipeline) Commit(m *input.Merger) error {
+	return p.commit(m, true)
 }
 
-// CommitPositions saves the state with the given input positions: the
-// daemon's, whose inputs are followed rather than read as Sources. Unless
-// wait is set, the transaction may run in the background (see commit).
-func (p *Pipeline) CommitPositions(pos []state.Position, wait bool) error {
-	p.batch.Positions = append(p.batch.Positions, pos...)
-	return p.commit(nil, wait)
+// CommitNow is Commit that may leave the transaction running in the
+// background, unless wait is set.
+func (p *Pipeline) CommitNow(m *input.Merger, wait bool) error {
+	return p.commit(m, wait)
 }
 
 // Close waits for a commit under way.
@@ -537,7 +544,7 @@ func (p *Pipeline) Close() error { return p.waitCommit() }
 // commit under way at most: the next waits for it. A batch that starts a
 // block is saved before commit returns, so that an action's outcome always
 // finds its block in the store.
-func (p *Pipeline) commit(srcs []*Source, wait bool) error {
+func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 	p.events = 0
 	if p.opts.Store == nil {
 		for _, r := range p.rules {
@@ -570,12 +577,9 @@ func (p *Pipeline) commit(srcs []*Source, wait bool) error {
 			})
 		}
 	}
-	for _, s := range srcs {
-		if pos, ok := s.position(); ok { // first: it hands on its batch's stats
-			b.Positions = append(b.Positions, pos)
-		}
-		b.Stats = append(b.Stats, s.doneStats...)
-		s.doneStats = s.doneStats[:0]
+	if m != nil {
+		b.Positions = m.Positions(b.Positions) // first: it hands on the batches' stats
+		b.Stats = m.TakeStats(b.Stats)
 	}
 	b.Clock = p.clock
 	// A batch that failed (disk full, read-only, locked) is saved first,

@@ -15,6 +15,7 @@ import (
 	"github.com/bombwatch/bombwatch/config"
 	"github.com/bombwatch/bombwatch/internal/corpus"
 	"github.com/bombwatch/bombwatch/internal/loggen"
+	"github.com/bombwatch/bombwatch/input"
 	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/sqlite"
 	"github.com/bombwatch/bombwatch/state"
@@ -43,16 +44,16 @@ func replay(t testing.TB, cfg *config.Config, store state.Store, exec *actions.E
 	if err != nil {
 		t.Fatal(err)
 	}
-	var srcs []*Source
+	var srcs []*input.Source
 	for _, l := range logs {
-		s, err := OpenSource(l, SourceOptions{Format: "auto", Location: time.UTC, Now: ref, Positions: p.Positions()})
+		s, err := input.OpenSource(input.Spec{Path: l, Format: "auto"}, input.Options{Location: time.UTC, Now: func() time.Time { return ref }, Positions: p.Positions()})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer s.Close()
 		srcs = append(srcs, s)
 	}
-	if err := p.Process(srcs); err != nil {
+	if err := p.Process(input.NewMerger(srcs)); err != nil {
 		t.Fatal(err)
 	}
 	if exec != nil {
@@ -121,7 +122,7 @@ func TestDefaultConfigCatchesThePlantedBombs(t *testing.T) {
 // some window (t-per, t], by brute force over every pair of events.
 func groundTruth(t testing.TB, log string, limit int, per time.Duration) map[string]bool {
 	t.Helper()
-	s, err := OpenSource(log, SourceOptions{Format: "auto", Location: time.UTC, Now: ref})
+	s, err := input.OpenSource(input.Spec{Path: log, Format: "auto"}, input.Options{Location: time.UTC, Now: func() time.Time { return ref }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -459,11 +460,11 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("%s: %d accepted", l, p.Stats.Events[parsers.Accepted])
 		}
 	}
-	if _, err := OpenSource(filepath.Join(t.TempDir(), "missing.log"), SourceOptions{}); err == nil || !strings.Contains(err.Error(), "missing.log") {
+	if _, err := input.OpenSource(input.Spec{Path: filepath.Join(t.TempDir(), "missing.log")}, input.Options{}); err == nil || !strings.Contains(err.Error(), "missing.log") {
 		t.Errorf("missing file: %v", err)
 	}
 	garbage := writeLog(t, "hello", "world")
-	if _, err := OpenSource(garbage, SourceOptions{Format: "auto"}); err == nil || !strings.Contains(err.Error(), "--format") {
+	if _, err := input.OpenSource(input.Spec{Path: garbage, Format: "auto"}, input.Options{}); err == nil || !strings.Contains(err.Error(), "--format") {
 		t.Errorf("undetectable file: %v", err)
 	}
 }
@@ -494,12 +495,12 @@ func TestStatsRetention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := OpenSource(log, SourceOptions{Location: time.UTC, Stats: true})
+	src, err := input.OpenSource(input.Spec{Path: log}, input.Options{Location: time.UTC, Stats: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	if err := p.Process([]*Source{src}); err != nil {
+	if err := p.Process(input.NewMerger([]*input.Source{src})); err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]int64{}

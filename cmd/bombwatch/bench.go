@@ -15,6 +15,7 @@ import (
 
 	"github.com/bombwatch/bombwatch/actions"
 	"github.com/bombwatch/bombwatch/config"
+	"github.com/bombwatch/bombwatch/input"
 	"github.com/bombwatch/bombwatch/internal/loggen"
 	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/pipeline"
@@ -168,8 +169,8 @@ func benchStage(stage, path, format, dir string) (benchResult, error) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	start := time.Now()
-	src, err := pipeline.OpenSource(path, pipeline.SourceOptions{Format: format, Location: time.UTC, Now: start,
-		Stats: stage != "parse" && stage != "replay memory"})
+	src, err := input.OpenSource(input.Spec{Path: path, Format: format}, input.Options{Location: time.UTC,
+		Now: func() time.Time { return start }, Stats: stage != "parse" && stage != "replay memory"})
 	if err != nil {
 		return r, err
 	}
@@ -198,7 +199,7 @@ func benchStage(stage, path, format, dir string) (benchResult, error) {
 		if err != nil {
 			return r, err
 		}
-		if err := p.Process([]*pipeline.Source{src}); err != nil {
+		if err := p.Process(input.NewMerger([]*input.Source{src})); err != nil {
 			return r, err
 		}
 		r.Blocks = p.Stats.Blocks

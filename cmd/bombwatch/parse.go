@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bombwatch/bombwatch/input"
 	"github.com/bombwatch/bombwatch/parsers"
-	"github.com/bombwatch/bombwatch/pipeline"
 )
 
 // fileStats is what `parse --stats` reports of one log.
@@ -71,7 +71,7 @@ func runParse(args []string, stdout, stderr io.Writer) error {
 }
 
 func parseFile(w *bufio.Writer, name, format string, loc *time.Location, asJSON, stats bool, top int) error {
-	src, err := pipeline.OpenSource(name, pipeline.SourceOptions{Format: format, Location: loc, Now: time.Now()})
+	src, err := input.OpenSource(input.Spec{Path: name, Format: format}, input.Options{Location: loc})
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bombwatch/bombwatch/actions"
 	"github.com/bombwatch/bombwatch/config"
+	"github.com/bombwatch/bombwatch/input"
 	"github.com/bombwatch/bombwatch/internal/safefile"
 	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/pipeline"
@@ -80,24 +81,25 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 	if *fromStart {
 		positions = nil
 	}
-	opts := pipeline.SourceOptions{Format: *format, Location: location(cfg), Now: time.Now(), Positions: positions, Stats: store != nil}
-	var srcs []*pipeline.Source
-	failed := 0
-	for _, name := range logs {
-		src, err := pipeline.OpenSource(name, opts)
-		if err != nil {
-			// One bad log does not stop the others; the exit status says it.
-			fmt.Fprintf(stderr, "bombwatch replay: %v\n", err)
-			failed++
-			continue
-		}
-		defer src.Close()
-		srcs = append(srcs, src)
+	opts := input.Options{Location: location(cfg), Positions: positions, Stats: store != nil}
+	specs := make([]input.Spec, len(logs))
+	for i, name := range logs {
+		specs[i] = input.Spec{Path: name, Format: *format}
 	}
+	// The files of one log (mail.log.1, mail.log) are one source: one
+	// parser reads across them, as the daemon's does across a rotation.
+	srcs, errs := input.OpenSources(specs, opts)
+	for _, err := range errs {
+		// One bad log does not stop the others; the exit status says it.
+		fmt.Fprintf(stderr, "bombwatch replay: %v\n", err)
+	}
+	failed := len(errs)
+	merged := input.NewMerger(srcs)
+	defer merged.Close()
 
 	start := time.Now()
 	stopProgress := progress(stderr, srcs, start)
-	err = p.Process(srcs)
+	err = p.Process(merged)
 	stopProgress()
 	exec.Wait()
 	if err != nil {
@@ -119,7 +121,7 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 
 // progress shows the lines read on a terminal, every half second, and
 // nothing when stderr is not one (cron, a pipe).
-func progress(w io.Writer, srcs []*pipeline.Source, start time.Time) func() {
+func progress(w io.Writer, srcs []*input.Source, start time.Time) func() {
 	f, ok := w.(*os.File)
 	if !ok {
 		return func() {}
@@ -184,7 +186,7 @@ func printDetection(w io.Writer, d pipeline.Detection, asJSON bool) {
 	fmt.Fprintln(w, line)
 }
 
-func summarize(w io.Writer, srcs []*pipeline.Source, p *pipeline.Pipeline, elapsed time.Duration) {
+func summarize(w io.Writer, srcs []*input.Source, p *pipeline.Pipeline, elapsed time.Duration) {
 	var lines, recognised, skipped int64
 	for _, s := range srcs {
 		lines += s.Stats.Lines

@@ -11,8 +11,8 @@ import (
 
 	"github.com/bombwatch/bombwatch/actions"
 	"github.com/bombwatch/bombwatch/config"
+	"github.com/bombwatch/bombwatch/input"
 	"github.com/bombwatch/bombwatch/parsers"
-	"github.com/bombwatch/bombwatch/pipeline"
 	"github.com/bombwatch/bombwatch/report"
 	"github.com/bombwatch/bombwatch/sqlite"
 )
@@ -219,7 +219,7 @@ func num(v float64) string { return fmt.Sprint(v) }
 // evidence reads the log again up to the line that crossed the limit, and
 // returns the lines of the key's events within the window before it.
 func evidence(file string, upTo int64, keyType, key string, from, to time.Time, loc *time.Location) ([]string, error) {
-	src, err := pipeline.OpenSource(file, pipeline.SourceOptions{Format: "auto", Location: loc, Now: time.Now()})
+	src, err := input.OpenSource(input.Spec{Path: file, Format: "auto"}, input.Options{Location: loc})
 	if err != nil {
 		return nil, err
 	}

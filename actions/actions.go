@@ -98,7 +98,11 @@ func FormatNumber(v float64) string {
 
 // Executor runs the actions of detections: the log action at once, in
 // order, and external ones in the background, at most Concurrency at a
-// time, so that a slow hook never stalls the reading of logs.
+// time. Dispatch never waits for them: a slow hook never stalls the reading
+// of logs. What waits is queued, bounded by Queue; the actions of one key
+// run in the order dispatched (a block before its unblock), and an action
+// that can apply several detections at once (a Batcher: a map, nft) is
+// handed all of its waiting ones together.
 type Executor struct {
 	Log *slog.Logger
 	// Act runs external actions; without it they are recorded as dry_run.
@@ -107,28 +111,53 @@ type Executor struct {
 	Record func(blockID int64, action, status string)
 	// Concurrency bounds external actions running at once (default 4).
 	Concurrency int
+	// Queue bounds the external actions waiting to run (default 10000);
+	// beyond it they are dropped, logged and told to Dropped.
+	Queue int
 	// Failed, when set, is told the name of each action that failed.
 	Failed func(action string)
+	// Dropped, when set, is told the name of each action dropped.
+	Dropped func(action string)
 	// Retries is how many times a failing external action is tried again
 	// (default 2), after Backoff (default 1s), doubling each time.
 	Retries int
 	Backoff time.Duration
+	// Context, when done, ends the waits between retries and the running
+	// of what is queued (SIGTERM): what did not run is applied again at
+	// the next start, from the blocks in force. Nil never ends.
+	Context context.Context
 
-	once sync.Once
-	sem  chan struct{}
-	wg   sync.WaitGroup
+	mu      sync.Mutex
+	queues  map[queueKey][]job // waiting, in order, by action and key
+	ready   []queueKey         // keys with jobs waiting and none running
+	waiting int
+	workers int
+	wg      sync.WaitGroup
 }
+
+type queueKey struct {
+	action Action
+	key    string
+}
+
+type job struct {
+	d Detection
+	a Action
+}
+
+// Batcher is an action that applies several detections at once: one map
+// rewrite and one postmap, one nft transaction. It returns an error per
+// detection.
+type Batcher interface {
+	RunBatch(ctx context.Context, ds []Detection) []error
+}
+
+// batchMax bounds the detections handed to a Batcher at once.
+const batchMax = 1000
 
 // Dispatch runs the actions for d. It returns whether the external actions
 // are executed (false when they are only reported).
 func (x *Executor) Dispatch(d Detection, acts []Action) bool {
-	x.once.Do(func() {
-		n := x.Concurrency
-		if n <= 0 {
-			n = 4
-		}
-		x.sem = make(chan struct{}, n)
-	})
 	for _, a := range acts {
 		switch {
 		case !a.External():
@@ -136,15 +165,125 @@ func (x *Executor) Dispatch(d Detection, acts []Action) bool {
 		case !x.Act || isDryRun(a):
 			x.record(d, a.Name(), StatusDryRun)
 		default:
-			x.wg.Add(1)
-			x.sem <- struct{}{}
-			go func() {
-				defer func() { <-x.sem; x.wg.Done() }()
-				x.finish(d, a, x.retry(a, d))
-			}()
+			x.enqueue(job{d, a})
 		}
 	}
 	return x.Act
+}
+
+func (x *Executor) enqueue(j job) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	limit := x.Queue
+	if limit <= 0 {
+		limit = 10000
+	}
+	if x.waiting >= limit {
+		x.logger().Error("action dropped: too many waiting", "action", j.a.Name(), "event", j.d.Event, "key", j.d.Key, "waiting", x.waiting)
+		x.record(j.d, j.a.Name(), StatusFailed)
+		if x.Dropped != nil {
+			x.Dropped(j.a.Name())
+		}
+		return
+	}
+	if x.queues == nil {
+		x.queues = map[queueKey][]job{}
+	}
+	k := queueKey{j.a, j.d.Key}
+	q, known := x.queues[k]
+	x.queues[k] = append(q, j)
+	if !known {
+		x.ready = append(x.ready, k) // else it is waiting or running already
+	}
+	x.waiting++
+	n := x.Concurrency
+	if n <= 0 {
+		n = 4
+	}
+	if x.workers < n {
+		x.workers++
+		x.wg.Add(1)
+		go x.work()
+	}
+}
+
+func (x *Executor) ctx() context.Context {
+	if x.Context != nil {
+		return x.Context
+	}
+	return context.Background()
+}
+
+// work runs waiting actions until none is left (or the context is done).
+func (x *Executor) work() {
+	defer x.wg.Done()
+	for {
+		x.mu.Lock()
+		if len(x.ready) == 0 || x.ctx().Err() != nil {
+			if n := x.waiting; n > 0 && len(x.ready) > 0 {
+				x.logger().Warn("stopping with actions not run: blocks in force are applied again at the next start", "waiting", n)
+				x.ready, x.queues, x.waiting = nil, nil, 0
+			}
+			x.workers--
+			x.mu.Unlock()
+			return
+		}
+		// The first ready key, and — for a Batcher — every other ready key
+		// of the same action: one write for a burst of blocks.
+		first := x.ready[0]
+		keys := []queueKey{first}
+		rest := x.ready[:0]
+		_, batches := first.action.(Batcher)
+		for _, k := range x.ready[1:] {
+			if batches && k.action == first.action && len(keys) < batchMax {
+				keys = append(keys, k)
+			} else {
+				rest = append(rest, k)
+			}
+		}
+		x.ready = rest
+		jobs := make([]job, len(keys))
+		for i, k := range keys {
+			jobs[i] = x.queues[k][0]
+		}
+		x.mu.Unlock()
+
+		if len(jobs) == 1 {
+			x.finish(jobs[0].d, jobs[0].a, x.retry(jobs[0].a, jobs[0].d))
+		} else {
+			x.runBatch(first.action.(Batcher), jobs)
+		}
+
+		x.mu.Lock()
+		for _, k := range keys {
+			if q := x.queues[k][1:]; len(q) > 0 {
+				x.queues[k] = q
+				x.ready = append(x.ready, k) // its next, in order
+			} else {
+				delete(x.queues, k)
+			}
+			x.waiting--
+		}
+		x.mu.Unlock()
+	}
+}
+
+// runBatch applies jobs of one action together; those that fail are tried
+// again one by one, as a single job is.
+func (x *Executor) runBatch(b Batcher, jobs []job) {
+	ds := make([]Detection, len(jobs))
+	for i, j := range jobs {
+		ds[i] = j.d
+	}
+	errs := b.RunBatch(context.Background(), ds)
+	var refused *Refusal
+	for i, j := range jobs {
+		err := errs[i]
+		if err != nil && !errors.As(err, &refused) {
+			err = x.retry(j.a, j.d)
+		}
+		x.finish(j.d, j.a, err)
+	}
 }
 
 // retry runs an external action until it succeeds or its retries are
@@ -164,7 +303,11 @@ func (x *Executor) retry(a Action, d Detection) error {
 	var refused *Refusal
 	for i := 0; err != nil && !errors.As(err, &refused) && i < retries; i++ {
 		x.logger().Warn("action failed; trying again", "action", a.Name(), "event", d.Event, "key", d.Key, "in", wait.String(), "err", err)
-		time.Sleep(wait)
+		select {
+		case <-time.After(wait):
+		case <-x.ctx().Done():
+			return err
+		}
 		wait *= 2
 		err = a.Run(context.Background(), d)
 	}

@@ -318,3 +318,39 @@ func TestIPTables(t *testing.T) {
 		t.Errorf("rule left after cleanup:\n%s", out)
 	}
 }
+
+// TestNFTRunBatch: a burst of blocks goes in one transaction; one that
+// fails the transaction (an unblock of an element gone already) makes each
+// go on its own, so the others still apply.
+func TestNFTRunBatch(t *testing.T) {
+	if !netns.Enter(t) {
+		return
+	}
+	netns.NeedTool(t, "nft")
+	ctx := context.Background()
+	n := &NFT{ActionName: "fw", Table: "inet bombwatch", Ports: []int{25}, Verdict: "drop", Guard: NewGuard(nil)}
+	if err := n.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	block := func(key string) Detection {
+		return Detection{Event: "block", KeyType: "client_ip", Key: key, Until: now.Add(time.Hour), Now: now}
+	}
+	errs := n.RunBatch(ctx, []Detection{block("192.0.2.1"), block("192.0.2.2"), block("2001:db8::1"), block("not an address")})
+	if errs[0] != nil || errs[1] != nil || errs[2] != nil || errs[3] == nil {
+		t.Fatalf("errors %v; want only the bad key refused", errs)
+	}
+	if s := nftList(t, "a4"); !strings.Contains(s, "192.0.2.1") || !strings.Contains(s, "192.0.2.2") {
+		t.Errorf("a4 after the batch:\n%s", s)
+	}
+	errs = n.RunBatch(ctx, []Detection{block("192.0.2.3"), {Event: "unblock", KeyType: "client_ip", Key: "192.0.2.99"},
+		{Event: "unblock", KeyType: "client_ip", Key: "192.0.2.1"}})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("detection %d: %v", i, err)
+		}
+	}
+	if s := nftList(t, "a4"); !strings.Contains(s, "192.0.2.3") || strings.Contains(s, "192.0.2.1 ") || strings.Contains(s, "192.0.2.1,") {
+		t.Errorf("a4 after the failed transaction:\n%s", s)
+	}
+}

@@ -99,6 +99,47 @@ func (m *Map) Run(ctx context.Context, d Detection) error {
 	return m.write(ctx, entries)
 }
 
+// RunBatch applies several detections with one rewrite of the map and
+// one postmap: a burst of blocks costs one write, not one each.
+func (m *Map) RunBatch(ctx context.Context, ds []Detection) []error {
+	errs := make([]error, len(ds))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	entries, err := m.read()
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	changed := false
+	for i, d := range ds {
+		line, err := m.line(d.KeyType, d.Key)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		if d.Event == "unblock" {
+			changed = changed || entries[line]
+			delete(entries, line)
+		} else {
+			changed = changed || !entries[line]
+			entries[line] = true
+		}
+	}
+	if !changed {
+		return errs
+	}
+	if err := m.write(ctx, entries); err != nil {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+	}
+	return errs
+}
+
 // read returns the lines of bombwatch's part of the file.
 func (m *Map) read() (map[string]bool, error) {
 	data, err := safefile.ReadFile(m.Path)

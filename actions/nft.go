@@ -120,39 +120,70 @@ func (n *NFT) Cleanup(ctx context.Context) error {
 
 // Run adds the key to its set for the rest of the block, or removes it.
 func (n *NFT) Run(ctx context.Context, d Detection) error {
+	cmds, err := n.commands(ctx, d)
+	if err != nil || cmds == "" {
+		return err
+	}
+	err = n.run(ctx, cmds)
+	if err != nil && d.Event == "unblock" && strings.Contains(err.Error(), "No such file or directory") {
+		return nil // it timed out already
+	}
+	return err
+}
+
+// RunBatch applies several blocks in one nft transaction. A transaction
+// fails whole, so when it does — an unblock of an element that timed out
+// already, say — each detection is applied on its own to say which.
+func (n *NFT) RunBatch(ctx context.Context, ds []Detection) []error {
+	errs := make([]error, len(ds))
+	var script strings.Builder
+	for i, d := range ds {
+		cmds, err := n.commands(ctx, d)
+		errs[i] = err
+		script.WriteString(cmds)
+	}
+	if script.Len() == 0 || n.run(ctx, script.String()) == nil {
+		return errs
+	}
+	for i, d := range ds {
+		if errs[i] == nil {
+			errs[i] = n.Run(ctx, d)
+		}
+	}
+	return errs
+}
+
+// commands is the nft script that applies d; "" when there is nothing to
+// do (a block over before it was applied).
+func (n *NFT) commands(ctx context.Context, d Detection) (string, error) {
 	p, err := n.Guard.Network(d.Key)
 	if err != nil {
-		return err
+		return "", err
 	}
 	set, elem := "a4", p.Addr().String()
 	switch {
 	case !p.IsSingleIP():
 		elem = p.String()
 		if set, err = n.networkSet(ctx, p); err != nil {
-			return err
+			return "", err
 		}
 	case p.Addr().Is6():
 		set = "a6"
 	}
 	if d.Event == "unblock" {
-		err := n.run(ctx, fmt.Sprintf("delete element %s %s { %s }\n", n.Table, set, elem))
-		if err != nil && strings.Contains(err.Error(), "No such file or directory") {
-			return nil // it timed out already
-		}
-		return err
+		return fmt.Sprintf("delete element %s %s { %s }\n", n.Table, set, elem), nil
 	}
 	timeout := ""
 	if !d.Until.IsZero() {
 		left := d.Until.Sub(d.Now)
 		if left <= 0 {
-			return nil // over before it was applied
+			return "", nil // over before it was applied
 		}
 		timeout = fmt.Sprintf(" timeout %ds", int64((left+time.Second-1)/time.Second))
 	}
 	// delete first (ignored when absent): a new block replaces an old timeout.
-	cmds := fmt.Sprintf("add element %s %s { %s }\ndelete element %s %s { %s }\nadd element %s %s { %s%s }\n",
-		n.Table, set, elem, n.Table, set, elem, n.Table, set, elem, timeout)
-	return n.run(ctx, cmds)
+	return fmt.Sprintf("add element %s %s { %s }\ndelete element %s %s { %s }\nadd element %s %s { %s%s }\n",
+		n.Table, set, elem, n.Table, set, elem, n.Table, set, elem, timeout), nil
 }
 
 func (n *NFT) run(ctx context.Context, script string) error {

@@ -98,7 +98,12 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		return nil, err
 	}
 	defer store.Close()
-	exec := &actions.Executor{Log: log, Act: true, Failed: func(action string) { metrics.actionFailures.WithLabelValues(action).Inc() }}
+	// A slow hook never stalls reading: actions wait in the Executor's
+	// queue, and SIGTERM ends their retries.
+	actCtx, stopActions := context.WithCancel(ctx)
+	exec := &actions.Executor{Log: log, Act: true, Context: actCtx,
+		Failed:  func(action string) { metrics.actionFailures.WithLabelValues(action).Inc() },
+		Dropped: func(action string) { metrics.actionsDropped.WithLabelValues(action).Inc() }}
 	p, err := pipeline.New(cfg, pipeline.Options{Store: store, Executor: exec, Logger: log, OnDetection: func(d pipeline.Detection) {
 		metrics.detections.WithLabelValues(d.Rule, d.Event).Inc()
 		if o.OnDetection != nil {
@@ -106,9 +111,13 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		}
 	}})
 	if err != nil {
+		stopActions()
 		return nil, err
 	}
 	defer exec.Wait()
+	// At SIGTERM and reload, what waits is dropped (the blocks in force are
+	// applied again at the start) rather than waited for.
+	defer stopActions()
 	defer p.Close()
 	// Firewall tables and map sections are made anew; the blocks that
 	// expired while bombwatch was down are lifted, and those still in force

@@ -19,6 +19,7 @@ var metrics = struct {
 	events         *prometheus.CounterVec
 	detections     *prometheus.CounterVec
 	actionFailures *prometheus.CounterVec
+	actionsDropped *prometheus.CounterVec
 	active         *prometheus.GaugeVec
 	lag            *prometheus.GaugeVec
 	commitSeconds  prometheus.Histogram
@@ -35,6 +36,8 @@ var metrics = struct {
 		Help: "Blocks started and lifted, by rule."}, []string{"rule", "event"}),
 	actionFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_action_failures_total",
 		Help: "Actions that failed, by action."}, []string{"action"}),
+	actionsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_actions_dropped_total",
+		Help: "Actions not run because too many were waiting (10,000), by action."}, []string{"action"}),
 	active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bombwatch_blocks_active",
 		Help: "Blocks in force, by rule."}, []string{"rule"}),
 	lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bombwatch_input_lag_seconds",
@@ -60,7 +63,7 @@ func setHealth(err error) {
 
 func init() {
 	metrics.registry.MustRegister(metrics.lines, metrics.skipped, metrics.events, metrics.detections,
-		metrics.actionFailures, metrics.active, metrics.lag, metrics.commitSeconds, metrics.commitFailures)
+		metrics.actionFailures, metrics.actionsDropped, metrics.active, metrics.lag, metrics.commitSeconds, metrics.commitFailures)
 }
 
 // Serve serves /metrics and /healthz on ln until ctx is done.

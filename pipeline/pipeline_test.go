@@ -13,9 +13,9 @@ import (
 
 	"github.com/bombwatch/bombwatch/actions"
 	"github.com/bombwatch/bombwatch/config"
+	"github.com/bombwatch/bombwatch/input"
 	"github.com/bombwatch/bombwatch/internal/corpus"
 	"github.com/bombwatch/bombwatch/internal/loggen"
-	"github.com/bombwatch/bombwatch/input"
 	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/sqlite"
 	"github.com/bombwatch/bombwatch/state"

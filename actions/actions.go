@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -132,7 +133,19 @@ type Executor struct {
 	ready   []queueKey         // keys with jobs waiting and none running
 	waiting int
 	workers int
+	running map[Action]int // by action, for those with a Cap
 	wg      sync.WaitGroup
+}
+
+// Capped is an action that may run at most Cap() at once (a script's
+// `concurrency`): the Executor holds the rest in its queue rather than
+// a worker waiting for it.
+type Capped interface{ Cap() int }
+
+// mayRun reports whether one more run of a may start.
+func (x *Executor) mayRun(a Action) bool {
+	c, ok := a.(Capped)
+	return !ok || c.Cap() <= 0 || x.running[a] < c.Cap()
 }
 
 type queueKey struct {
@@ -219,22 +232,31 @@ func (x *Executor) work() {
 	defer x.wg.Done()
 	for {
 		x.mu.Lock()
-		if len(x.ready) == 0 || x.ctx().Err() != nil {
-			if n := x.waiting; n > 0 && len(x.ready) > 0 {
-				x.logger().Warn("stopping with actions not run: blocks in force are applied again at the next start", "waiting", n)
-				x.ready, x.queues, x.waiting = nil, nil, 0
+		if x.ctx().Err() != nil && x.waiting > 0 {
+			x.logger().Warn("stopping with actions not run: blocks in force are applied again at the next start", "waiting", x.waiting)
+			for k, q := range x.queues {
+				if !slices.Contains(x.ready, k) {
+					x.queues[k] = q[:1] // running: its own worker ends it
+				} else {
+					delete(x.queues, k)
+				}
 			}
+			x.ready, x.waiting = nil, len(x.queues)
+		}
+		// The first ready key whose action may run one more, and — for a
+		// Batcher — every other ready key of the same action: one write
+		// for a burst of blocks.
+		at := slices.IndexFunc(x.ready, func(k queueKey) bool { return x.mayRun(k.action) })
+		if at < 0 {
 			x.workers--
 			x.mu.Unlock()
-			return
+			return // a worker still running will take what is left
 		}
-		// The first ready key, and — for a Batcher — every other ready key
-		// of the same action: one write for a burst of blocks.
-		first := x.ready[0]
+		first := x.ready[at]
 		keys := []queueKey{first}
-		rest := x.ready[:0]
 		_, batches := first.action.(Batcher)
-		for _, k := range x.ready[1:] {
+		rest := slices.Clone(x.ready[:at])
+		for _, k := range x.ready[at+1:] {
 			if batches && k.action == first.action && len(keys) < batchMax {
 				keys = append(keys, k)
 			} else {
@@ -242,6 +264,10 @@ func (x *Executor) work() {
 			}
 		}
 		x.ready = rest
+		if x.running == nil {
+			x.running = map[Action]int{}
+		}
+		x.running[first.action]++
 		jobs := make([]job, len(keys))
 		for i, k := range keys {
 			jobs[i] = x.queues[k][0]
@@ -255,6 +281,7 @@ func (x *Executor) work() {
 		}
 
 		x.mu.Lock()
+		x.running[first.action]--
 		for _, k := range keys {
 			if q := x.queues[k][1:]; len(q) > 0 {
 				x.queues[k] = q
@@ -312,6 +339,20 @@ func (x *Executor) retry(a Action, d Detection) error {
 		err = a.Run(context.Background(), d)
 	}
 	return err
+}
+
+// WaitFor waits for the external actions under way, at most d; it
+// reports whether they all ended. A hook that takes longer goes on, its
+// outcome unrecorded: the block is applied again at the next start.
+func (x *Executor) WaitFor(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { x.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
 }
 
 // Wait waits for the external actions under way.

@@ -181,3 +181,52 @@ func TestMapRunBatch(t *testing.T) {
 		t.Errorf("postmap ran %d times for one batch, want 1", strings.Count(string(n), "run"))
 	}
 }
+
+// cappedGate is a gateAction that may run once at a time.
+type cappedGate struct {
+	gateAction
+	mu      sync.Mutex
+	now, hi int
+}
+
+func (c *cappedGate) Cap() int { return 1 }
+func (c *cappedGate) Run(ctx context.Context, d Detection) error {
+	c.mu.Lock()
+	c.now++
+	c.hi = max(c.hi, c.now)
+	c.mu.Unlock()
+	err := c.gateAction.Run(ctx, d)
+	c.mu.Lock()
+	c.now--
+	c.mu.Unlock()
+	return err
+}
+
+// TestCapAndStop: an action capped at one run at a time never runs twice
+// at once; when the context ends, what waits is dropped and Wait returns
+// once the run under way ends.
+func TestCapAndStop(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &cappedGate{gateAction: gateAction{gate: make(chan struct{})}}
+	x := &Executor{Act: true, Concurrency: 4, Context: ctx, Log: slog.New(slog.DiscardHandler)}
+	for i := range 20 {
+		x.Dispatch(detection(fmt.Sprintf("k%d@x", i)), []Action{c})
+	}
+	for running := 0; running == 0; time.Sleep(time.Millisecond) {
+		c.mu.Lock()
+		running = c.now
+		c.mu.Unlock()
+	}
+	if x.WaitFor(50 * time.Millisecond) {
+		t.Error("WaitFor said done with a run under way")
+	}
+	cancel()
+	close(c.gate)
+	x.Wait()
+	if c.hi != 1 {
+		t.Errorf("%d runs at once, want 1", c.hi)
+	}
+	if len(c.ran) != 1 {
+		t.Errorf("%d runs; want the one under way when the context ended", len(c.ran))
+	}
+}

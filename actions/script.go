@@ -53,7 +53,7 @@ func (s *Script) Run(ctx context.Context, d Detection) error {
 	if len(argv) == 0 {
 		return nil
 	}
-	if s.Concurrency > 0 {
+	if s.Concurrency > 0 { // the Executor keeps to it (Cap); others may call Run too
 		s.once.Do(func() { s.sem = make(chan struct{}, s.Concurrency) })
 		s.sem <- struct{}{}
 		defer func() { <-s.sem }()
@@ -153,3 +153,6 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// Cap is the script's `concurrency`: the Executor runs no more at once.
+func (s *Script) Cap() int { return s.Concurrency }

@@ -114,10 +114,15 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		stopActions()
 		return nil, err
 	}
-	defer exec.Wait()
-	// At SIGTERM and reload, what waits is dropped (the blocks in force are
-	// applied again at the start) rather than waited for.
-	defer stopActions()
+	// At SIGTERM and reload, what waits is dropped, and a hook still
+	// running after a second is left to finish on its own: the blocks in
+	// force are applied again at the start.
+	defer func() {
+		stopActions()
+		if !exec.WaitFor(time.Second) {
+			log.Warn("actions still running; not waiting for them")
+		}
+	}()
 	defer p.Close()
 	// Firewall tables and map sections are made anew; the blocks that
 	// expired while bombwatch was down are lifted, and those still in force
@@ -251,6 +256,13 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 				commit(false)
 			}
 			wake = ins.Wake()
+			if dirty {
+				// Saved within commitEvery of the last event run, even
+				// when nothing else comes.
+				if due := commitEvery - time.Since(lastCommit); wait == 0 || due < wait {
+					wait = max(due, time.Millisecond)
+				}
+			}
 			if wait > 0 {
 				idle.Reset(wait)
 				idleC = idle.C

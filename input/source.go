@@ -143,7 +143,7 @@ type batch struct {
 	pos     state.Position // after the batch's last line; Input "" for none
 	counted []string       // the parser's, after the batch
 	idle    bool           // nothing more to read for now
-	at      time.Time      // when it was sent
+	at      time.Time      // when it was sent; if idle, since when
 	eof     bool
 	err     error // that ended the log early
 }
@@ -459,6 +459,13 @@ func (s *Source) send() bool {
 		b.stats = s.counter.Take(b.stats)
 	}
 	b.at = s.o.now()
+	if b.idle && s.fol != nil {
+		// Idle since it was last written, not since we noticed: a log
+		// read to its end after downtime has been quiet all along.
+		if mod := s.fol.modTime(); !mod.IsZero() && mod.Before(b.at) {
+			b.at = mod
+		}
+	}
 	s.linesRead.Store(s.Stats.Lines)
 	select {
 	case s.batches <- b:

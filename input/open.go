@@ -96,6 +96,8 @@ func isCurrent(name string) bool {
 func OpenSources(specs []Spec, o Options) ([]*Source, []error) {
 	var srcs []*Source
 	var errs []error
+	var toEnd []string // read to the end: every file, grouped by log below
+	specOf := map[string]Spec{}
 	for _, spec := range specs {
 		var names []string
 		if isGlob(spec.Path) {
@@ -128,16 +130,20 @@ func OpenSources(specs []Spec, o Options) ([]*Source, []error) {
 			}
 			continue
 		}
-		for _, g := range Group(names) {
-			one := spec
-			one.Path = g[len(g)-1]
-			s, err := openSource(one, g, o)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			srcs = append(srcs, s)
+		for _, n := range names {
+			toEnd = append(toEnd, n)
+			specOf[n] = spec
 		}
+	}
+	for _, g := range Group(toEnd) {
+		one := specOf[g[0]]
+		one.Path = g[len(g)-1]
+		s, err := openSource(one, g, o)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		srcs = append(srcs, s)
 	}
 	return srcs, errs
 }

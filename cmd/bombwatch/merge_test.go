@@ -403,3 +403,43 @@ rules:
 		t.Errorf("SIGTERM with hooks queued: exit %d after %s; want 0 at once", code, took)
 	}
 }
+
+// TestRunGlobReadsEachLineOnce follows a glob (mail.log*) through two
+// rotations by rename: the rotated files are the log's past, read once by
+// its follower, never followed again from their start.
+func TestRunGlobReadsEachLineOnce(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "mail.log")
+	appendFile(t, log, nil)
+	cfg := writeConfig(t, dir, fmt.Sprintf("  - {path: '%s*', start: beginning, poll: 50ms}\n", log))
+	data := genLog(t, "postfix", 30000, 31)
+	want := replayDetections(t, cfg, data)
+	if len(want) < 6 {
+		t.Fatalf("only %d detections to find", len(want))
+	}
+	d := startRunning(t, cfg)
+	db := filepath.Join(dir, "state.db")
+	parts := chunks(data, 9, rand.New(rand.NewPCG(3, 4)))
+	size := int64(0)
+	for i, p := range parts {
+		if i == 3 || i == 6 { // logrotate: .1 to .2, the log to .1, a new log
+			waitRead(t, db, log, size)
+			os.Rename(log+".1", log+".2")
+			os.Rename(log, log+".1")
+			appendFile(t, log, nil)
+			size = 0
+		}
+		appendFile(t, log, p)
+		size += int64(len(p))
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitRead(t, db, log, size)
+	time.Sleep(1500 * time.Millisecond) // two glob scans at least: a rotated file taken for new would be read by now
+	d.stop(t)
+	if got := normalize(t, d.detections()); !slices.Equal(got, want) {
+		t.Errorf("the daemon decided\n%s\nreplay decided\n%s\nstderr:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"), d.stderr)
+	}
+	if strings.Contains(d.stderr.String(), "glob=true") {
+		t.Errorf("a rotated file was followed as a new log:\n%s", d.stderr)
+	}
+}

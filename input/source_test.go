@@ -1,0 +1,115 @@
+package input
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bombwatch/bombwatch/parsers"
+)
+
+func TestGroup(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"mail.log mail.log.1 mail.log.2.gz", "mail.log.2.gz,mail.log.1,mail.log"},
+		{"mail.log.1 other.log mail.log", "mail.log.1,mail.log other.log"},
+		{"mail.log-20261130 mail.log-20261129.gz mail.log", "mail.log-20261129.gz,mail.log-20261130,mail.log"},
+		{"a/mail.log.1 b/mail.log", "a/mail.log.1 b/mail.log"}, // two directories: two logs
+		{"@400000006.s current @400000005.s", "@400000005.s,@400000006.s,current"},
+		{"- mail.log", "- mail.log"},
+	} {
+		var got []string
+		for _, g := range Group(strings.Fields(c.in)) {
+			got = append(got, strings.Join(g, ","))
+		}
+		if strings.Join(got, " ") != c.want {
+			t.Errorf("Group(%s) = %s, want %s", c.in, strings.Join(got, " "), c.want)
+		}
+	}
+}
+
+// TestOneParserAcrossALogsFiles: a Postfix message whose smtpd line is in
+// mail.log.1 and its qmgr line in mail.log keeps its client when the two
+// are read together, in whatever order they are given.
+func TestOneParserAcrossALogsFiles(t *testing.T) {
+	dir := t.TempDir()
+	rotated, current := filepath.Join(dir, "mail.log.1"), filepath.Join(dir, "mail.log")
+	os.WriteFile(rotated, []byte("2026-11-20T10:00:00Z mx postfix/smtpd[1]: 4ABC1: client=c.example[192.0.2.7]\n"), 0o644)
+	os.WriteFile(current, []byte("2026-11-20T10:00:01Z mx postfix/qmgr[2]: 4ABC1: from=<a@example.org>, size=100, nrcpt=1 (queue active)\n"), 0o644)
+	for _, order := range [][]string{{rotated, current}, {current, rotated}} {
+		specs := []Spec{{Path: order[0]}, {Path: order[1]}}
+		srcs, errs := OpenSources(specs, Options{Location: time.UTC})
+		if len(errs) > 0 || len(srcs) != 1 {
+			t.Fatalf("%v: %d sources, errors %v; want one", order, len(srcs), errs)
+		}
+		m := NewMerger(srcs)
+		var got []parsers.Event
+		for {
+			e, _, done := m.Next()
+			if done {
+				break
+			}
+			if e != nil {
+				got = append(got, *e)
+			}
+		}
+		m.Close()
+		if len(got) != 1 || got[0].ClientIP.String() != "192.0.2.7" || got[0].File != current {
+			t.Errorf("%v: events %+v; want one accepted from 192.0.2.7 in %s", order, got, current)
+		}
+	}
+}
+
+// TestMergerHoldsForAQuietInput: followed, an event newer than all a
+// quiet input has shown waits until that input has been quiet for Delay,
+// by the merger's clock.
+func TestMergerHoldsForAQuietInput(t *testing.T) {
+	dir := t.TempDir()
+	busy, quiet := filepath.Join(dir, "mx1.log"), filepath.Join(dir, "mx2.log")
+	os.WriteFile(busy, []byte("2026-11-20T10:00:05Z mx postfix/qmgr[2]: 4ABC1: from=<a@example.org>, size=100, nrcpt=1 (queue active)\n"), 0o644)
+	os.WriteFile(quiet, []byte("2026-11-20T10:00:01Z mx postfix/qmgr[2]: 4ABC2: from=<b@example.org>, size=100, nrcpt=1 (queue active)\n"), 0o644)
+	clock := time.Now()
+	os.Chtimes(quiet, clock, clock)
+	now := func() time.Time { return clock }
+	srcs, errs := OpenSources([]Spec{{Path: busy, FromStart: true}, {Path: quiet, FromStart: true}}, Options{Follow: true, Location: time.UTC, Now: now})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	m := NewMerger(srcs)
+	defer m.Close()
+	m.Delay, m.Now = 3*time.Second, now
+	next := func() (*parsers.Event, time.Duration) {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+			e, wait, _ := m.Next()
+			if e != nil || wait > 0 {
+				return e, wait
+			}
+			select {
+			case <-m.Wake():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		t.Fatal("the merger neither handed on nor said how long to wait")
+		return nil, 0
+	}
+	if e, _ := next(); e == nil || e.Sender != "b@example.org" {
+		t.Fatalf("first: %+v; want the older event, b@", e)
+	}
+	e, wait := next()
+	if e != nil || wait <= 0 || wait > 3*time.Second {
+		t.Fatalf("second: %+v after waiting %s; want to wait up to 3s for the quiet input", e, wait)
+	}
+	clock = clock.Add(3 * time.Second)
+	if e, _ := next(); e == nil || e.Sender != "a@example.org" {
+		t.Fatalf("after the delay: %+v; want a@", e)
+	}
+	if got := slices.Collect(func(yield func(string) bool) {
+		for _, p := range m.Positions(nil) {
+			yield(filepath.Base(p.Input))
+		}
+	}); len(got) != 2 {
+		t.Errorf("positions of %v, want both logs", got)
+	}
+}

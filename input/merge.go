@@ -67,21 +67,23 @@ func (m *Merger) now() time.Time {
 func (m *Merger) Next() (e *parsers.Event, wait time.Duration, done bool) {
 	var best *Source
 	var bestTime time.Time
-	live := 0
+	live, empty := 0, 0 // empty: live sources with no event waiting
 	for _, s := range m.srcs {
 		q := s.peek()
 		if s.finished {
 			continue
 		}
 		live++
-		if q != nil && (best == nil || q.ev.Time.Before(bestTime)) {
+		if q == nil {
+			empty++
+		} else if best == nil || q.ev.Time.Before(bestTime) {
 			best, bestTime = s, q.ev.Time
 		}
 	}
 	if best == nil {
 		return nil, 0, live == 0
 	}
-	if live > 1 {
+	if empty > 0 {
 		now := time.Time{}
 		for _, s := range m.srcs {
 			if s == best || s.finished || s.head < s.queued() {
@@ -201,7 +203,7 @@ func (s *Source) pop() *parsers.Event {
 		s.newest = q.ev.Time
 	}
 	if q.ev.Kind == parsers.Accepted && q.ev.QueueID != (parsers.QID{}) && s.cur.counted != nil {
-		s.curIDs = append(s.curIDs, q.ev.QueueID.String())
+		s.curIDs = append(s.curIDs, q.ev.QueueID) // a value: no allocation per message
 	}
 	if s.head < len(s.cur.events) && s.cur.events[s.head].line != q.line && s.cur.pos.Input != "" {
 		// Every event of q's line ran: a position after it is exact.
@@ -231,7 +233,7 @@ func (s *Source) position() (state.Position, bool) {
 		// the accepted ones run since, newest first.
 		ids := make([]string, 0, len(s.curIDs)+len(s.doneIDs))
 		for i := len(s.curIDs) - 1; i >= 0; i-- {
-			ids = append(ids, s.curIDs[i])
+			ids = append(ids, s.curIDs[i].String())
 		}
 		ids = append(ids, s.doneIDs...)
 		p.Counted = ids[:min(len(ids), parsers.MaxCounted)]

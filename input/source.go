@@ -51,7 +51,8 @@ type Options struct {
 	// time.Now.
 	Now func() time.Time
 	// Positions are the saved positions, by absolute path ("journald" for
-	// the journal's cursor).
+	// the journal's cursor). Nil when positions are not saved (a replay in
+	// memory): what they would need is not kept.
 	Positions map[string]state.Position
 	// Stats counts the events per minute for reports, as they are read.
 	Stats bool
@@ -110,7 +111,7 @@ type Source struct {
 	done       state.Position // after the last line whose events all ran
 	doneStats  []state.Stat
 	doneIDs    []string // the parser's counted queue IDs at done's batch start
-	curIDs     []string // the accepted queue IDs run from the current batch
+	curIDs     []parsers.QID // the accepted queue IDs run from the current batch
 	doneCut    bool     // done is inside the current batch
 	idle       bool     // the reader found no more, and all it sent ran
 	idleSince  time.Time
@@ -449,10 +450,9 @@ func (s *Source) next() bool {
 // send hands the batch being filled to the merger.
 func (s *Source) send() bool {
 	b := s.filling
-	if r, ok := s.parser.(parsers.Resumable); ok {
-		b.counted = r.Counted()
-	} else {
-		b.counted = nil
+	b.counted = nil
+	if r, ok := s.parser.(parsers.Resumable); ok && (s.o.Follow || s.o.Positions != nil) {
+		b.counted = r.Counted() // saved with the position; a replay in memory saves none
 	}
 	b.stats = b.stats[:0]
 	if s.counter != nil {

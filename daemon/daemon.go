@@ -104,7 +104,7 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 	exec := &actions.Executor{Log: log, Act: true, Context: actCtx,
 		Failed:  func(action string) { metrics.actionFailures.WithLabelValues(action).Inc() },
 		Dropped: func(action string) { metrics.actionsDropped.WithLabelValues(action).Inc() }}
-	p, err := pipeline.New(cfg, pipeline.Options{Store: store, Executor: exec, Logger: log, OnDetection: func(d pipeline.Detection) {
+	p, err := config.NewPipeline(cfg, pipeline.Options{Store: store, Executor: exec, Logger: log, OnDetection: func(d pipeline.Detection) {
 		metrics.detections.WithLabelValues(d.Rule, d.Event).Inc()
 		if o.OnDetection != nil {
 			o.OnDetection(d)
@@ -331,7 +331,7 @@ func setup(ctx context.Context, p *pipeline.Pipeline, log *slog.Logger) {
 // Cleanup removes what the config's actions set up: bombwatch's firewall
 // table, its map entries.
 func Cleanup(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	p, err := pipeline.New(cfg, pipeline.Options{Logger: log})
+	p, err := config.NewPipeline(cfg, pipeline.Options{Logger: log})
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
-package pipeline
+package pipeline_test
 
 import (
+	. "github.com/bombwatch/bombwatch/pipeline"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -34,7 +35,7 @@ func BenchmarkReplay(b *testing.B) {
 					}
 					store = s
 				}
-				p, err := New(config.Default(), Options{Store: store, Logger: slog.New(slog.DiscardHandler)})
+				p, err := config.NewPipeline(config.Default(), Options{Store: store, Logger: slog.New(slog.DiscardHandler)})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -2,7 +2,8 @@
 //
 //	input → parser → rule (event → key) → window → store → action
 //
-// Sources read lines and parse them into events; the pipeline runs each
+// Sources (package input) read lines and parse them into events, merged by
+// time; the pipeline runs each
 // event through every rule, whose window says whether the key is over its
 // limit; a key over its limit is blocked, the block is saved, and the rule's
 // actions run. Blocks are lifted when the pipeline's clock — the newest

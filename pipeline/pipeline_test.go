@@ -1,8 +1,9 @@
-package pipeline
+package pipeline_test
 
 import (
 	"bytes"
 	"fmt"
+	. "github.com/bombwatch/bombwatch/pipeline"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -40,7 +41,7 @@ func senderRule(limit int, per string) string {
 func replay(t testing.TB, cfg *config.Config, store state.Store, exec *actions.Executor, logs ...string) ([]Detection, *Pipeline) {
 	t.Helper()
 	var got []Detection
-	p, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler), Store: store, Executor: exec, OnDetection: func(d Detection) { got = append(got, d) }, CommitEvery: 100})
+	p, err := config.NewPipeline(cfg, Options{Logger: slog.New(slog.DiscardHandler), Store: store, Executor: exec, OnDetection: func(d Detection) { got = append(got, d) }, CommitEvery: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,7 +492,7 @@ func TestStatsRetention(t *testing.T) {
 		}
 	}
 	log := writeLog(t, lines...)
-	p, err := New(cfg, Options{Store: db, Logger: slog.New(slog.DiscardHandler), CommitEvery: 1})
+	p, err := config.NewPipeline(cfg, Options{Store: db, Logger: slog.New(slog.DiscardHandler), CommitEvery: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,13 +11,63 @@ import (
 	"time"
 
 	"github.com/bombwatch/bombwatch/actions"
-	"github.com/bombwatch/bombwatch/config"
 	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/state"
 	"github.com/bombwatch/bombwatch/window"
 )
 
-// rule is a config rule made ready to run: it turns events into keys and
+// Setup is what a pipeline runs: its rules, the actions they name, and
+// what never counts. The config package builds it from a config file;
+// the pipeline knows nothing of files or YAML.
+type Setup struct {
+	Rules   []Rule
+	Actions map[string]actions.Action // by name; "log" among them
+	Ignore  []string                  // addresses, networks, senders, @domains, uid:N, <>
+	// Retention is how long the stats reports read are kept (0: forever),
+	// unless Options says otherwise.
+	Retention time.Duration
+}
+
+// Rule is one rule: which events count, under which key, measured how,
+// and what a key over its limit gets.
+type Rule struct {
+	Name    string
+	On      []parsers.Kind
+	Key     string // sender, sender_domain, client_ip, client_net, sasl_user, uid
+	Bits4   int    // client_net prefix lengths
+	Bits6   int
+	Measure string   // count, bytes, recipients, burst
+	Windows []Window // the limits, for all measures but burst
+	// Soft, Hard and Expire are the burst measure's.
+	Soft, Hard float64
+	Expire     time.Duration
+	Block      time.Duration
+	// Release lifts a block as soon as every window is back at its limit.
+	Release  bool
+	Forgive  int64
+	Escalate *Escalate
+	// StripTag, StripBATV and DecodeSRS are the sender key's options.
+	StripTag, StripBATV, DecodeSRS bool
+	// OnClients: the firewall and map actions act on the client addresses
+	// that sent a blocked key's mail, not on the key.
+	OnClients bool
+	Actions   []string
+}
+
+// Window is one limit over one sliding window.
+type Window struct {
+	Limit int64
+	Per   time.Duration
+}
+
+// Escalate lengthens the blocks of repeat offenders: each block of a key
+// lasts Factor times its previous one, at most Max.
+type Escalate struct {
+	Factor float64
+	Max    time.Duration
+}
+
+// rule is a Rule made ready to run: it turns events into keys and
 // measures them in its windows, or its burst score.
 type rule struct {
 	name    string
@@ -36,7 +86,7 @@ type rule struct {
 	block    time.Duration
 	release  bool  // lift as soon as every window is back at its limit
 	forgive  int64 // restart the count at -forgive when a block starts
-	escalate *config.Escalate
+	escalate *Escalate
 	strip    senderOptions
 	actions  []actions.Action
 	// onClients: the rule's firewall and map actions act on the client
@@ -142,9 +192,6 @@ type ignoreList struct {
 func newIgnoreList(entries []string) (*ignoreList, error) {
 	l := &ignoreList{senders: map[string]bool{}, domains: map[string]bool{}, uids: map[int64]bool{}}
 	for _, s := range entries {
-		if err := config.CheckIgnore(s); err != nil {
-			return nil, err
-		}
 		switch {
 		case s == "<>":
 			l.nullSender = true
@@ -156,7 +203,11 @@ func newIgnoreList(entries []string) (*ignoreList, error) {
 		case strings.Contains(s, "@"):
 			l.senders[actions.FoldAddress(strings.TrimSuffix(strings.TrimPrefix(s, "<"), ">"))] = true
 		case strings.Contains(s, "/"):
-			l.nets = append(l.nets, netip.MustParsePrefix(s).Masked())
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a valid CIDR", s)
+			}
+			l.nets = append(l.nets, p.Masked())
 		default:
 			a := netip.MustParseAddr(s).Unmap()
 			l.nets = append(l.nets, netip.PrefixFrom(a, a.BitLen()))
@@ -212,13 +263,13 @@ func (l *ignoreList) event(e *parsers.Event) bool {
 	return false
 }
 
-// New makes a pipeline for cfg, restoring the state in opts.Store.
-func New(cfg *config.Config, opts Options) (*Pipeline, error) {
+// New makes a pipeline for s, restoring the state in opts.Store.
+func New(s Setup, opts Options) (*Pipeline, error) {
 	if opts.CommitEvery <= 0 {
 		opts.CommitEvery = 4096
 	}
 	if opts.Retention == 0 {
-		opts.Retention = time.Duration(cfg.Retention)
+		opts.Retention = s.Retention
 	}
 	p := &Pipeline{opts: opts, byName: map[string]*rule{}, unsaved: map[int64]*state.Block{}, nextID: 1, log: opts.Logger,
 		batch: &state.Batch{}, spare: &state.Batch{},
@@ -230,41 +281,38 @@ func New(cfg *config.Config, opts Options) (*Pipeline, error) {
 		opts.Executor.Record = p.record
 	}
 	var err error
-	if p.ignore, err = newIgnoreList(cfg.Ignore); err != nil {
-		return nil, fmt.Errorf("%s: ignore: %w", cfg.File, err)
+	if p.ignore, err = newIgnoreList(s.Ignore); err != nil {
+		return nil, fmt.Errorf("ignore: %w", err)
 	}
-	named, err := buildActions(cfg, p.log)
-	if err != nil {
-		return nil, err
-	}
-	for _, rc := range cfg.Rules {
+	for _, rc := range s.Rules {
 		r := &rule{
-			name: rc.Name, keyType: rc.Key, measure: rc.Measure, block: time.Duration(rc.Block),
-			release: rc.Release == "below", forgive: rc.Forgive, escalate: rc.Escalate,
+			name: rc.Name, keyType: rc.Key, measure: rc.Measure, block: rc.Block,
+			release: rc.Release, forgive: rc.Forgive, escalate: rc.Escalate,
 			strip:     senderOptions{tag: rc.StripTag, batv: rc.StripBATV, srs: rc.DecodeSRS},
 			blocked:   map[string]*active{},
-			onClients: rc.Enforce == "clients",
+			onClients: rc.OnClients,
+			bits4:     rc.Bits4, bits6: rc.Bits6,
 		}
 		if rc.Measure == "burst" {
-			r.burst = window.NewBurst(time.Duration(rc.Expire))
-			r.soft, r.hard, r.longest = rc.Soft, rc.Hard, time.Duration(rc.Expire)
+			r.burst = window.NewBurst(rc.Expire)
+			r.soft, r.hard, r.longest = rc.Soft, rc.Hard, rc.Expire
 		}
 		for _, w := range rc.Windows {
-			r.windows = append(r.windows, window.New(w.Limit, time.Duration(w.Per)))
-			r.longest = max(r.longest, time.Duration(w.Per))
+			r.windows = append(r.windows, window.New(w.Limit, w.Per))
+			r.longest = max(r.longest, w.Per)
 		}
 		if r.forgive > 0 && r.release {
-			r.rate = window.New(rc.Windows[0].Limit, time.Duration(rc.Windows[0].Per))
-		}
-		if rc.Prefix != nil {
-			r.bits4, r.bits6 = rc.Prefix.IPv4, rc.Prefix.IPv6
+			r.rate = window.New(rc.Windows[0].Limit, rc.Windows[0].Per)
 		}
 		for _, k := range rc.On {
-			kind, _ := parsers.ParseKind(k)
-			r.kinds[kind] = true
+			r.kinds[k&7] = true
 		}
-		for _, a := range rc.Actions {
-			r.actions = append(r.actions, named[a])
+		for _, name := range rc.Actions {
+			a, ok := s.Actions[name]
+			if !ok {
+				return nil, fmt.Errorf("rule %s: no action %q", rc.Name, name)
+			}
+			r.actions = append(r.actions, a)
 		}
 		p.rules = append(p.rules, r)
 		p.byName[r.name] = r
@@ -395,43 +443,6 @@ func (p *Pipeline) Reapply(now time.Time) {
 // Positions are the input positions saved by an earlier run, by absolute
 // path, for OpenSource.
 func (p *Pipeline) Positions() map[string]state.Position { return p.positions }
-
-// BuildActions makes the config's named actions, and "log": for commands
-// that act without a pipeline (bans).
-func BuildActions(cfg *config.Config, log *slog.Logger) (map[string]actions.Action, error) {
-	return buildActions(cfg, log)
-}
-
-// buildActions makes the config's named actions, and "log".
-func buildActions(cfg *config.Config, log *slog.Logger) (map[string]actions.Action, error) {
-	named := map[string]actions.Action{"log": &actions.Log{Logger: log}}
-	guard := actions.NewGuard(cfg.Ignore)
-	for name, a := range cfg.Actions {
-		retries := actions.Retries(a.Retries)
-		switch a.Type {
-		case "log":
-			named[name] = &actions.Log{ActionName: name, Logger: log}
-		case "script":
-			named[name] = &actions.Script{ActionName: name, Command: a.Command, UnblockCommand: a.UnblockCommand,
-				Timeout: time.Duration(a.Timeout), Concurrency: a.Concurrency, DryRunOnly: a.DryRun, Retries: retries, Logger: log}
-		case "nft":
-			named[name] = &actions.NFT{ActionName: name, Table: a.Table, Ports: a.Ports, Verdict: a.Verdict, Guard: guard,
-				DryRunOnly: a.DryRun, Retries: retries, Logger: log}
-		case "iptables":
-			named[name] = &actions.IPTables{ActionName: name, Set: a.Set, Ports: a.Ports, Verdict: a.Verdict, Guard: guard,
-				DryRunOnly: a.DryRun, Retries: retries, Logger: log}
-		case "postfix_map", "sendmail_access", "qmail_badmailfrom":
-			named[name] = &actions.Map{ActionName: name, Kind: a.Type, Path: a.Path, MapType: a.MapType, Reply: a.Reply, MTAConfig: a.MTAConfig,
-				Guard: guard, DryRunOnly: a.DryRun, Retries: retries, Logger: log}
-		case "mail":
-			named[name] = &actions.Mail{ActionName: name, To: a.To, Sendmail: a.Sendmail, Period: time.Duration(a.Period),
-				PerHour: a.PerHour, DryRunOnly: a.DryRun, Retries: retries, Logger: log}
-		default:
-			return nil, fmt.Errorf("%s: actions.%s: type %q is not implemented", cfg.File, name, a.Type)
-		}
-	}
-	return named, nil
-}
 
 func (p *Pipeline) logAction() actions.Action {
 	return &actions.Log{Logger: p.log}

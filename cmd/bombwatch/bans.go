@@ -13,7 +13,6 @@ import (
 
 	"github.com/bombwatch/bombwatch/actions"
 	"github.com/bombwatch/bombwatch/config"
-	"github.com/bombwatch/bombwatch/pipeline"
 	"github.com/bombwatch/bombwatch/sqlite"
 	"github.com/bombwatch/bombwatch/state"
 )
@@ -163,7 +162,7 @@ func keyTypeOf(key string) string {
 // enforcing are the config's actions that enforce a key type by hand: the
 // firewall and the maps, and the log.
 func enforcing(cfg *config.Config, keyType string, stderr io.Writer) (map[string]actions.Action, error) {
-	all, err := pipeline.BuildActions(cfg, newLogger(stderr, true))
+	all, err := config.BuildActions(cfg, newLogger(stderr, true))
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +229,7 @@ func unban(cfg *config.Config, store *sqlite.Store, key string, stderr io.Writer
 	if err != nil {
 		return nil, err
 	}
-	all, err := pipeline.BuildActions(cfg, newLogger(stderr, true))
+	all, err := config.BuildActions(cfg, newLogger(stderr, true))
 	if err != nil {
 		return nil, err
 	}

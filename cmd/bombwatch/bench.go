@@ -195,7 +195,7 @@ func benchStage(stage, path, format, dir string) (benchResult, error) {
 			defer db.Close()
 			opts.Store = db
 		}
-		p, err := pipeline.New(benchConfig(stage), opts)
+		p, err := config.NewPipeline(benchConfig(stage), opts)
 		if err != nil {
 			return r, err
 		}
@@ -228,7 +228,7 @@ func benchReopen(path string) (benchResult, error) {
 		return benchResult{}, err
 	}
 	defer db.Close()
-	p, err := pipeline.New(benchConfig("distinct keys"), pipeline.Options{Store: db, Logger: slog.New(slog.DiscardHandler)})
+	p, err := config.NewPipeline(benchConfig("distinct keys"), pipeline.Options{Store: db, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return benchResult{}, err
 	}

@@ -56,7 +56,7 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 	}
 	exec := &actions.Executor{Log: logger, Act: *act}
 	detections := 0
-	p, err := pipeline.New(cfg, pipeline.Options{
+	p, err := config.NewPipeline(cfg, pipeline.Options{
 		Store: store, Executor: exec, Logger: logger,
 		OnDetection: func(d pipeline.Detection) {
 			detections++

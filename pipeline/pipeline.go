@@ -3,9 +3,8 @@
 //	input → parser → rule (event → key) → window → store → action
 //
 // Sources (package input) read lines and parse them into events, merged by
-// time; the pipeline runs each
-// event through every rule, whose window says whether the key is over its
-// limit; a key over its limit is blocked, the block is saved, and the rule's
+// time; the pipeline runs each event through every rule, whose window says
+// whether the key is over its limit; a key over its limit is blocked, the block is saved, and the rule's
 // actions run. Blocks are lifted when the pipeline's clock — the newest
 // event time, never the wall clock — passes their end, so a replay decides
 // exactly what the live daemon did.

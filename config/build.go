@@ -20,7 +20,7 @@ func Pipeline(cfg *Config, log *slog.Logger) (pipeline.Setup, error) {
 	}
 	s := pipeline.Setup{Actions: named, Ignore: cfg.Ignore, Retention: time.Duration(cfg.Retention)}
 	for _, rc := range cfg.Rules {
-		r := pipeline.Rule{Name: rc.Name, Key: rc.Key, Measure: rc.Measure,
+		r := pipeline.Rule{Name: rc.Name, Key: rc.Key, Measure: rc.Measure, Of: rc.Of,
 			Soft: rc.Soft, Hard: rc.Hard, Expire: time.Duration(rc.Expire), Block: time.Duration(rc.Block),
 			Release: rc.Release == "below", Forgive: rc.Forgive,
 			StripTag: rc.StripTag, StripBATV: rc.StripBATV, DecodeSRS: rc.DecodeSRS,

@@ -74,6 +74,8 @@ type Rule struct {
 	Key     string   `yaml:"key"`
 	Prefix  *Prefix  `yaml:"prefix,omitempty"`
 	Measure string   `yaml:"measure"`
+	// Of is what a distinct measure counts the different values of.
+	Of string `yaml:"of,omitempty"`
 	// Limit and Per are the rule's window; Windows holds it, or several.
 	Limit   int64    `yaml:"limit,omitempty"`
 	Per     Duration `yaml:"per,omitempty"`
@@ -162,15 +164,40 @@ type Duration time.Duration
 
 func (d Duration) MarshalYAML() (any, error) { return FormatDuration(time.Duration(d)), nil }
 
-// FormatDuration writes d as Go does, but "1h0m0s" as "1h".
+// FormatDuration writes d as a user would: "10m", "1m30s", "1h", "2d",
+// "1w", "2d12h"; ParseDuration reads it back.
 func FormatDuration(d time.Duration) string {
-	s := d.String()
-	s = strings.TrimSuffix(s, "0s")
-	s = strings.TrimSuffix(s, "0m")
-	if s == "" {
+	if d == 0 {
 		return "0s"
 	}
-	return s
+	var b strings.Builder
+	if d < 0 {
+		b.WriteByte('-')
+		d = -d
+	}
+	const day, week = 24 * time.Hour, 7 * 24 * time.Hour
+	switch {
+	case d%week == 0:
+		fmt.Fprintf(&b, "%dw", d/week)
+		return b.String()
+	case d >= day:
+		fmt.Fprintf(&b, "%dd", d/day)
+		d %= day
+	}
+	if d%time.Second != 0 {
+		b.WriteString(d.String()) // under a second: Go's own form
+		return b.String()
+	}
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}} {
+		if n := d / u.unit; n > 0 {
+			fmt.Fprintf(&b, "%d%s", n, u.name)
+			d %= u.unit
+		}
+	}
+	return b.String()
 }
 
 // ParseDuration reads Go durations, and whole days ("d") and weeks ("w") as
@@ -205,10 +232,12 @@ func ParseDuration(s string) (time.Duration, error) {
 
 // Event kinds, rule keys and measures that exist.
 var (
-	Measures = []string{"count", "bytes", "recipients", "burst"}
-	Kinds    = []string{"accepted", "rejected", "auth_failed", "lost_connection", "connect"}
-	KeyTypes = []string{"sender", "sender_domain", "client_ip", "client_net", "sasl_user", "uid"}
-	Formats  = []string{"auto", "postfix", "sendmail", "qmail", "journald"}
+	Measures = []string{"count", "bytes", "recipients", "distinct", "burst"}
+	// DistinctOf are what a distinct measure can count.
+	DistinctOf = []string{"sender", "sender_domain", "client_ip", "client_net", "sasl_user"}
+	Kinds      = []string{"accepted", "rejected", "auth_failed", "lost_connection", "connect"}
+	KeyTypes   = []string{"sender", "sender_domain", "client_ip", "client_net", "sasl_user", "uid"}
+	Formats    = []string{"auto", "postfix", "sendmail", "qmail", "journald"}
 )
 
 // Error is one problem in a config file.
@@ -500,6 +529,7 @@ func (d *decoder) rule(n *yaml.Node, path string) Rule {
 		"on":         func(f string, v *yaml.Node) { d.strs(v, f, &r.On) },
 		"key":        func(f string, v *yaml.Node) { d.str(v, f, &r.Key) },
 		"measure":    func(f string, v *yaml.Node) { d.str(v, f, &r.Measure) },
+		"of":         func(f string, v *yaml.Node) { d.str(v, f, &r.Of) },
 		"limit":      func(f string, v *yaml.Node) { d.int64(v, f, &r.Limit) },
 		"per":        func(f string, v *yaml.Node) { d.duration(v, f, &r.Per) },
 		"block":      func(f string, v *yaml.Node) { d.duration(v, f, &r.Block) },
@@ -736,10 +766,10 @@ func (d *decoder) check(c *Config) {
 		if !contains(KeyTypes, r.Key) {
 			d.errorf(at("key"), f+".key", "%q is not a key (%s)", r.Key, strings.Join(KeyTypes, ", "))
 		}
-		if r.Prefix != nil && r.Key != "client_net" {
-			d.errorf(at("prefix"), f+".prefix", "only applies to key client_net")
+		if r.Prefix != nil && r.Key != "client_net" && r.Of != "client_net" {
+			d.errorf(at("prefix"), f+".prefix", "only applies to key client_net (or of: client_net)")
 		}
-		if r.Key == "client_net" && r.Prefix == nil {
+		if (r.Key == "client_net" || r.Of == "client_net") && r.Prefix == nil {
 			c.Rules[i].Prefix = &Prefix{IPv4: 24, IPv6: 48}
 		}
 		d.checkMeasure(c, i, f, at)
@@ -837,6 +867,16 @@ func (d *decoder) checkMeasure(c *Config, i int, f string, at func(string) *yaml
 		}
 	}
 	switch {
+	case r.Measure == "distinct" && !contains(DistinctOf, r.Of):
+		d.errorf(at("of"), f+".of", "%q: the distinct measure counts the values of one of %s", r.Of, strings.Join(DistinctOf, ", "))
+	case r.Measure == "distinct" && r.Of == r.Key:
+		d.errorf(at("of"), f+".of", "is the rule's key: a key has one value of itself")
+	case r.Measure == "distinct" && given("forgive"):
+		d.errorf(at("forgive"), f+".forgive", "does not apply to the distinct measure")
+	case r.Measure != "distinct" && given("of"):
+		d.errorf(at("of"), f+".of", "only applies to the distinct measure")
+	}
+	switch {
 	case len(r.Windows) > 0 && (given("limit") || given("per")):
 		d.errorf(at("windows"), f+".windows", "give limit and per, or windows, not both")
 	case len(r.Windows) == 0:
@@ -911,6 +951,21 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// plainRule is a Rule without its MarshalYAML.
+type plainRule Rule
+
+// MarshalYAML writes a rule as it can be loaded again: limit and per, or
+// windows, not both.
+func (r Rule) MarshalYAML() (any, error) {
+	p := plainRule(r)
+	if len(p.Windows) == 1 && p.Windows[0].Limit == p.Limit && p.Windows[0].Per == p.Per {
+		p.Windows = nil
+	} else if len(p.Windows) > 0 {
+		p.Limit, p.Per = 0, 0
+	}
+	return p, nil
 }
 
 // YAML returns the effective config as YAML.

@@ -1,6 +1,7 @@
 package pipeline_test
 
 import (
+	"cmp"
 	"fmt"
 	. "github.com/bombwatch/bombwatch/pipeline"
 	"math"
@@ -337,4 +338,42 @@ func firstDiff(a, b []string) string {
 		}
 	}
 	return fmt.Sprintf("lengths %d and %d", len(a), len(b))
+}
+
+// TestDistinct: a stolen SASL account forging a new sender per message is
+// blocked by the distinct senders it used, while a person with two
+// addresses is not; a botnet of one message per address is blocked as a
+// network, while one host flooding from its /24 is not.
+func TestDistinct(t *testing.T) {
+	cfg := mustConfig(t, `
+rules:
+  - {name: acct, on: [accepted], key: sasl_user, measure: distinct, of: sender, limit: 5, per: 10m}
+  - {name: botnet, on: [accepted], key: client_net, measure: distinct, of: client_ip, limit: 10, per: 10m}
+`)
+	var ms []msg
+	for i := range 8 { // stolen: a new sender each message, from two addresses
+		ms = append(ms, msg{at: time.Duration(i) * 20 * time.Second, sender: fmt.Sprintf("ceo%d@forged%d.example", i, i),
+			ip: fmt.Sprintf("198.51.100.%d", 10+i%2), sasl: "alice"})
+	}
+	for i := range 40 { // a person: two addresses, many messages
+		ms = append(ms, msg{at: time.Duration(i) * 10 * time.Second, sender: []string{"bob@example.org", "bob@example.net"}[i%2],
+			ip: "192.0.2.20", sasl: "bob"})
+	}
+	for i := range 12 { // a botnet: one message per address of 203.0.113.0/24
+		ms = append(ms, msg{at: time.Duration(i) * 30 * time.Second, sender: fmt.Sprintf("x%d@spam.example", i), ip: fmt.Sprintf("203.0.113.%d", 1+i)})
+	}
+	for i := range 200 { // one host flooding: one address of its /24
+		ms = append(ms, msg{at: time.Duration(i) * time.Second, sender: "news@big.example", ip: "192.0.2.99"})
+	}
+	slices.SortStableFunc(ms, func(a, b msg) int { return cmp.Compare(a.at, b.at) })
+	got, _ := replay(t, cfg, nil, nil, writeLog(t, postfixLines(ms...)...))
+	want := map[string]bool{"acct alice": true, "botnet 203.0.113.0/24": true}
+	if keys := blockedKeys(got); !mapsEqual(keys, want) {
+		t.Errorf("blocked %v, want %v", sortedKeys(keys), sortedKeys(want))
+	}
+	for _, d := range got {
+		if d.Event == "block" && d.Rule == "acct" && (d.Value != 6 || d.Limit != 5) {
+			t.Errorf("acct: value %g limit %g, want 6 and 5: the sixth sender", d.Value, d.Limit)
+		}
+	}
 }

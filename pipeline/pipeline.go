@@ -343,7 +343,7 @@ func (p *Pipeline) scheduleRelease(a *active) {
 	var at time.Time
 	windows := a.rule.windows
 	if a.rule.rate != nil {
-		windows = []*window.Window{a.rule.rate}
+		windows = []window.Measure{a.rule.rate}
 	}
 	for _, w := range windows {
 		if t, over := w.Below(a.Key); over && t.After(at) {

@@ -36,7 +36,8 @@ type Rule struct {
 	Key     string // sender, sender_domain, client_ip, client_net, sasl_user, uid
 	Bits4   int    // client_net prefix lengths
 	Bits6   int
-	Measure string   // count, bytes, recipients, burst
+	Measure string   // count, bytes, recipients, distinct, burst
+	Of      string   // what distinct counts the values of: a key type
 	Windows []Window // the limits, for all measures but burst
 	// Soft, Hard and Expire are the burst measure's.
 	Soft, Hard float64
@@ -76,7 +77,9 @@ type rule struct {
 	kinds   [8]bool // by parsers.Kind
 	bits4   int     // client_net prefix lengths
 	bits6   int
-	windows []*window.Window // count, bytes, recipients
+	windows []window.Measure // count, bytes, recipients, distinct
+	of      *rule            // distinct: reads the value counted, as a key
+	ofBuf   []byte
 	// rate is the window without forgiveness, for release: below on a
 	// forgiving rule: the count restarts at -forgive, the rate does not.
 	rate     *window.Window
@@ -102,6 +105,10 @@ type rule struct {
 // does not say (a size the log did not give).
 func (r *rule) amount(e *parsers.Event) (int64, bool) {
 	switch r.measure {
+	case "distinct":
+		v, ok := r.of.appendKey(r.ofBuf[:0], e)
+		r.ofBuf = v
+		return window.Hash(v), ok
 	case "bytes":
 		return e.Size, e.Size >= 0
 	case "recipients":
@@ -114,8 +121,8 @@ func (r *rule) amount(e *parsers.Event) (int64, bool) {
 func (r *rule) windowName(i int) string { return r.name + "/" + strconv.Itoa(i) }
 
 // stores lists the rule's windows with their names in the store.
-func (r *rule) stores() map[string]*window.Window {
-	m := make(map[string]*window.Window, len(r.windows)+1)
+func (r *rule) stores() map[string]window.Measure {
+	m := make(map[string]window.Measure, len(r.windows)+1)
 	for i, w := range r.windows {
 		m[r.windowName(i)] = w
 	}
@@ -298,8 +305,15 @@ func New(s Setup, opts Options) (*Pipeline, error) {
 			r.soft, r.hard, r.longest = rc.Soft, rc.Hard, rc.Expire
 		}
 		for _, w := range rc.Windows {
-			r.windows = append(r.windows, window.New(w.Limit, w.Per))
+			if rc.Measure == "distinct" {
+				r.windows = append(r.windows, window.NewDistinct(w.Limit, w.Per))
+			} else {
+				r.windows = append(r.windows, window.New(w.Limit, w.Per))
+			}
 			r.longest = max(r.longest, w.Per)
+		}
+		if rc.Measure == "distinct" {
+			r.of = &rule{keyType: rc.Of, strip: r.strip, bits4: r.bits4, bits6: r.bits6}
 		}
 		if r.forgive > 0 && r.release {
 			r.rate = window.New(rc.Windows[0].Limit, rc.Windows[0].Per)
@@ -333,7 +347,7 @@ func (p *Pipeline) restore() error {
 		return err
 	}
 	p.clock, p.nextID, p.positions = snap.Clock, snap.NextID, snap.Positions
-	stores := map[string]*window.Window{}
+	stores := map[string]window.Measure{}
 	for _, r := range p.rules {
 		maps.Copy(stores, r.stores())
 	}

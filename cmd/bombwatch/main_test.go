@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bombwatch/bombwatch/config"
 	"github.com/bombwatch/bombwatch/internal/corpus"
 	"github.com/bombwatch/bombwatch/internal/loggen"
 )
@@ -287,5 +288,33 @@ func TestVersion(t *testing.T) {
 	var v map[string]string
 	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v["version"] == "" || !strings.HasPrefix(v["go"], "go") {
 		t.Errorf("version: %d %q", code, out)
+	}
+}
+
+// TestCheckOutputLoadsBack: what `check` prints of each example config
+// loads again as the same config, and prints the same.
+func TestCheckOutputLoadsBack(t *testing.T) {
+	for _, file := range []string{"../../samples/bombwatch.yaml", "../../config/default.yaml"} {
+		code, out, errOut := bombwatch(t, "check", "-c", file)
+		if code != 0 {
+			t.Fatalf("check %s: exit %d\n%s", file, code, errOut)
+		}
+		again := writeFile(t, "again.yaml", out)
+		code, out2, errOut := bombwatch(t, "check", "-c", again)
+		if code != 0 {
+			t.Fatalf("check of the output of check %s: exit %d\n%s\n%s", file, code, errOut, out)
+		}
+		strip := func(s string) string { _, rest, _ := strings.Cut(s, "\n"); return rest } // the "# effective config from" line
+		if strip(out) != strip(out2) {
+			t.Errorf("%s: check's output changed when loaded back:\n%s\nthen\n%s", file, out, out2)
+		}
+	}
+	for d, want := range map[time.Duration]string{10 * time.Minute: "10m", 90 * time.Second: "1m30s", 30 * time.Second: "30s",
+		time.Hour: "1h", 36 * time.Hour: "1d12h", 7 * 24 * time.Hour: "1w", 30 * 24 * time.Hour: "30d", 1500 * time.Millisecond: "1.5s"} {
+		if got := config.FormatDuration(d); got != want {
+			t.Errorf("FormatDuration(%s) = %q, want %q", d, got, want)
+		} else if back, err := config.ParseDuration(got); err != nil || back != d {
+			t.Errorf("ParseDuration(%q) = %s, %v; want %s", got, back, err, d)
+		}
 	}
 }

@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"os/user"
+	"slices"
 	"time"
 
 	"github.com/bombwatch/bombwatch/actions"
@@ -18,7 +20,7 @@ func Pipeline(cfg *Config, log *slog.Logger) (pipeline.Setup, error) {
 	if err != nil {
 		return pipeline.Setup{}, err
 	}
-	s := pipeline.Setup{Actions: named, Ignore: cfg.Ignore, Retention: time.Duration(cfg.Retention)}
+	s := pipeline.Setup{Actions: named, Ignore: append(slices.Clone(cfg.Ignore), mtaUIDs()...), Retention: time.Duration(cfg.Retention)}
 	for _, rc := range cfg.Rules {
 		r := pipeline.Rule{Name: rc.Name, Key: rc.Key, Measure: rc.Measure, Of: rc.Of,
 			Soft: rc.Soft, Hard: rc.Hard, Expire: time.Duration(rc.Expire), Block: time.Duration(rc.Block),
@@ -44,6 +46,33 @@ func Pipeline(cfg *Config, log *slog.Logger) (pipeline.Setup, error) {
 		s.Rules = append(s.Rules, r)
 	}
 	return s, nil
+}
+
+// mtaUsers are the MTA's own users whose uid is on mail that is not a
+// local user's: qmail's qmaild (qmail-smtpd's, on every message that came
+// in over SMTP) and qmails (qmail-send's bounces).
+var mtaUsers = []string{"qmaild", "qmails"}
+
+// lookupUID finds a user's uid in the system's user database; tests
+// replace it.
+var lookupUID = func(name string) (string, bool) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return "", false
+	}
+	return u.Uid, true
+}
+
+// mtaUIDs are the ignore entries that keep the MTA's own users from being
+// uid keys, so that a local-submission rule needs no site to know them.
+func mtaUIDs() []string {
+	var out []string
+	for _, name := range mtaUsers {
+		if uid, ok := lookupUID(name); ok {
+			out = append(out, "uid:"+uid)
+		}
+	}
+	return out
 }
 
 // NewPipeline builds the config's pipeline with opts.

@@ -230,3 +230,32 @@ func TestCapAndStop(t *testing.T) {
 		t.Errorf("%d runs; want the one under way when the context ended", len(c.ran))
 	}
 }
+
+// TestMapSASLUser: a sasl_user key goes into a postfix map as
+// check_sasl_access reads it; a name a map would misread is refused, and
+// so is a map that cannot hold a login.
+func TestMapSASLUser(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sasl_access")
+	m := &Map{ActionName: "sasl", Kind: "postfix_map", Path: path, MapType: "texthash", Guard: NewGuard(nil)}
+	for _, u := range []string{"alice", "bob@example.org"} {
+		if err := m.Run(ctx, Detection{Event: "block", KeyType: "sasl_user", Key: u}); err != nil {
+			t.Fatalf("%s: %v", u, err)
+		}
+	}
+	for _, u := range []string{"", "a b", "#x", "x\nnew REJECT", "x\tOK", "a/b", strings.Repeat("x", 256)} {
+		if err := m.Run(ctx, Detection{Event: "block", KeyType: "sasl_user", Key: u}); err == nil {
+			t.Errorf("hostile user %q was written", u)
+		}
+	}
+	got, _ := os.ReadFile(path)
+	want := beginMark + "\nalice\tREJECT blocked by bombwatch for sending too much mail\nbob@example.org\tREJECT blocked by bombwatch for sending too much mail\n" + endMark + "\n"
+	if string(got) != want {
+		t.Errorf("map:\n%s\nwant:\n%s", got, want)
+	}
+	for _, other := range []*Map{{Kind: "postfix_map", MapType: "cidr", Path: path, Guard: NewGuard(nil)}, {Kind: "sendmail_access", Path: path, Guard: NewGuard(nil)}} {
+		if _, err := other.line("sasl_user", "alice"); err == nil {
+			t.Errorf("%s %s took a sasl_user key", other.Kind, other.MapType)
+		}
+	}
+}

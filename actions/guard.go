@@ -153,3 +153,19 @@ func (g *Guard) Sender(keyType, key string) error {
 func inDomain(d, parent string) bool {
 	return d == parent || strings.HasSuffix(d, parent) && d[len(d)-len(parent)-1] == '.'
 }
+
+// User checks a SASL login name for a check_sasl_access map.
+func (g *Guard) User(key string) error {
+	if key == "" || len(key) > 255 {
+		return refuse("a SASL user name of %d bytes", len(key))
+	}
+	for _, c := range []byte(key) {
+		// What Postfix's table lookups and the map file's syntax read as
+		// something else: space ends the key, # starts a comment, and
+		// the rest have no place in a login name.
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"'`\\$;|&<>(){}[]*?#,:=!~^%/", c) >= 0 {
+			return refuse("SASL user %q holds %q", key, c)
+		}
+	}
+	return nil
+}

@@ -198,6 +198,15 @@ func (m *Map) line(keyType, key string) (string, error) {
 			return "Connect:" + k + "\t" + reply, nil
 		}
 		return k + "\t" + reply, nil
+	case "sasl_user":
+		// check_sasl_access (Postfix 2.11+): "login REJECT text".
+		if m.Kind != "postfix_map" || m.MapType == "cidr" {
+			return "", refuse("a sasl_user key has no place in a %s %s", m.Kind, m.MapType)
+		}
+		if err := m.Guard.User(key); err != nil {
+			return "", err
+		}
+		return key + "\t" + reply, nil
 	}
 	return "", fmt.Errorf("a %s key has no place in a %s", keyType, m.Kind)
 }

@@ -154,7 +154,7 @@ type Act struct {
 var ActionKeys = map[string][]string{
 	"nft":               {"client_ip", "client_net"},
 	"iptables":          {"client_ip", "client_net"},
-	"postfix_map":       {"sender", "sender_domain", "client_ip", "client_net"},
+	"postfix_map":       {"sender", "sender_domain", "client_ip", "client_net", "sasl_user"},
 	"sendmail_access":   {"sender", "sender_domain", "client_ip", "client_net"},
 	"qmail_badmailfrom": {"sender", "sender_domain"},
 }

@@ -26,7 +26,7 @@ func Pipeline(cfg *Config, log *slog.Logger) (pipeline.Setup, error) {
 			Soft: rc.Soft, Hard: rc.Hard, Expire: time.Duration(rc.Expire), Block: time.Duration(rc.Block),
 			Release: rc.Release == "below", Forgive: rc.Forgive,
 			StripTag: rc.StripTag, StripBATV: rc.StripBATV, DecodeSRS: rc.DecodeSRS,
-			OnClients: rc.Enforce == "clients", Actions: rc.Actions}
+			OnClients: rc.Enforce == "clients" || rc.Enforce == "members", Actions: rc.Actions}
 		if rc.Prefix != nil {
 			r.Bits4, r.Bits6 = rc.Prefix.IPv4, rc.Prefix.IPv6
 		}

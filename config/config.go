@@ -824,12 +824,19 @@ func (d *decoder) checkEnforce(r *Rule, f string, at func(string) *yaml.Node) st
 		}
 		d.errorf(at("enforce"), f+".enforce", "%q is not clients or sender", r.Enforce)
 	case "client_net":
-		if r.Enforce != "" && r.Enforce != "network" {
-			d.errorf(at("enforce"), f+".enforce", "%q: a client_net rule enforces on its network (network)", r.Enforce)
+		switch r.Enforce {
+		case "":
+			r.Enforce = "members"
+			return "client_ip"
+		case "members":
+			return "client_ip"
+		case "network":
+			return r.Key
 		}
+		d.errorf(at("enforce"), f+".enforce", "%q is not members or network", r.Enforce)
 	default:
 		if r.Enforce != "" {
-			d.errorf(at("enforce"), f+".enforce", "applies to sender, sender_domain (clients | sender) and client_net (network) keys")
+			d.errorf(at("enforce"), f+".enforce", "applies to sender, sender_domain (clients | sender) and client_net (members | network) keys")
 		}
 	}
 	return r.Key

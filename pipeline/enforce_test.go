@@ -138,3 +138,42 @@ actions:
 		t.Errorf("script calls\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestNetworkBlockEnforcedOnMembers: by default a network over its limit
+// is blocked through its addresses that sent within the window, and each
+// that sends while the block is in force — not its neighbours that sent
+// nothing; enforce: network blocks the network itself.
+func TestNetworkBlockEnforcedOnMembers(t *testing.T) {
+	for _, enforce := range []string{"", "network"} {
+		t.Run("enforce "+enforce, func(t *testing.T) {
+			dir := t.TempDir()
+			mapPath := filepath.Join(dir, "access")
+			extra := ""
+			if enforce != "" {
+				extra = ", enforce: " + enforce
+			}
+			cfg := mustConfig(t, fmt.Sprintf(`
+rules:
+  - {name: botnet, on: [accepted], key: client_net, measure: distinct, of: client_ip, limit: 3, per: 10m, block: 1h, actions: [log, m]%s}
+actions:
+  m: {type: postfix_map, path: %s, map_type: texthash}
+`, extra, mapPath))
+			exec := &actions.Executor{Act: true, Log: slog.New(slog.DiscardHandler)}
+			var lines []string
+			lines = append(lines, messages(1, 0, 1, "a@spam.example", "203.0.113.250")...) // long before: out of the window
+			for i := range 4 {                                                              // four bots within ten minutes: the 4th crosses
+				lines = append(lines, messages(1, 1200+i*60, 1, fmt.Sprintf("b%d@spam.example", i), fmt.Sprintf("203.0.113.%d", 10+i))...)
+			}
+			lines = append(lines, messages(1, 1500, 1, "c@spam.example", "203.0.113.77")...) // a new bot while blocked
+			lines = append(lines, messages(1, 1510, 1, "d@ok.example", "198.51.100.1")...)   // another network
+			replay(t, cfg, state.NewMemory(), exec, writeLog(t, lines...))
+			want := []string{"203.0.113.10", "203.0.113.11", "203.0.113.12", "203.0.113.13", "203.0.113.77"}
+			if enforce == "network" {
+				want = []string{"203.0.113"}
+			}
+			if got := mapEntries(t, mapPath); !slices.Equal(got, want) {
+				t.Errorf("map holds %v, want %v", got, want)
+			}
+		})
+	}
+}

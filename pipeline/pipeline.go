@@ -175,6 +175,9 @@ func (p *Pipeline) measure(r *rule, key []byte, e *parsers.Event) {
 	if r.rate != nil {
 		r.rate.Add(key, e.Time, amount)
 	}
+	if r.seenFrom != nil {
+		r.seenFrom.add(key, e.ClientIP, e.Time)
+	}
 	crossed := -1
 	var value int64
 	for i, w := range r.windows {
@@ -254,6 +257,9 @@ func (p *Pipeline) Advance(t time.Time) {
 			if r.burst != nil {
 				r.burst.Expired(t)
 			}
+			if r.seenFrom != nil {
+				r.seenFrom.expire(t.Add(-r.longest))
+			}
 			r.swept = t
 			p.forgetOffenses(r, t)
 		}
@@ -277,6 +283,12 @@ func (p *Pipeline) block(r *rule, key string, e *parsers.Event, value, limit flo
 		a.Actions[act.Name()] = state.Pending
 	}
 	if r.onClients {
+		if r.seenFrom != nil {
+			// The network's members that sent within the window.
+			for _, ip := range r.seenFrom.since(key, e.Time.Add(-per)) {
+				a.addMember(ip)
+			}
+		}
 		a.addMember(e.ClientIP)
 	}
 	r.blocked[key] = a

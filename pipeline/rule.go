@@ -50,7 +50,10 @@ type Rule struct {
 	// StripTag, StripBATV and DecodeSRS are the sender key's options.
 	StripTag, StripBATV, DecodeSRS bool
 	// OnClients: the firewall and map actions act on the client addresses
-	// that sent a blocked key's mail, not on the key.
+	// that sent a blocked key's mail, not on the key: for a sender key,
+	// those that sent its mail; for a client_net key, its members that
+	// sent mail within the window, and any more that send while it is
+	// blocked.
 	OnClients bool
 	Actions   []string
 }
@@ -96,7 +99,10 @@ type rule struct {
 	// addresses that sent a blocked key's mail, not on the key (a sender
 	// rule's enforce: clients).
 	onClients bool
-	blocked   map[string]*active // keys in force, by key
+	// seenFrom, for a network rule that enforces on its members, are the
+	// addresses its keys' events came from.
+	seenFrom *contributors
+	blocked  map[string]*active // keys in force, by key
 	swept     time.Time          // when idle keys were last dropped
 	longest   time.Duration      // the longest window, or the burst's expiry
 }
@@ -314,6 +320,13 @@ func New(s Setup, opts Options) (*Pipeline, error) {
 		}
 		if rc.Measure == "distinct" {
 			r.of = &rule{keyType: rc.Of, strip: r.strip, bits4: r.bits4, bits6: r.bits6}
+		}
+		if r.onClients && r.keyType == "client_net" && len(rc.Windows) > 0 {
+			most := int64(0)
+			for _, w := range rc.Windows {
+				most = max(most, w.Limit+1)
+			}
+			r.seenFrom = newContributors(int(min(most, maxMembers)))
 		}
 		if r.forgive > 0 && r.release {
 			r.rate = window.New(rc.Windows[0].Limit, rc.Windows[0].Per)

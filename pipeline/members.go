@@ -1,0 +1,66 @@
+package pipeline
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// contributors remember, per key of a network rule that enforces on its
+// members, the client addresses that sent its last events: when the
+// network is blocked, those addresses are — not the neighbours that sent
+// nothing. A key keeps at most max of them, the most recently seen; a
+// window that crosses limit holds at most limit+1 events, so limit+1
+// addresses are all that can have contributed to it.
+type contributors struct {
+	max  int
+	keys map[string][]seenAddr // oldest first
+}
+
+type seenAddr struct {
+	addr netip.Addr
+	at   time.Time
+}
+
+func newContributors(max int) *contributors {
+	return &contributors{max: max, keys: map[string][]seenAddr{}}
+}
+
+// add notes that key's event at t came from addr.
+func (c *contributors) add(key []byte, addr netip.Addr, t time.Time) {
+	if !addr.IsValid() {
+		return
+	}
+	list := c.keys[string(key)]
+	if i := slices.IndexFunc(list, func(s seenAddr) bool { return s.addr == addr }); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+	}
+	if n := len(list); n > 0 && t.Before(list[n-1].at) {
+		t = list[n-1].at // out of order: kept in order, as windows keep it
+	}
+	list = append(list, seenAddr{addr, t})
+	if len(list) > c.max {
+		list = slices.Delete(list, 0, len(list)-c.max)
+	}
+	c.keys[string(key)] = list
+}
+
+// since returns the addresses key's events came from after since.
+func (c *contributors) since(key string, since time.Time) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range c.keys[key] {
+		if s.at.After(since) {
+			out = append(out, s.addr)
+		}
+	}
+	return out
+}
+
+// expire forgets the keys with no event after since.
+func (c *contributors) expire(since time.Time) {
+	for k, list := range c.keys {
+		if len(list) == 0 || !list[len(list)-1].at.After(since) {
+			delete(c.keys, k)
+		}
+	}
+}

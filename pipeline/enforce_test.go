@@ -161,7 +161,7 @@ actions:
 			exec := &actions.Executor{Act: true, Log: slog.New(slog.DiscardHandler)}
 			var lines []string
 			lines = append(lines, messages(1, 0, 1, "a@spam.example", "203.0.113.250")...) // long before: out of the window
-			for i := range 4 {                                                              // four bots within ten minutes: the 4th crosses
+			for i := range 4 {                                                             // four bots within ten minutes: the 4th crosses
 				lines = append(lines, messages(1, 1200+i*60, 1, fmt.Sprintf("b%d@spam.example", i), fmt.Sprintf("203.0.113.%d", 10+i))...)
 			}
 			lines = append(lines, messages(1, 1500, 1, "c@spam.example", "203.0.113.77")...) // a new bot while blocked

@@ -103,8 +103,8 @@ type rule struct {
 	// addresses its keys' events came from.
 	seenFrom *contributors
 	blocked  map[string]*active // keys in force, by key
-	swept     time.Time          // when idle keys were last dropped
-	longest   time.Duration      // the longest window, or the burst's expiry
+	swept    time.Time          // when idle keys were last dropped
+	longest  time.Duration      // the longest window, or the burst's expiry
 }
 
 // amount is what an event adds to the rule's measure; false when the event

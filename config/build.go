@@ -30,6 +30,9 @@ func Pipeline(cfg *Config, log *slog.Logger) (pipeline.Setup, error) {
 		if rc.Prefix != nil {
 			r.Bits4, r.Bits6 = rc.Prefix.IPv4, rc.Prefix.IPv6
 		}
+		if rc.Adapt != nil {
+			r.Adapt = &pipeline.Adapt{History: time.Duration(rc.Adapt.History), Factor: rc.Adapt.Factor, Max: rc.Adapt.Max}
+		}
 		if rc.Escalate != nil {
 			r.Escalate = &pipeline.Escalate{Factor: rc.Escalate.Factor, Max: time.Duration(rc.Escalate.Max)}
 		}

@@ -90,6 +90,8 @@ type Rule struct {
 	Release  string    `yaml:"release,omitempty"`
 	Forgive  int64     `yaml:"forgive,omitempty"`
 	Escalate *Escalate `yaml:"escalate,omitempty"`
+	// Adapt raises a key's limit to what the key itself reached before.
+	Adapt *Adapt `yaml:"adapt,omitempty"`
 	// Sender key options.
 	StripTag  bool `yaml:"strip_tag,omitempty"`
 	StripBATV bool `yaml:"strip_batv,omitempty"`
@@ -115,6 +117,15 @@ type Window struct {
 type Escalate struct {
 	Factor float64  `yaml:"factor"`
 	Max    Duration `yaml:"max"`
+}
+
+// Adapt raises a key's effective limit to Factor times the highest measure
+// the key itself reached over History (its own normal), at most Max times
+// the limit, never under it.
+type Adapt struct {
+	History Duration `yaml:"history"`
+	Factor  float64  `yaml:"factor"`
+	Max     float64  `yaml:"max"`
 }
 
 // Prefix is the network size of client_net keys.
@@ -572,6 +583,21 @@ func (d *decoder) rule(n *yaml.Node, path string) Rule {
 			}
 			r.Escalate = &e
 		},
+		"adapt": func(f string, v *yaml.Node) {
+			a := Adapt{History: Duration(7 * 24 * time.Hour), Factor: 3, Max: 10}
+			d.fields(v, f, map[string]func(string, *yaml.Node){
+				"history": func(f string, v *yaml.Node) { d.duration(v, f, &a.History) },
+				"factor":  func(f string, v *yaml.Node) { d.float(v, f, &a.Factor) },
+				"max":     func(f string, v *yaml.Node) { d.float(v, f, &a.Max) },
+			})
+			if a.Factor < 1 {
+				d.errorf(v, f+".factor", "must be at least 1")
+			}
+			if a.Max < 1 {
+				d.errorf(v, f+".max", "must be at least 1: the effective limit is never under the limit")
+			}
+			r.Adapt = &a
+		},
 		"actions": func(f string, v *yaml.Node) { d.strs(v, f, &r.Actions) },
 		"prefix": func(f string, v *yaml.Node) {
 			p := Prefix{IPv4: 24, IPv6: 48}
@@ -852,7 +878,7 @@ func (d *decoder) checkMeasure(c *Config, i int, f string, at func(string) *yaml
 		return
 	}
 	if r.Measure == "burst" {
-		for _, k := range []string{"limit", "per", "windows", "release", "forgive"} {
+		for _, k := range []string{"limit", "per", "windows", "release", "forgive", "adapt"} {
 			if given(k) {
 				d.errorf(at(k), f+"."+k, "does not apply to the burst measure (it uses soft, hard and expire)")
 			}
@@ -894,6 +920,20 @@ func (d *decoder) checkMeasure(c *Config, i int, f string, at func(string) *yaml
 			d.errorf(at("per"), f+".per", "is required: the window, such as 1m")
 		}
 		r.Windows = []Window{{Limit: r.Limit, Per: r.Per}}
+	}
+	if r.Adapt != nil {
+		longest := time.Duration(0)
+		for _, w := range r.Windows {
+			longest = max(longest, time.Duration(w.Per))
+		}
+		switch {
+		case time.Duration(r.Adapt.History) < 2*longest:
+			d.errorf(at("adapt"), f+".adapt.history", "must be at least twice the longest window (%s)", FormatDuration(longest))
+		case r.Release != "":
+			d.errorf(at("adapt"), f+".adapt", "does not go with release: below (which lifts at the limit, not the adapted one)")
+		case r.Forgive > 0:
+			d.errorf(at("adapt"), f+".adapt", "does not go with forgive")
+		}
 	}
 	if r.Release != "" && r.Release != "below" {
 		d.errorf(at("release"), f+".release", "%q is not a release (below)", r.Release)

@@ -377,3 +377,49 @@ rules:
 		}
 	}
 }
+
+// TestAdapt: a sender's limit follows its own normal — what it sent
+// unblocked before, in the days over — so a sender that grew sends on
+// while a new one sending as much is blocked, and the grown one is blocked
+// too past factor times its normal. Replayed in two parts with the state
+// saved between, it decides the same.
+func TestAdapt(t *testing.T) {
+	cfg := mustConfig(t, `
+rules:
+  - {name: s, on: [accepted], key: sender, limit: 10, per: 1m, block: 10m, adapt: {history: 8d, factor: 3, max: 10}}
+`)
+	var ms []msg
+	minute := func(day, m int) time.Duration { return time.Duration(day)*24*time.Hour + time.Duration(m)*time.Minute }
+	for m := range 60 { // day 0: 8 a minute, under the limit
+		for i := range 8 {
+			ms = append(ms, msg{at: minute(0, m) + time.Duration(i)*7*time.Second, sender: "big@example.org", ip: "192.0.2.1"})
+		}
+	}
+	for m := range 10 { // day 1: 20 a minute, under 3 × 8 = 24
+		for i := range 20 {
+			ms = append(ms, msg{at: minute(1, m) + time.Duration(i)*3*time.Second, sender: "big@example.org", ip: "192.0.2.1"})
+			ms = append(ms, msg{at: minute(1, m) + time.Duration(i)*3*time.Second + time.Second, sender: "new@example.net", ip: "192.0.2.2"})
+		}
+	}
+	for i := range 30 { // day 1, later: 30 in a minute, over 24
+		ms = append(ms, msg{at: minute(1, 30) + time.Duration(i)*2*time.Second, sender: "big@example.org", ip: "192.0.2.1"})
+	}
+	slices.SortStableFunc(ms, func(a, b msg) int { return cmp.Compare(a.at, b.at) })
+	lines := postfixLines(ms...)
+	got, _ := replay(t, cfg, nil, nil, writeLog(t, lines...))
+	var blocks []string
+	for _, d := range got {
+		if d.Event == "block" {
+			blocks = append(blocks, fmt.Sprintf("%s value=%g limit=%g", d.Key, d.Value, d.Limit))
+		}
+	}
+	want := []string{"new@example.net value=11 limit=10", "big@example.org value=25 limit=24"}
+	if !slices.Equal(blocks, want) {
+		t.Errorf("blocks %v, want %v", blocks, want)
+	}
+	half := len(lines) / 2
+	parts, _ := replayInParts(t, cfg, joinLines(lines[:half]), joinLines(lines[half:]))
+	if !slices.Equal(summary(parts), summary(got)) {
+		t.Errorf("in two parts:\n%v\nin one:\n%v", summary(parts), summary(got))
+	}
+}

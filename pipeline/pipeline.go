@@ -179,13 +179,22 @@ func (p *Pipeline) measure(r *rule, key []byte, e *parsers.Event) {
 		r.seenFrom.add(key, e.ClientIP, e.Time)
 	}
 	crossed := -1
-	var value int64
+	var value, limit int64
+	r.values = r.values[:0] // by window, for adapt's history
 	for i, w := range r.windows {
-		if v := w.Add(key, e.Time, amount); v > w.Limit() && crossed < 0 {
-			crossed, value = i, v
+		v := w.Add(key, e.Time, amount)
+		r.values = append(r.values, v)
+		if l := r.limit(i, string(key), e.Time); v > l && crossed < 0 {
+			crossed, value, limit = i, v, l
 		}
 	}
 	a := r.blocked[string(key)]
+	if r.adapt != nil && a == nil && crossed < 0 {
+		// A key's normal is what it sent unblocked and under its limit.
+		for i, p := range r.peaks {
+			p.Note(key, e.Time, r.values[i])
+		}
+	}
 	if a != nil && r.onClients {
 		p.enforceOn(a, e)
 	}
@@ -197,7 +206,7 @@ func (p *Pipeline) measure(r *rule, key []byte, e *parsers.Event) {
 		p.scheduleRelease(a)
 	case a == nil && crossed >= 0:
 		w := r.windows[crossed]
-		a = p.block(r, string(key), e, float64(value), float64(w.Limit()), w.Per())
+		a = p.block(r, string(key), e, float64(value), float64(limit), w.Per())
 		if r.forgive > 0 {
 			w.Forgive(a.Key, r.forgive, e.Time)
 		}

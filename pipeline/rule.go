@@ -47,6 +47,7 @@ type Rule struct {
 	Release  bool
 	Forgive  int64
 	Escalate *Escalate
+	Adapt    *Adapt
 	// StripTag, StripBATV and DecodeSRS are the sender key's options.
 	StripTag, StripBATV, DecodeSRS bool
 	// OnClients: the firewall and map actions act on the client addresses
@@ -62,6 +63,16 @@ type Rule struct {
 type Window struct {
 	Limit int64
 	Per   time.Duration
+}
+
+// Adapt raises a key's effective limit in each window to Factor times the
+// highest measure the key itself reached in that window over History — in
+// the buckets of it that are over, and never while blocked — at most Max
+// times the limit and never under it.
+type Adapt struct {
+	History time.Duration
+	Factor  float64
+	Max     float64
 }
 
 // Escalate lengthens the blocks of repeat offenders: each block of a key
@@ -93,6 +104,10 @@ type rule struct {
 	release  bool  // lift as soon as every window is back at its limit
 	forgive  int64 // restart the count at -forgive when a block starts
 	escalate *Escalate
+	adapt    *Adapt
+	peaks    []*window.Peaks // by window, with adapt
+	values   []int64         // the measures of the event being run, by window
+	bases    []int64         // with adapt, the limits it adapts: the windows count up to max times them
 	strip    senderOptions
 	actions  []actions.Action
 	// onClients: the rule's firewall and map actions act on the client
@@ -105,6 +120,17 @@ type rule struct {
 	blocked  map[string]*active // keys in force, by key
 	swept    time.Time          // when idle keys were last dropped
 	longest  time.Duration      // the longest window, or the burst's expiry
+}
+
+// limit is window i's effective limit for key at t: the limit, raised by
+// adapt to the key's own normal.
+func (r *rule) limit(i int, key string, t time.Time) int64 {
+	if r.adapt == nil {
+		return r.windows[i].Limit()
+	}
+	base := r.bases[i]
+	adapted := int64(r.adapt.Factor * float64(r.peaks[i].Peak(key, t)))
+	return max(base, min(adapted, int64(r.adapt.Max*float64(base))))
 }
 
 // amount is what an event adds to the rule's measure; false when the event
@@ -127,10 +153,13 @@ func (r *rule) amount(e *parsers.Event) (int64, bool) {
 func (r *rule) windowName(i int) string { return r.name + "/" + strconv.Itoa(i) }
 
 // stores lists the rule's windows with their names in the store.
-func (r *rule) stores() map[string]window.Measure {
-	m := make(map[string]window.Measure, len(r.windows)+1)
+func (r *rule) stores() map[string]window.Saved {
+	m := make(map[string]window.Saved, 2*len(r.windows)+1)
 	for i, w := range r.windows {
 		m[r.windowName(i)] = w
+	}
+	for i, p := range r.peaks {
+		m[r.windowName(i)+"/peaks"] = p
 	}
 	if r.rate != nil {
 		m[r.name+"/rate"] = r.rate
@@ -300,7 +329,7 @@ func New(s Setup, opts Options) (*Pipeline, error) {
 	for _, rc := range s.Rules {
 		r := &rule{
 			name: rc.Name, keyType: rc.Key, measure: rc.Measure, block: rc.Block,
-			release: rc.Release, forgive: rc.Forgive, escalate: rc.Escalate,
+			release: rc.Release, forgive: rc.Forgive, escalate: rc.Escalate, adapt: rc.Adapt,
 			strip:     senderOptions{tag: rc.StripTag, batv: rc.StripBATV, srs: rc.DecodeSRS},
 			blocked:   map[string]*active{},
 			onClients: rc.OnClients,
@@ -311,20 +340,32 @@ func New(s Setup, opts Options) (*Pipeline, error) {
 			r.soft, r.hard, r.longest = rc.Soft, rc.Hard, rc.Expire
 		}
 		for _, w := range rc.Windows {
+			limit := w.Limit
+			if rc.Adapt != nil {
+				// Exact up to the highest limit the key may be given.
+				r.bases = append(r.bases, w.Limit)
+				limit = int64(rc.Adapt.Max * float64(w.Limit))
+			}
 			if rc.Measure == "distinct" {
-				r.windows = append(r.windows, window.NewDistinct(w.Limit, w.Per))
+				r.windows = append(r.windows, window.NewDistinct(limit, w.Per))
 			} else {
-				r.windows = append(r.windows, window.New(w.Limit, w.Per))
+				r.windows = append(r.windows, window.New(limit, w.Per))
 			}
 			r.longest = max(r.longest, w.Per)
+		}
+		if rc.Adapt != nil {
+			for range rc.Windows {
+				r.peaks = append(r.peaks, window.NewPeaks(rc.Adapt.History))
+			}
+			r.longest = max(r.longest, rc.Adapt.History)
 		}
 		if rc.Measure == "distinct" {
 			r.of = &rule{keyType: rc.Of, strip: r.strip, bits4: r.bits4, bits6: r.bits6}
 		}
 		if r.onClients && r.keyType == "client_net" && len(rc.Windows) > 0 {
 			most := int64(0)
-			for _, w := range rc.Windows {
-				most = max(most, w.Limit+1)
+			for _, w := range r.windows {
+				most = max(most, w.Limit()+1) // with adapt, the highest it may be given
 			}
 			r.seenFrom = newContributors(int(min(most, maxMembers)))
 		}
@@ -360,7 +401,7 @@ func (p *Pipeline) restore() error {
 		return err
 	}
 	p.clock, p.nextID, p.positions = snap.Clock, snap.NextID, snap.Positions
-	stores := map[string]window.Measure{}
+	stores := map[string]window.Saved{}
 	for _, r := range p.rules {
 		maps.Copy(stores, r.stores())
 	}

@@ -17,17 +17,14 @@ type Measure interface {
 	Forgive(key string, n int64, t time.Time)
 	Limit() int64
 	Per() time.Duration
-	Len() int
-	Reserve(n int)
-	Expire(t time.Time)
 	Reset(key string)
-	Restore(key string, st State)
-	Flush(save func(key string, st State))
+	Saved
 }
 
 var (
 	_ Measure = (*Window)(nil)
 	_ Measure = (*Distinct)(nil)
+	_ Saved   = (*Peaks)(nil)
 )
 
 // Distinct counts, per key, the distinct values seen within a sliding

@@ -12,7 +12,7 @@ import (
 
 func TestDefaultIsValid(t *testing.T) {
 	c := Default()
-	if len(c.Rules) == 0 || c.Rules[0].Limit != 30 || time.Duration(c.Rules[0].Per) != time.Minute {
+	if len(c.Rules) == 0 || len(c.Rules[0].Windows) == 0 || c.Rules[0].Windows[0].Limit != 30 || time.Duration(c.Rules[0].Windows[0].Per) != time.Minute {
 		t.Errorf("default rules = %+v", c.Rules)
 	}
 	if _, err := c.YAML(); err != nil {

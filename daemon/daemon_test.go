@@ -215,7 +215,7 @@ state: %s
 inputs: [{path: %s, poll: 20ms}]
 rules:
   - {name: c, on: [accepted], key: client_ip, limit: 2, per: 1m, block: 1h, actions: [log, fw]}
-  - {name: short, on: [accepted], key: client_net, prefix: {ipv4: 24, ipv6: 48}, limit: 5, per: 1m, block: 2s, actions: [fw]}
+  - {name: short, on: [accepted], key: client_net, prefix: {ipv4: 24, ipv6: 48}, limit: 5, per: 1m, block: 2s, actions: [fw], enforce: network}
 actions:
   fw: {type: nft}
 `, filepath.Join(dir, "state.db"), log)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -271,5 +272,30 @@ func TestPostfixCountedSurvivesARestart(t *testing.T) {
 	again.Parse([]byte(fresh), 2, func(*Event) { got++ })
 	if got != 1 {
 		t.Errorf("a new message gave %d events", got)
+	}
+}
+
+// TestQmailSMTPUIDIsNoLocalUser: the uid on messages from three or more
+// sender domains is qmail-smtpd's (qmaild's), and is no uid from then on;
+// a local user's uid, one domain however many messages, stays.
+func TestQmailSMTPUIDIsNoLocalUser(t *testing.T) {
+	p := newQmail(Options{})
+	var uids []int64
+	emit := func(e *Event) { uids = append(uids, e.UID) }
+	lines := []string{
+		"@400000006920a1b0000000aa info msg 1: bytes 100 from <a@one.example> qp 10 uid 7791",
+		"@400000006920a1b1000000aa info msg 2: bytes 100 from <b@two.example> qp 11 uid 7791",
+		"@400000006920a1b2000000aa info msg 3: bytes 100 from <cron@mx.example> qp 12 uid 1001",
+		"@400000006920a1b3000000aa info msg 4: bytes 100 from <c@three.example> qp 13 uid 7791",
+		"@400000006920a1b4000000aa info msg 5: bytes 100 from <d@one.example> qp 14 uid 7791",
+		"@400000006920a1b5000000aa info msg 6: bytes 100 from <root@mx.example> qp 15 uid 1001",
+		"@400000006920a1b6000000aa info msg 7: bytes 100 from <cron@mx.example> qp 16 uid 1001",
+	}
+	for i, l := range lines {
+		p.Parse([]byte(l), int64(i+1), emit)
+	}
+	want := []int64{7791, 7791, 1001, -1, -1, 1001, 1001}
+	if !slices.Equal(uids, want) {
+		t.Errorf("uids %v, want %v", uids, want)
 	}
 }

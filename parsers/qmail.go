@@ -36,6 +36,60 @@ type qmail struct {
 	ev    Event
 	host  interner
 	strs  strtab
+	// uids are the sender domains seen per uid, to tell qmail-smtpd's
+	// (qmaild's) uid from a local user's: see smtpUID.
+	uids map[int64]*uidDomains
+}
+
+// uidDomains are the first sender domains a uid's messages came with.
+type uidDomains struct {
+	domains [smtpDomains]string
+	n       int
+}
+
+// smtpDomains is how many different sender domains make a uid the SMTP
+// daemon's: mail that came in by SMTP carries qmaild's uid whoever sent
+// it, from every domain on the Internet; a local user's carries the local
+// domain. The first messages of that uid, before it is known, still carry
+// it: fewer than smtpDomains, far under any uid limit.
+const smtpDomains = 3
+
+// maxUIDs bounds the uids remembered.
+const maxUIDs = 4096
+
+// smtpUID reports whether uid is the SMTP daemon's, noting the sender
+// domain of one more of its messages. Learned from the log alone, it is
+// the same in a replay as in the daemon, and needs no uid in the config.
+func (q *qmail) smtpUID(uid int64, sender []byte) bool {
+	if uid < 0 {
+		return false
+	}
+	if q.uids == nil {
+		q.uids = map[int64]*uidDomains{}
+	}
+	u := q.uids[uid]
+	if u == nil {
+		if len(q.uids) >= maxUIDs {
+			clear(q.uids)
+		}
+		u = &uidDomains{}
+		q.uids[uid] = u
+	}
+	if u.n >= smtpDomains {
+		return true
+	}
+	domain := sender
+	if at := bytes.LastIndexByte(sender, '@'); at >= 0 {
+		domain = sender[at+1:]
+	}
+	for _, d := range u.domains[:u.n] {
+		if d == string(domain) {
+			return false
+		}
+	}
+	u.domains[u.n] = string(domain)
+	u.n++
+	return u.n >= smtpDomains
 }
 
 func newQmail(o Options) Parser {
@@ -227,6 +281,9 @@ func (q *qmail) info(rest []byte, lineNo int64, emit func(*Event)) bool {
 	e.HasSender = true
 	e.Size = size
 	e.UID = uid
+	if q.smtpUID(uid, sender) {
+		e.UID = -1 // came in by SMTP: not a local user's
+	}
 	emit(e)
 	return true
 }

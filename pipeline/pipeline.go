@@ -182,9 +182,10 @@ func (p *Pipeline) measure(r *rule, key []byte, e *parsers.Event) {
 	var value, limit int64
 	r.values = r.values[:0] // by window, for adapt's history
 	for i, w := range r.windows {
-		v := w.Add(key, e.Time, amount)
+		l := r.limit(i, key, e.Time)
+		v := w.AddUpTo(key, e.Time, amount, l)
 		r.values = append(r.values, v)
-		if l := r.limit(i, string(key), e.Time); v > l && crossed < 0 {
+		if v > l && crossed < 0 {
 			crossed, value, limit = i, v, l
 		}
 	}
@@ -192,7 +193,11 @@ func (p *Pipeline) measure(r *rule, key []byte, e *parsers.Event) {
 	if r.adapt != nil && a == nil && crossed < 0 {
 		// A key's normal is what it sent unblocked and under its limit.
 		for i, p := range r.peaks {
-			p.Note(key, e.Time, r.values[i])
+			// A peak that factor does not lift over the limit changes
+			// nothing: most keys never cost a peak.
+			if r.adapt.Factor*float64(r.values[i]) > float64(r.bases[i]) {
+				p.Note(key, e.Time, r.values[i])
+			}
 		}
 	}
 	if a != nil && r.onClients {

@@ -124,12 +124,12 @@ type rule struct {
 
 // limit is window i's effective limit for key at t: the limit, raised by
 // adapt to the key's own normal.
-func (r *rule) limit(i int, key string, t time.Time) int64 {
+func (r *rule) limit(i int, key []byte, t time.Time) int64 {
 	if r.adapt == nil {
 		return r.windows[i].Limit()
 	}
 	base := r.bases[i]
-	adapted := int64(r.adapt.Factor * float64(r.peaks[i].Peak(key, t)))
+	adapted := int64(r.adapt.Factor * float64(r.peaks[i].Peak(string(key), t)))
 	return max(base, min(adapted, int64(r.adapt.Max*float64(base))))
 }
 
@@ -357,7 +357,6 @@ func New(s Setup, opts Options) (*Pipeline, error) {
 			for range rc.Windows {
 				r.peaks = append(r.peaks, window.NewPeaks(rc.Adapt.History))
 			}
-			r.longest = max(r.longest, rc.Adapt.History)
 		}
 		if rc.Measure == "distinct" {
 			r.of = &rule{keyType: rc.Of, strip: r.strip, bits4: r.bits4, bits6: r.bits6}

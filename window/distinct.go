@@ -12,6 +12,9 @@ type Measure interface {
 	// a Window, amount is what the event adds; for a Distinct, the value
 	// it names (see Hash).
 	Add(key []byte, t time.Time, amount int64) int64
+	// AddUpTo is Add for a key whose own limit is limit, at most the
+	// measure's: exact up to it, keeping no more than it needs.
+	AddUpTo(key []byte, t time.Time, amount, limit int64) int64
 	Value(key string, t time.Time) int64
 	Below(key string) (time.Time, bool)
 	Forgive(key string, n int64, t time.Time)
@@ -80,6 +83,12 @@ func (d *Distinct) floor(t int64) int64 { return t - t%d.res }
 // values it saw in (t-per, t]. An event older than the key's newest is
 // taken at the newest's time, as a Window takes it.
 func (d *Distinct) Add(key []byte, t time.Time, value int64) int64 {
+	return d.AddUpTo(key, t, value, d.limit)
+}
+
+// AddUpTo is Add for a key whose own limit is limit: it keeps limit+1
+// values.
+func (d *Distinct) AddUpTo(key []byte, t time.Time, value, limit int64) int64 {
 	s := d.keys[string(key)]
 	if s == nil {
 		s = &seen{key: string(key)}
@@ -88,7 +97,7 @@ func (d *Distinct) Add(key []byte, t time.Time, value int64) int64 {
 	now := max(d.floor(t.UnixNano()), s.touched)
 	s.expire(now - int64(d.per))
 	s.touched = now
-	s.see(value, now, d.limit)
+	s.see(value, now, min(limit, d.limit))
 	d.markDirty(s)
 	return int64(len(s.times))
 }

@@ -87,7 +87,7 @@ func (s *peaks) trim(since int64) {
 // Peak is the highest measure key reached in the buckets over by t that
 // started within the history before it; 0 when there are none.
 func (p *Peaks) Peak(key string, t time.Time) int64 {
-	s := p.keys[key]
+	s := p.keys[key] // string(key []byte) here costs no allocation
 	if s == nil {
 		return 0
 	}

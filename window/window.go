@@ -99,6 +99,13 @@ func (w *Window) Len() int           { return len(w.keys) }
 // is counted at the key's newest time, so it is neither lost nor able to
 // shrink the window.
 func (w *Window) Add(key []byte, t time.Time, amount int64) int64 {
+	return w.AddUpTo(key, t, amount, w.limit)
+}
+
+// AddUpTo is Add for a key whose limit is limit (at most the window's):
+// the measure is exact up to it, and the key keeps no more than that
+// needs — an adapted limit costs a key only what its own limit needs.
+func (w *Window) AddUpTo(key []byte, t time.Time, amount, limit int64) int64 {
 	s := w.keys[string(key)]
 	if s == nil {
 		s = &series{key: string(key)}
@@ -109,7 +116,7 @@ func (w *Window) Add(key []byte, t time.Time, amount int64) int64 {
 	s.touched = now
 	if amount > 0 {
 		s.push(now, amount)
-		s.trim(w.limit)
+		s.trim(min(limit, w.limit))
 	}
 	w.markDirty(s)
 	return s.sum + s.offset

@@ -3,6 +3,7 @@ package window
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -72,4 +73,30 @@ func TestDistinctMemoryIsBounded(t *testing.T) {
 	if n := len(d.keys["k"].times); n != 6 {
 		t.Errorf("a key keeps %d values, want 6", n)
 	}
+}
+
+// BenchmarkDistinctMemory reports the memory a key costs a Distinct with
+// limit 5 once it has seen 6 values (bytes/key), and the time of an Add.
+func BenchmarkDistinctMemory(b *testing.B) {
+	const keys = 100000
+	now := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	d := NewDistinct(5, 10*time.Minute)
+	for k := range keys {
+		key := []byte(fmt.Sprintf("user%d", k))
+		for v := range 6 {
+			d.Add(key, now, int64(v))
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perKey := float64(after.HeapAlloc-before.HeapAlloc) / keys
+	key := []byte("hot")
+	for i := 0; b.Loop(); i++ {
+		d.Add(key, now.Add(time.Duration(i)*time.Millisecond), int64(i%40))
+	}
+	b.ReportMetric(perKey, "bytes/key")
+	runtime.KeepAlive(d)
 }

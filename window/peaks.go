@@ -50,7 +50,8 @@ func (p *Peaks) History() time.Duration { return p.history }
 func (p *Peaks) Note(key []byte, t time.Time, v int64) {
 	s := p.keys[string(key)]
 	if s == nil {
-		s = &peaks{key: string(key)}
+		// Sized once: a key holds at most peakBuckets+1 buckets.
+		s = &peaks{key: string(key), starts: make([]int64, 0, peakBuckets+1), highs: make([]int64, 0, peakBuckets+1)}
 		p.keys[s.key] = s
 	}
 	start := t.UnixNano() - t.UnixNano()%p.bucket

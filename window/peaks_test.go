@@ -1,6 +1,8 @@
 package window
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -44,4 +46,28 @@ func TestPeaks(t *testing.T) {
 	if n := len(p.keys["k"].starts); n > peakBuckets+1 {
 		t.Errorf("%d buckets kept", n)
 	}
+}
+
+// BenchmarkPeaksMemory reports the memory a key with eight days of
+// history costs (bytes/key).
+func BenchmarkPeaksMemory(b *testing.B) {
+	const keys = 100000
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	p := NewPeaks(8 * 24 * time.Hour)
+	for k := range keys {
+		key := []byte(fmt.Sprintf("user%d", k))
+		for d := range 9 {
+			p.Note(key, t0.Add(time.Duration(d)*24*time.Hour), int64(d+1))
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perKey := float64(after.HeapAlloc-before.HeapAlloc) / keys
+	for b.Loop() {
+		p.Peak("user7", t0.Add(9*24*time.Hour))
+	}
+	b.ReportMetric(perKey, "bytes/key")
+	runtime.KeepAlive(p)
 }

@@ -10,17 +10,20 @@ import (
 // Detection is a block or unblock as `replay --json` prints it: the fields
 // of the public interface, plus the log line that crossed the limit.
 type Detection struct {
-	Event    string     `json:"event"`
-	Time     time.Time  `json:"time"`
-	Rule     string     `json:"rule"`
-	KeyType  string     `json:"key_type"`
-	Key      string     `json:"key"`
-	Value    float64    `json:"value"`
-	Limit    float64    `json:"limit"`
-	Window   string     `json:"window"`
-	Until    *time.Time `json:"until,omitempty"`
-	Actions  []string   `json:"actions"`
-	Executed bool       `json:"executed"`
+	Event   string    `json:"event"`
+	Time    time.Time `json:"time"`
+	Rule    string    `json:"rule"`
+	KeyType string    `json:"key_type"`
+	Key     string    `json:"key"`
+	Value   float64   `json:"value"`
+	Limit   float64   `json:"limit"`
+	// EffectiveLimit is, for a rule with adapt, the limit the key was
+	// given from its own history, which it crossed.
+	EffectiveLimit float64    `json:"effective_limit,omitempty"`
+	Window         string     `json:"window"`
+	Until          *time.Time `json:"until,omitempty"`
+	Actions        []string   `json:"actions"`
+	Executed       bool       `json:"executed"`
 	// Reason is why an unblock happened: "expired" or "unban".
 	Reason string `json:"reason,omitempty"`
 	// File and Line are the log line of the event that crossed the limit.

@@ -410,10 +410,10 @@ rules:
 	var blocks []string
 	for _, d := range got {
 		if d.Event == "block" {
-			blocks = append(blocks, fmt.Sprintf("%s value=%g limit=%g", d.Key, d.Value, d.Limit))
+			blocks = append(blocks, fmt.Sprintf("%s value=%g limit=%g effective=%g", d.Key, d.Value, d.Limit, d.EffectiveLimit))
 		}
 	}
-	want := []string{"new@example.net value=11 limit=10", "big@example.org value=25 limit=24"}
+	want := []string{"new@example.net value=11 limit=10 effective=10", "big@example.org value=25 limit=10 effective=24"}
 	if !slices.Equal(blocks, want) {
 		t.Errorf("blocks %v, want %v", blocks, want)
 	}

@@ -440,6 +440,11 @@ func (p *Pipeline) act(event string, a *active, at time.Time, reason string, act
 		if a.rule != nil && a.rule.onClients {
 			out.Members = slices.Clone(a.Members)
 		}
+		if base, ok := a.rule.baseLimit(a.Window); ok {
+			// The block holds the limit it crossed, as adapted; the
+			// detection says both.
+			out.EffectiveLimit, out.Limit = out.Limit, float64(base)
+		}
 		p.opts.OnDetection(out)
 	}
 }

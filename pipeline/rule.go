@@ -133,6 +133,21 @@ func (r *rule) limit(i int, key []byte, t time.Time) int64 {
 	return max(base, min(adapted, int64(r.adapt.Max*float64(base))))
 }
 
+// baseLimit is the configured limit of the rule's window of length per,
+// for a rule with adapt; false otherwise (or for a rule no longer in the
+// config: r is nil).
+func (r *rule) baseLimit(per time.Duration) (int64, bool) {
+	if r == nil || r.adapt == nil {
+		return 0, false
+	}
+	for i, w := range r.windows {
+		if w.Per() == per {
+			return r.bases[i], true
+		}
+	}
+	return 0, false
+}
+
 // amount is what an event adds to the rule's measure; false when the event
 // does not say (a size the log did not give).
 func (r *rule) amount(e *parsers.Event) (int64, bool) {

@@ -186,8 +186,6 @@ func (s *Source) finishBatch() {
 		s.done.Counted = s.doneIDs
 	}
 	s.curIDs, s.doneCut = s.curIDs[:0], false
-	s.doneStats = append(s.doneStats, b.stats...)
-	b.stats = b.stats[:0]
 	s.cur = nil
 	select {
 	case s.free <- b:
@@ -199,6 +197,11 @@ func (s *Source) finishBatch() {
 func (s *Source) pop() *parsers.Event {
 	q := &s.cur.events[s.head]
 	s.head++
+	if s.counter != nil {
+		// Counted as it runs, not as it is read: the stats saved with a
+		// position are those of the lines before it, even inside a batch.
+		s.counter.Add(&q.ev)
+	}
 	if q.ev.Time.After(s.newest) {
 		s.newest = q.ev.Time
 	}
@@ -252,11 +255,12 @@ func (m *Merger) Positions(dst []state.Position) []state.Position {
 	return dst
 }
 
-// TakeStats takes the stats of the events that ran.
+// TakeStats takes the stats of the events that ran since.
 func (m *Merger) TakeStats(dst []state.Stat) []state.Stat {
 	for _, s := range m.srcs {
-		dst = append(dst, s.doneStats...)
-		s.doneStats = s.doneStats[:0]
+		if s.counter != nil {
+			dst = s.counter.Take(dst)
+		}
 	}
 	return dst
 }

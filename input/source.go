@@ -102,14 +102,13 @@ type Source struct {
 	lineEnd int64 // after the line being parsed, for its events
 	lineNo  int64
 	filling *batch
-	counter *StatsCounter
+	counter *StatsCounter // of the events run: stats and positions go together
 	wake    chan<- struct{}
 
 	// What the merger sees, in its goroutine.
 	cur        *batch
 	head       int
 	done       state.Position // after the last line whose events all ran
-	doneStats  []state.Stat
 	doneIDs    []string      // the parser's counted queue IDs at done's batch start
 	curIDs     []parsers.QID // the accepted queue IDs run from the current batch
 	doneCut    bool          // done is inside the current batch
@@ -140,7 +139,6 @@ type SourceStats struct {
 // run ends.
 type batch struct {
 	events  []queued
-	stats   []state.Stat
 	pos     state.Position // after the batch's last line; Input "" for none
 	counted []string       // the parser's, after the batch
 	idle    bool           // nothing more to read for now
@@ -215,6 +213,11 @@ func openSource(spec Spec, files []string, o Options) (*Source, error) {
 			s.counted = pos.Counted
 		}
 		s.done = s.followPosition(s.fol.Position())
+		if pos, ok := o.Positions[abs]; ok {
+			// Until a line is read, the saved position stands: the rest of
+			// a file rotated meanwhile is still to be read from it.
+			s.done = pos
+		}
 		s.done.Counted, s.doneIDs = s.counted, s.counted
 		if s.spec.Format != "" && s.spec.Format != "auto" {
 			if err := s.makeParser(s.spec.Format, s.fol.modTime()); err != nil {
@@ -377,9 +380,6 @@ func (s *Source) parse(line []byte, n int64) bool {
 
 func (s *Source) emit(e *parsers.Event) {
 	s.Stats.Events[e.Kind&7]++
-	if s.counter != nil {
-		s.counter.Add(e)
-	}
 	if s.rd != nil && s.rd.Name != "-" {
 		e.File = s.rd.Name // of a log's several files, the one read
 	}
@@ -453,10 +453,6 @@ func (s *Source) send() bool {
 	b.counted = nil
 	if r, ok := s.parser.(parsers.Resumable); ok && (s.o.Follow || s.o.Positions != nil) {
 		b.counted = r.Counted() // saved with the position; a replay in memory saves none
-	}
-	b.stats = b.stats[:0]
-	if s.counter != nil {
-		b.stats = s.counter.Take(b.stats)
 	}
 	b.at = s.o.now()
 	if b.idle && s.fol != nil {
@@ -599,7 +595,10 @@ func (s *Source) follow() {
 			if !ok {
 				return
 			}
-			if pos.ID.Inode != id.Inode || pos.ID.Device != id.Device || lines >= batchLines || len(s.filling.events) >= batchEvents {
+			// A batch is of one file: its positions name it. A file cut in
+			// place and written again (copytruncate) keeps its inode, so
+			// its first bytes, and offsets going back, tell it too.
+			if otherFile(id, pos, s.lineEnd) || lines >= batchLines || len(s.filling.events) >= batchEvents {
 				ok = cut()
 				lines = 0
 			}
@@ -634,6 +633,13 @@ func (s *Source) follow() {
 		case <-timer.C:
 		}
 	}
+}
+
+// otherFile reports whether the line at pos is of another file than the
+// last one, at id, which ended at end.
+func otherFile(id Identity, pos Pos, end int64) bool {
+	return pos.ID.Inode != id.Inode || pos.ID.Device != id.Device ||
+		!bytes.Equal(headPrint(pos.ID.Fingerprint), headPrint(id.Fingerprint)) || pos.Offset <= end && end > 0
 }
 
 // withPrint adds the fingerprint of the bytes before a position in the

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bombwatch/bombwatch/parsers"
+	"github.com/bombwatch/bombwatch/state"
 )
 
 func TestGroup(t *testing.T) {
@@ -111,5 +112,36 @@ func TestMergerHoldsForAQuietInput(t *testing.T) {
 		}
 	}); len(got) != 2 {
 		t.Errorf("positions of %v, want both logs", got)
+	}
+}
+
+// TestSavedPositionStandsUntilRead: a followed log rotated while bombwatch
+// was down keeps its saved position until a line is read, so that a stop
+// before then does not skip the rest of the rotated file.
+func TestSavedPositionStandsUntilRead(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "mail.log")
+	first := "2026-11-20T10:00:00Z mx postfix/qmgr[2]: 4ABC1: from=<a@example.org>, size=100, nrcpt=1 (queue active)\n"
+	os.WriteFile(log, []byte(first), 0o644)
+	r, err := Open(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := state.Position{Input: log, Device: r.ID.Device, Inode: r.ID.Inode, Offset: int64(len(first)), Line: 1, Fingerprint: r.ID.Fingerprint}
+	r.Close()
+	// Written on, then rotated, while down.
+	f, _ := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("2026-11-20T10:00:01Z mx postfix/qmgr[2]: 4ABC2: from=<b@example.org>, size=100, nrcpt=1 (queue active)\n")
+	f.Close()
+	os.Rename(log, log+".1")
+	os.WriteFile(log, nil, 0o644)
+
+	s, err := OpenSource(Spec{Path: log}, Options{Follow: true, Positions: map[string]state.Position{log: saved}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if p, ok := s.position(); !ok || p.Inode != saved.Inode || p.Offset != saved.Offset {
+		t.Errorf("position before reading = %+v, want the saved one", p)
 	}
 }

@@ -109,10 +109,10 @@ type Source struct {
 	cur        *batch
 	head       int
 	done       state.Position // after the last line whose events all ran
-	doneIDs    []string      // the parser's counted queue IDs at done's batch start
-	curIDs     []parsers.QID // the accepted queue IDs run from the current batch
-	doneCut    bool          // done is inside the current batch
-	idle       bool          // the reader found no more, and all it sent ran
+	doneIDs    []string       // the parser's counted queue IDs at done's batch start
+	curIDs     []parsers.QID  // the accepted queue IDs run from the current batch
+	doneCut    bool           // done is inside the current batch
+	idle       bool           // the reader found no more, and all it sent ran
 	idleSince  time.Time
 	newest     time.Time // of the events run from it
 	finished   bool

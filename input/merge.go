@@ -185,6 +185,12 @@ func (s *Source) finishBatch() {
 		s.done = b.pos
 		s.done.Counted = s.doneIDs
 	}
+	if s.countedTo >= 0 {
+		s.countRan(len(b.events)) // split by a save: the rest, here
+	} else {
+		s.doneStats = append(s.doneStats, b.stats...)
+	}
+	s.countedTo = -1
 	s.curIDs, s.doneCut = s.curIDs[:0], false
 	s.cur = nil
 	select {
@@ -197,11 +203,6 @@ func (s *Source) finishBatch() {
 func (s *Source) pop() *parsers.Event {
 	q := &s.cur.events[s.head]
 	s.head++
-	if s.counter != nil {
-		// Counted as it runs, not as it is read: the stats saved with a
-		// position are those of the lines before it, even inside a batch.
-		s.counter.Add(&q.ev)
-	}
 	if q.ev.Time.After(s.newest) {
 		s.newest = q.ev.Time
 	}
@@ -230,6 +231,9 @@ func (s *Source) position() (state.Position, bool) {
 	if s.done.Input == "" {
 		return state.Position{}, false
 	}
+	if s.cur != nil && s.ranStats != nil && s.head > 0 {
+		s.countRan(s.head) // the stats of what ran go with the position
+	}
 	p := s.done
 	if s.doneCut {
 		// Inside a batch: the queue IDs counted are those at its start and
@@ -242,6 +246,17 @@ func (s *Source) position() (state.Position, bool) {
 		p.Counted = ids[:min(len(ids), parsers.MaxCounted)]
 	}
 	return p, true
+}
+
+// countRan counts, in the merger's goroutine, the current batch's events
+// up to end that are not counted yet: the batch's own stats, counted as
+// it was read, are then dropped.
+func (s *Source) countRan(end int) {
+	from := max(s.countedTo, 0)
+	for i := from; i < end; i++ {
+		s.ranStats.Add(&s.cur.events[i].ev)
+	}
+	s.countedTo = end
 }
 
 // Positions are how far each source's effects have run, to be saved with
@@ -258,8 +273,10 @@ func (m *Merger) Positions(dst []state.Position) []state.Position {
 // TakeStats takes the stats of the events that ran since.
 func (m *Merger) TakeStats(dst []state.Stat) []state.Stat {
 	for _, s := range m.srcs {
-		if s.counter != nil {
-			dst = s.counter.Take(dst)
+		dst = append(dst, s.doneStats...)
+		s.doneStats = s.doneStats[:0]
+		if s.ranStats != nil {
+			dst = s.ranStats.Take(dst)
 		}
 	}
 	return dst

@@ -102,7 +102,14 @@ type Source struct {
 	lineEnd int64 // after the line being parsed, for its events
 	lineNo  int64
 	filling *batch
-	counter *StatsCounter // of the events run: stats and positions go together
+	// Stats are counted by the reading goroutine, a batch at a time, and
+	// handed on when all the batch's events ran. A batch a position is
+	// saved inside of is counted here instead, by the merger's goroutine,
+	// as far as it ran: stats and positions go together.
+	counter   *StatsCounter // the reader's
+	ranStats  *StatsCounter // the merger's, for batches split by a save
+	doneStats []state.Stat
+	countedTo int // of the current batch, events counted by ranStats; -1: none
 	wake    chan<- struct{}
 
 	// What the merger sees, in its goroutine.
@@ -139,6 +146,7 @@ type SourceStats struct {
 // run ends.
 type batch struct {
 	events  []queued
+	stats   []state.Stat
 	pos     state.Position // after the batch's last line; Input "" for none
 	counted []string       // the parser's, after the batch
 	idle    bool           // nothing more to read for now
@@ -178,8 +186,9 @@ func openSource(spec Spec, files []string, o Options) (*Source, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.emitFn = s.emit
+	s.countedTo = -1
 	if o.Stats {
-		s.counter = NewStatsCounter()
+		s.counter, s.ranStats = NewStatsCounter(), NewStatsCounter()
 	}
 	switch {
 	case spec.Path == "journald" && o.Follow:
@@ -383,6 +392,9 @@ func (s *Source) emit(e *parsers.Event) {
 	if s.rd != nil && s.rd.Name != "-" {
 		e.File = s.rd.Name // of a log's several files, the one read
 	}
+	if s.counter != nil {
+		s.counter.Add(e)
+	}
 	s.filling.events = append(s.filling.events, queued{ev: *e, end: s.lineEnd, line: s.lineNo})
 }
 
@@ -453,6 +465,10 @@ func (s *Source) send() bool {
 	b.counted = nil
 	if r, ok := s.parser.(parsers.Resumable); ok && (s.o.Follow || s.o.Positions != nil) {
 		b.counted = r.Counted() // saved with the position; a replay in memory saves none
+	}
+	b.stats = b.stats[:0]
+	if s.counter != nil {
+		b.stats = s.counter.Take(b.stats)
 	}
 	b.at = s.o.now()
 	if b.idle && s.fol != nil {

@@ -110,7 +110,7 @@ type Source struct {
 	ranStats  *StatsCounter // the merger's, for batches split by a save
 	doneStats []state.Stat
 	countedTo int // of the current batch, events counted by ranStats; -1: none
-	wake    chan<- struct{}
+	wake      chan<- struct{}
 
 	// What the merger sees, in its goroutine.
 	cur        *batch

@@ -1,6 +1,8 @@
 package input
 
 import (
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -143,5 +145,47 @@ func TestSavedPositionStandsUntilRead(t *testing.T) {
 	defer s.Close()
 	if p, ok := s.position(); !ok || p.Inode != saved.Inode || p.Offset != saved.Offset {
 		t.Errorf("position before reading = %+v, want the saved one", p)
+	}
+}
+
+// TestFollowedNonMTALinesAreNotPostfix: a followed file that starts with
+// lines no MTA wrote is said once, its lines give no events, and the MTA's
+// lines that follow are detected and read.
+func TestFollowedNonMTALinesAreNotPostfix(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "mixed.log")
+	var b strings.Builder
+	for i := range 60 {
+		fmt.Fprintf(&b, "Nov 20 10:00:%02d web nginx[9]: GET /index.html %d\n", i%60, i)
+	}
+	for i := range 3 {
+		fmt.Fprintf(&b, "2026-11-20T10:01:%02dZ mx postfix/qmgr[2]: 4ABC%d: from=<a@example.org>, size=100, nrcpt=1 (queue active)\n", i, i)
+	}
+	os.WriteFile(log, []byte(b.String()), 0o644)
+	var said strings.Builder
+	s, err := OpenSource(Spec{Path: log, FromStart: true}, Options{Follow: true, Location: time.UTC,
+		Log: slog.New(slog.NewTextHandler(&said, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMerger([]*Source{s})
+	defer m.Close()
+	var senders []string
+	for deadline := time.Now().Add(10 * time.Second); len(senders) < 3 && time.Now().Before(deadline); {
+		e, _, _ := m.Next()
+		if e == nil {
+			select {
+			case <-m.Wake():
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		senders = append(senders, e.Sender)
+	}
+	if len(senders) != 3 || s.Format != "postfix" {
+		t.Errorf("events from %v as %q; want the 3 Postfix messages", senders, s.Format)
+	}
+	if n := strings.Count(said.String(), "cannot tell the log format"); n != 1 {
+		t.Errorf("said %d times that the format is unknown, want once:\n%s", n, said.String())
 	}
 }

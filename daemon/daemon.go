@@ -165,7 +165,10 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 	log.Info("running", "config", cfg.File, "state", cfg.State, "inputs", len(cfg.Inputs), "rules", len(cfg.Rules))
 
 	dirty := false
-	lastCommit := time.Now()
+	// The first events are saved at once: a daemon killed again and again
+	// soon after it starts (a crash loop) still moves its positions on,
+	// rather than re-reading the same backlog until rotation removes it.
+	var lastCommit time.Time
 	// A state that cannot be saved (disk full, read-only, locked) stops
 	// the reading of logs — positions go on being saved with the state
 	// they produced, so nothing is lost or counted twice — and is tried

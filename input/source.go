@@ -607,6 +607,7 @@ func (s *Source) follow() {
 		}
 		ok := true
 		lines := 0
+		read := false // a line this time: the position is after it
 		err := s.fol.Poll(func(line []byte, pos Pos) {
 			if !ok {
 				return
@@ -618,7 +619,7 @@ func (s *Source) follow() {
 				ok = cut()
 				lines = 0
 			}
-			id = pos.ID
+			id, read = pos.ID, true
 			lines++
 			s.Stats.Lines++
 			s.setLine(pos.Offset, pos.Line)
@@ -634,7 +635,13 @@ func (s *Source) follow() {
 		if err != nil {
 			failed.log(s.log, s.o.now(), "input", "path", s.abs, "err", err)
 		}
-		pos := s.withPrint(s.followPosition(s.fol.Position()))
+		// The position is after the last line read, in the file it was
+		// read from: the follower may have moved on to a file it read
+		// nothing of yet, or to none (renamed away, not yet recreated).
+		pos := sentPos
+		if read {
+			pos = s.withPrint(s.followPosition(Pos{ID: id, Offset: s.lineEnd, Line: s.lineNo}))
+		}
 		if len(s.filling.events) > 0 || !sentIdle || !samePosition(pos, sentPos) {
 			s.filling.pos, s.filling.idle = pos, true
 			if !s.send() || !s.next() {

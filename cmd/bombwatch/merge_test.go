@@ -295,7 +295,7 @@ func TestRunKill9DuringCatchUp(t *testing.T) {
 }
 
 // readTo is the daemon's saved position in path, 0 when none.
-func readTo(t *testing.T, db, path string) int64 {
+func readTo(t testing.TB, db, path string) int64 {
 	t.Helper()
 	s, err := sqlite.Open(db)
 	if err != nil {

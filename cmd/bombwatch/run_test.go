@@ -172,12 +172,8 @@ func waitRead(t testing.TB, db, path string, size int64) {
 	abs, _ := filepath.Abs(path)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if s, err := sqlite.Open(db); err == nil {
-			snap, err := s.Load()
-			s.Close()
-			if err == nil && snap.Positions[abs].Offset == size {
-				return
-			}
+		if readTo(t, db, abs) == size {
+			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -52,6 +52,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	if len(rest) > 0 {
 		return usagef("unexpected arguments %q", rest)
 	}
+	if *distinct < 0 {
+		return usagef("--distinct %d: must be 0 (skip) or more", *distinct)
+	}
 	formats := loggen.Formats
 	if *format != "auto" {
 		if _, ok := parsers.Lookup(*format); !ok || *format == "journald" {

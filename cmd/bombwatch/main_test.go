@@ -323,3 +323,20 @@ func TestCheckOutputLoadsBack(t *testing.T) {
 		}
 	}
 }
+
+// TestNegativeCountsAreUsageErrors: a count flag given a negative value is
+// a usage error (exit 2), never a panic.
+func TestNegativeCountsAreUsageErrors(t *testing.T) {
+	log := filepath.Join("..", "..", "samples", "postfix.log")
+	for _, args := range [][]string{
+		{"parse", "--stats", "--top", "-1", log},
+		{"report", "--top", "-1"},
+		{"bench", "--distinct", "-3"},
+		{"bench", "--lines", "-5"},
+		{"generate", "--lines", "-5"},
+	} {
+		if code, _, errOut := bombwatch(t, args...); code != 2 || errOut == "" {
+			t.Errorf("%v: exit %d, %q; want a usage error", args, code, errOut)
+		}
+	}
+}

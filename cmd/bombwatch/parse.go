@@ -45,6 +45,9 @@ func runParse(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *top < 0 {
+		return usagef("--top %d: must be 0 or more", *top)
+	}
 	if err := checkLogs(logs, *format); err != nil {
 		return err
 	}

@@ -64,6 +64,9 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	if len(rest) > 0 {
 		return usagef("unexpected arguments %q", rest)
 	}
+	if *top < 0 {
+		return usagef("--top %d: must be 0 or more", *top)
+	}
 	if !slicesContains([]string{"text", "json", "csv", "html"}, *format) {
 		return usagef("--format %q is not text, json, csv or html", *format)
 	}

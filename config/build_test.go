@@ -1,7 +1,10 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -26,5 +29,27 @@ func TestQmailUsersAreNeverUIDKeys(t *testing.T) {
 	}
 	if !slices.Equal(cfg.Ignore, []string{"192.0.2.0/24"}) {
 		t.Errorf("the config's own list changed: %v", cfg.Ignore)
+	}
+}
+
+// TestInputWarnings: check says when an input is a directory, or not there
+// yet (a file, or a glob matching nothing), and nothing for a readable log.
+func TestInputWarnings(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "mail.log")
+	os.WriteFile(log, []byte("x\n"), 0o644)
+	for path, want := range map[string]string{
+		dir:                               "is a directory",
+		filepath.Join(dir, "missing.log"): "does not exist yet",
+		filepath.Join(dir, "none*.log"):   "matches no file yet",
+		log:                               "",
+		filepath.Join(dir, "mail*.log"):   "",
+		"-":                               "",
+		"journald":                        "",
+	} {
+		got := InputWarning(path)
+		if want == "" && got != "" || want != "" && !strings.Contains(got, want) {
+			t.Errorf("InputWarning(%s) = %q, want %q", path, got, want)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -1034,6 +1035,11 @@ func Warnings(c *Config) []string {
 	if w := ListenWarning(c.Listen); w != "" {
 		out = append(out, w)
 	}
+	for i, in := range c.Inputs {
+		if w := InputWarning(in.Path); w != "" {
+			out = append(out, fmt.Sprintf("inputs[%d].path: %s", i, w))
+		}
+	}
 	for _, r := range c.Rules {
 		if r.Enforce != "clients" {
 			continue
@@ -1048,6 +1054,38 @@ func Warnings(c *Config) []string {
 		}
 	}
 	return out
+}
+
+// InputWarning says what is wrong with following path now, or "": a file
+// or glob that is not there yet is followed when it appears; a directory
+// or a file bombwatch may not read never gives a line.
+func InputWarning(path string) string {
+	if path == "-" || path == "journald" {
+		return ""
+	}
+	if strings.ContainsAny(path, "*?[") {
+		if m, err := filepath.Glob(path); err != nil {
+			return fmt.Sprintf("%q: %v", path, err)
+		} else if len(m) == 0 {
+			return fmt.Sprintf("%s matches no file yet: the files that come to match it are followed", path)
+		}
+		return ""
+	}
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Sprintf("%s does not exist yet: it is followed once it appears", path)
+	case err != nil:
+		return fmt.Sprintf("%s: %v", path, err)
+	case st.IsDir():
+		return fmt.Sprintf("%s is a directory, not a log: give the file (or a glob of files) in it", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Sprintf("%s cannot be read: %v", path, errors.Unwrap(err))
+	}
+	f.Close()
+	return ""
 }
 
 // ListenWarning says what is wrong with serving /metrics on addr, or "":

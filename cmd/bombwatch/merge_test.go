@@ -446,3 +446,23 @@ func TestRunGlobReadsEachLineOnce(t *testing.T) {
 		t.Errorf("a rotated file was followed as a new log:\n%s", d.stderr)
 	}
 }
+
+// TestDirectoryInputSaidOnce: a directory given as an input is said at
+// start and its read error logged once, not at every look (it was 355,767
+// lines in 4 s).
+func TestDirectoryInputSaidOnce(t *testing.T) {
+	dir := t.TempDir()
+	logs := filepath.Join(dir, "logs")
+	os.Mkdir(logs, 0o755)
+	cfg := mergeConfig(t, dir, []string{logs}, "")
+	d := startRunning(t, cfg)
+	time.Sleep(time.Second) // 50 looks at poll: 20ms
+	d.stop(t)
+	out := d.stderr.String()
+	if !strings.Contains(out, "is a directory, not a log") {
+		t.Errorf("no warning at start:\n%s", out)
+	}
+	if n := strings.Count(out, "level=ERROR"); n != 1 {
+		t.Errorf("%d error lines in a second, want 1:\n%s", n, out)
+	}
+}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -51,5 +52,20 @@ func TestInputWarnings(t *testing.T) {
 		if want == "" && got != "" || want != "" && !strings.Contains(got, want) {
 			t.Errorf("InputWarning(%s) = %q, want %q", path, got, want)
 		}
+	}
+}
+
+// TestActionKeysBelongToTheirType: a key of another action type is an
+// error at its line, not ignored.
+func TestActionKeysBelongToTheirType(t *testing.T) {
+	_, err := Parse("c.yaml", []byte("actions:\n  hook:\n    type: script\n    command: [/bin/true]\n    ports: [25]\n  fw: {type: nft, map_type: hash}\n  m: {type: sendmail_access, map_type: hash}\n"))
+	got := fmt.Sprint(err)
+	for _, want := range []string{"c.yaml:5: actions.hook.ports: does not apply to a script action", "c.yaml:6: actions.fw.map_type: does not apply to a nft action"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("error %q lacks %q", got, want)
+		}
+	}
+	if strings.Contains(got, "actions.m.") {
+		t.Errorf("sendmail_access refused its own map_type: %s", got)
 	}
 }

@@ -619,6 +619,23 @@ func (d *decoder) rule(n *yaml.Node, path string) Rule {
 	return r
 }
 
+// The keys each action type takes, besides the common ones.
+var (
+	commonActionKeys = []string{"type", "dry_run", "retries"}
+	actionKeys       = map[string][]string{
+		"log":               {},
+		"script":            {"command", "unblock_command", "timeout", "concurrency"},
+		"nft":               {"table", "ports", "verdict"},
+		"iptables":          {"set", "ports", "verdict"},
+		"postfix_map":       {"path", "map_type", "reply", "mta_config"},
+		"sendmail_access":   {"path", "map_type", "reply", "mta_config"},
+		"qmail_badmailfrom": {"path"},
+		"mail":              {"to", "sendmail", "period", "per_hour"},
+	}
+	allActionKeys = []string{"command", "unblock_command", "timeout", "concurrency", "table", "set", "ports", "verdict",
+		"path", "map_type", "reply", "mta_config", "to", "sendmail", "period", "per_hour"}
+)
+
 func (d *decoder) action(n *yaml.Node, path string) Act {
 	var a Act
 	var ports []string
@@ -653,6 +670,15 @@ func (d *decoder) action(n *yaml.Node, path string) Act {
 	}
 	bad := func(field, format string, args ...any) {
 		d.errorf(d.at(path+"."+field, n.Line), path+"."+field, format, args...)
+	}
+	if own, ok := actionKeys[a.Type]; ok {
+		// Each type takes its own keys: a key of another type is a
+		// mistake (ports on a script), never silently ignored.
+		for _, k := range allActionKeys {
+			if _, given := d.lines[path+"."+k]; given && !slices.Contains(own, k) && !slices.Contains(commonActionKeys, k) {
+				bad(k, "does not apply to a %s action (it takes %s)", a.Type, strings.Join(append(slices.Clone(commonActionKeys), own...), ", "))
+			}
+		}
 	}
 	switch a.Type {
 	case "log":

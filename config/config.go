@@ -21,6 +21,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bombwatch/bombwatch/input"
+
 	"gopkg.in/yaml.v3"
 )
 
@@ -1089,7 +1091,7 @@ func InputWarning(path string) string {
 	if path == "-" || path == "journald" {
 		return ""
 	}
-	if strings.ContainsAny(path, "*?[") {
+	if input.IsGlob(path) {
 		if m, err := filepath.Glob(path); err != nil {
 			return fmt.Sprintf("%q: %v", path, err)
 		} else if len(m) == 0 {

@@ -157,7 +157,6 @@ func (s *Source) peek() *queued {
 			return nil
 		}
 		s.cur, s.head = b, 0
-		s.curIDs = s.curIDs[:0]
 		if b.err != nil {
 			s.err = b.err
 		}

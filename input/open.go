@@ -100,7 +100,7 @@ func OpenSources(specs []Spec, o Options) ([]*Source, []error) {
 	specOf := map[string]Spec{}
 	for _, spec := range specs {
 		var names []string
-		if isGlob(spec.Path) {
+		if IsGlob(spec.Path) {
 			matches, err := filepath.Glob(spec.Path)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", spec.Path, err))
@@ -148,7 +148,8 @@ func OpenSources(specs []Spec, o Options) ([]*Source, []error) {
 	return srcs, errs
 }
 
-func isGlob(path string) bool { return strings.ContainsAny(path, "*?[") }
+// IsGlob reports whether an input path is a glob pattern, not a file.
+func IsGlob(path string) bool { return strings.ContainsAny(path, "*?[") }
 
 // followedLogs are the current logs among a glob's matches that are not
 // followed already (by path or as the same file under another name), in
@@ -199,7 +200,7 @@ type Globs struct {
 func NewGlobs(specs []Spec, o Options) *Globs {
 	g := &Globs{o: o}
 	for _, s := range specs {
-		if isGlob(s.Path) {
+		if IsGlob(s.Path) {
 			g.specs = append(g.specs, s)
 		}
 	}

@@ -54,10 +54,20 @@ func (r Retries) RetryCount() int {
 }
 
 // Setupper is an action with something to create before it is used (a
-// firewall table), and to remove with `run --cleanup`.
+// firewall table), and to remove with `run --cleanup`. Setup keeps what
+// is there: the blocks it holds survive a restart and a reload.
 type Setupper interface {
 	Setup(ctx context.Context) error
 	Cleanup(ctx context.Context) error
+}
+
+// Reconciler is an action that can tell what it holds — a firewall set,
+// a map — and so can be made to hold exactly the blocks in force, changing
+// only what differs: at start and reload, a block that is still there is
+// not applied again, one the firewall lost (a reboot) is, and one that
+// outlived its block is removed.
+type Reconciler interface {
+	Reconcile(ctx context.Context, want []Detection) error
 }
 
 // Action acts on detections.

@@ -354,3 +354,79 @@ func TestNFTRunBatch(t *testing.T) {
 		t.Errorf("a4 after the failed transaction:\n%s", s)
 	}
 }
+
+// TestNFTReconcile: Reconcile leaves what is there alone, adds what the
+// firewall lost and removes what no block holds; Setup keeps the
+// elements and writes the chain again only for other ports.
+func TestNFTReconcile(t *testing.T) {
+	if !netns.Enter(t) {
+		return
+	}
+	netns.NeedTool(t, "nft")
+	ctx := context.Background()
+	n := &NFT{ActionName: "fw", Table: "inet bombwatch", Ports: []int{25}, Verdict: "drop", Guard: NewGuard(nil)}
+	if err := n.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	block := func(key string, d time.Duration) Detection {
+		return Detection{Event: "block", Key: key, KeyType: "client_ip", Until: now.Add(d), Now: now}
+	}
+	for _, d := range []Detection{block("192.0.2.1", time.Hour), block("192.0.2.2", time.Hour), block("198.18.0.0/16", time.Hour)} {
+		if err := n.Run(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 192.0.2.1 stays as it is (its timeout is not made anew), 192.0.2.2
+	// and the /16 go, 192.0.2.3 and a /24 come.
+	if err := n.Reconcile(ctx, []Detection{block("192.0.2.1", 2*time.Hour), block("192.0.2.3", 2*time.Hour), block("203.0.113.0/24", 2*time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	a4 := nftList(t, "a4")
+	if !strings.Contains(a4, "192.0.2.1 timeout 1h") || strings.Contains(a4, "192.0.2.2") || !strings.Contains(a4, "192.0.2.3 timeout 2h") {
+		t.Errorf("a4 after Reconcile:\n%s", a4)
+	}
+	if s := nftList(t, "n4_16"); strings.Contains(s, "198.18.0.0/16") {
+		t.Errorf("n4_16 kept what no block holds:\n%s", s)
+	}
+	if s := nftList(t, "n4_24"); !strings.Contains(s, "203.0.113.0/24") {
+		t.Errorf("n4_24:\n%s", s)
+	}
+	// Setup again, for other ports: the chain is written again, the
+	// elements stay.
+	n2 := &NFT{ActionName: "fw", Table: "inet bombwatch", Ports: []int{25, 587}, Verdict: "drop", Guard: NewGuard(nil)}
+	if err := n2.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := exec.Command("nft", "list", "chain", "inet", "bombwatch", "input").CombinedOutput()
+	if strings.Count(string(out), "tcp dport { 25, 587 } drop comment") != 4 || strings.Contains(string(out), "dport 25 drop") {
+		t.Errorf("chain after Setup with new ports:\n%s", out)
+	}
+	if a4 := nftList(t, "a4"); !strings.Contains(a4, "192.0.2.1") {
+		t.Errorf("Setup lost elements:\n%s", a4)
+	}
+}
+
+// TestMailFailureIsTriedAgain: a notice sendmail refused is an error, and
+// counts neither against the key's period nor the hourly cap: the retry
+// sends it.
+func TestMailFailureIsTriedAgain(t *testing.T) {
+	dir := t.TempDir()
+	out, fail := filepath.Join(dir, "sent"), filepath.Join(dir, "fail")
+	fake := filepath.Join(dir, "sendmail")
+	os.WriteFile(fake, []byte("#!/bin/sh\nif [ -e "+fail+" ]; then echo queue full >&2; exit 75; fi\ncat >> "+out+"\n"), 0o755)
+	os.WriteFile(fail, nil, 0o644)
+	m := &Mail{ActionName: "notice", To: []string{"postmaster"}, Sendmail: fake, Period: time.Hour, PerHour: 1}
+	now := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	d := Detection{Event: "block", Rule: "r", KeyType: "sender", Key: "a@example.org", Time: now, Now: now}
+	if err := m.Run(context.Background(), d); err == nil || !strings.Contains(err.Error(), "queue full") {
+		t.Fatalf("a refused notice: %v", err)
+	}
+	os.Remove(fail)
+	if err := m.Run(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(out); !strings.Contains(string(got), "a@example.org") {
+		t.Errorf("the retry sent nothing:\n%s", got)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -112,6 +113,69 @@ func (t *IPTables) Run(ctx context.Context, d Detection) error {
 	}
 	// -exist: a new block of a key replaces the old one's timeout.
 	return run(ctx, "ipset", "add", set, p.String(), "timeout", strconv.FormatInt(timeout, 10), "-exist")
+}
+
+// Reconcile makes the sets hold exactly the targets of want: what is
+// there stays, what is missing (a reboot empties ipsets) is added for the
+// time its block has left, what no block holds is removed.
+func (t *IPTables) Reconcile(ctx context.Context, want []Detection) error {
+	have := map[netip.Prefix]string{} // → its set
+	for _, f := range t.families() {
+		out, err := toolOutput(ctx, "ipset", "save", f.set)
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) < 3 || fields[0] != "add" {
+				continue
+			}
+			p, err := netip.ParsePrefix(fields[2])
+			if err != nil {
+				a, aerr := netip.ParseAddr(fields[2])
+				if aerr != nil {
+					continue
+				}
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+			have[p.Masked()] = f.set
+		}
+	}
+	keep := map[netip.Prefix]bool{}
+	for _, d := range want {
+		p, err := t.Guard.Network(d.Key)
+		if err != nil {
+			continue
+		}
+		keep[p] = true
+		if _, ok := have[p]; ok {
+			continue
+		}
+		if err := t.Run(ctx, d); err != nil {
+			return err
+		}
+	}
+	for p, set := range have {
+		if !keep[p] {
+			if err := run(ctx, "ipset", "del", set, p.String(), "-exist"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// toolOutput runs a tool like runTool and returns what it wrote.
+func toolOutput(ctx context.Context, name string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(errOut.String()))
+	}
+	return out.Bytes(), nil
 }
 
 func run(ctx context.Context, name string, args ...string) error {

@@ -36,13 +36,20 @@ func (m *Mail) Name() string   { return m.ActionName }
 func (m *Mail) External() bool { return true }
 func (m *Mail) DryRun() bool   { return m.DryRunOnly }
 
-func (m *Mail) Run(ctx context.Context, d Detection) error {
+func (m *Mail) Run(ctx context.Context, d Detection) (err error) {
 	if d.Event != "block" {
 		return nil // the notice says when the block ends
 	}
 	if !m.admit(d) {
 		return nil
 	}
+	// Only a notice sendmail took counts against the period and the cap:
+	// one that failed is tried again.
+	defer func() {
+		if err != nil {
+			m.unadmit(d)
+		}
+	}()
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "To: %s\n", strings.Join(m.To, ", "))
 	fmt.Fprintf(&b, "Subject: bombwatch: %s blocked %s %s\n", headerSafe(d.Rule), d.KeyType, headerSafe(d.Key))
@@ -93,6 +100,14 @@ func (m *Mail) admit(d Detection) bool {
 	m.count++
 	m.sent[k] = now
 	return true
+}
+
+// unadmit takes back what admit counted for a notice that was not sent.
+func (m *Mail) unadmit(d Detection) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.sent, d.KeyType+" "+d.Key)
+	m.count = max(m.count-1, 0)
 }
 
 // headerSafe keeps a log's bytes from breaking a mail header.

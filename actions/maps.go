@@ -5,10 +5,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -61,16 +63,56 @@ func (m *Map) External() bool { return true }
 func (m *Map) Enforces() bool { return true }
 func (m *Map) DryRun() bool   { return m.DryRunOnly }
 
-// Setup empties bombwatch's part of the map at start; the blocks in force
-// are applied again after it.
-func (m *Map) Setup(ctx context.Context) error {
+// Setup has nothing to make: Reconcile brings bombwatch's part of the map
+// to the blocks in force.
+func (m *Map) Setup(ctx context.Context) error { return nil }
+
+// Cleanup removes bombwatch's entries.
+func (m *Map) Cleanup(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.write(ctx, map[string]bool{})
 }
 
-// Cleanup removes bombwatch's entries.
-func (m *Map) Cleanup(ctx context.Context) error { return m.Setup(ctx) }
+// Reconcile makes bombwatch's part of the map hold exactly the entries of
+// want. A map that holds them already, compiled, is not touched: no
+// rewrite, no postmap.
+func (m *Map) Reconcile(ctx context.Context, want []Detection) error {
+	lines := map[string]bool{}
+	for _, d := range want {
+		if line, err := m.line(d.KeyType, d.Key); err == nil {
+			lines[line] = true
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	entries, err := m.read()
+	if err != nil {
+		return err
+	}
+	if maps.Equal(entries, lines) && m.compiled() {
+		return nil
+	}
+	return m.write(ctx, lines)
+}
+
+// compiled reports whether the map needs no compiling, or postmap or
+// makemap wrote its output after the map was last written.
+func (m *Map) compiled() bool {
+	if m.Kind == "qmail_badmailfrom" || m.Kind == "postfix_map" && slices.Contains([]string{"texthash", "cidr", "inline", ""}, m.MapType) {
+		return true
+	}
+	src, err := os.Stat(m.Path)
+	if err != nil {
+		return false
+	}
+	for _, p := range m.compiledPaths()[1:] {
+		if st, err := os.Stat(p); err == nil && !st.ModTime().Before(src.ModTime()) {
+			return true
+		}
+	}
+	return false
+}
 
 func (m *Map) Run(ctx context.Context, d Detection) error {
 	line, err := m.line(d.KeyType, d.Key)

@@ -98,6 +98,11 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		return nil, err
 	}
 	defer store.Close()
+	// Bans made by hand while running are picked up when this moves on.
+	manual, err := store.ManualChanges()
+	if err != nil {
+		return nil, err
+	}
 	// A slow hook never stalls reading: actions wait in the Executor's
 	// queue, and SIGTERM ends their retries.
 	actCtx, stopActions := context.WithCancel(ctx)
@@ -124,15 +129,16 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		}
 	}()
 	defer p.Close()
-	// Firewall tables and map sections are made anew; the blocks that
-	// expired while bombwatch was down are lifted, and those still in force
-	// applied again for the time they have left.
+	// Firewall tables are made where they are missing, keeping what they
+	// hold; the blocks that expired while bombwatch was down are lifted,
+	// and what the firewall or a map lost of those still in force is
+	// applied again for the time they have left (see Pipeline.Reapply).
 	setup(ctx, p, log)
 	if o.Now != nil {
 		p.Advance(o.Now())
-		p.Reapply(o.Now())
+		p.Reapply(actCtx, o.Now())
 	} else {
-		p.Reapply(p.Clock())
+		p.Reapply(actCtx, p.Clock())
 	}
 
 	// A state older than the generation noted beside it lost its last
@@ -293,6 +299,13 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 			countKinds()
 			ins.count()
 			ins.scan()
+			if n, err := store.ManualChanges(); err == nil && n != manual {
+				if err := p.SyncManual(ins.Merger); err != nil {
+					saved(err)
+				} else {
+					manual = n
+				}
+			}
 			commit(false)
 		case <-o.Reload:
 			next, err := o.Load()
@@ -320,7 +333,8 @@ func withInputsFromStart(cfg *config.Config) *config.Config {
 	return &c
 }
 
-// setup runs the actions' Setup, for those that are to run.
+// setup runs the actions' Setup, for those that are to run: it makes what
+// is missing and keeps what is there.
 func setup(ctx context.Context, p *pipeline.Pipeline, log *slog.Logger) {
 	for _, a := range p.Actions() {
 		if s, ok := a.(actions.Setupper); ok && !actions.IsDryRun(a) {

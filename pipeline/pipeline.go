@@ -48,6 +48,7 @@ type Pipeline struct {
 	opts   Options
 	rules  []*rule
 	byName map[string]*rule
+	named  map[string]actions.Action // every action of the config
 	ignore *ignoreList
 	log    *slog.Logger
 
@@ -57,7 +58,7 @@ type Pipeline struct {
 	inForce   map[int64]*active
 	offenses  map[offenseKey]state.Offense
 	holds     map[holdKey]*holding // what the blocks in force hold
-	nextID    int64                // the next block's ID
+	ids       [2]int64             // block IDs reserved in the store: the next, and the end
 	keyBuf    []byte               // the current event's key, reused
 	batch     *state.Batch
 	spare     *state.Batch // the other batch, being committed or free
@@ -284,11 +285,10 @@ func (p *Pipeline) Advance(t time.Time) {
 // value.
 func (p *Pipeline) block(r *rule, key string, e *parsers.Event, value, limit float64, per time.Duration) *active {
 	a := &active{rule: r, Block: state.Block{
-		ID: p.nextID, Rule: r.name, KeyType: r.keyType, Key: key,
+		ID: p.newID(), Rule: r.name, KeyType: r.keyType, Key: key,
 		Since: e.Time, Value: value, Limit: limit, Window: per,
 		Actions: make(map[string]string, len(r.actions)), File: e.File, Line: e.Line,
 	}}
-	p.nextID++
 	if d := p.blockLength(r, key, e.Time); d > 0 {
 		a.Until = e.Time.Add(d)
 	}
@@ -313,6 +313,29 @@ func (p *Pipeline) block(r *rule, key string, e *parsers.Event, value, limit flo
 	p.mu.Unlock()
 	p.act("block", a, a.Since, "", r.actions, e)
 	return a
+}
+
+// idBatch is how many block IDs are reserved at a time: one write to the
+// store per idBatch blocks.
+const idBatch = 64
+
+// newID is the next block ID, from the store's reservations.
+func (p *Pipeline) newID() int64 {
+	if p.ids[0] >= p.ids[1] {
+		first := p.ids[1]
+		if p.opts.Store != nil {
+			var err error
+			if first, err = p.opts.Store.ReserveIDs(idBatch); err != nil {
+				// The store cannot be written: neither can the block.
+				// Go on past the last range; saving will say what failed.
+				p.log.Error("reserve block IDs", "err", err)
+				first = p.ids[1]
+			}
+		}
+		p.ids = [2]int64{max(first, 1), max(first, 1) + idBatch}
+	}
+	p.ids[0]++
+	return p.ids[0] - 1
 }
 
 // blockLength is the rule's block, lengthened for a repeat offender: each
@@ -394,7 +417,6 @@ func (p *Pipeline) lift(a *active, at time.Time, reason string) {
 	p.batch.Ends = append(p.batch.Ends, state.End{ID: a.ID, Time: at, Reason: reason})
 	delete(p.inForce, a.ID)
 	p.Stats.Unblocks++
-	acts := []actions.Action{p.logAction()}
 	if r := a.rule; r != nil {
 		if r.blocked[a.Key] == a {
 			delete(r.blocked, a.Key)
@@ -403,9 +425,8 @@ func (p *Pipeline) lift(a *active, at time.Time, reason string) {
 			// smtp-dos-detector forgets a host whose entry expired.
 			r.windows[0].Reset(a.Key)
 		}
-		acts = r.actions
 	}
-	p.act("unblock", a, at, reason, acts, nil)
+	p.act("unblock", a, at, reason, p.actionsOf(a), nil)
 }
 
 // act runs the actions of a block or unblock and reports the detection.

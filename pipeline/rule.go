@@ -2,15 +2,18 @@ package pipeline
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/bombwatch/bombwatch/actions"
+	"github.com/bombwatch/bombwatch/input"
 	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/state"
 	"github.com/bombwatch/bombwatch/window"
@@ -328,7 +331,7 @@ func New(s Setup, opts Options) (*Pipeline, error) {
 	if opts.Retention == 0 {
 		opts.Retention = s.Retention
 	}
-	p := &Pipeline{opts: opts, byName: map[string]*rule{}, unsaved: map[int64]*state.Block{}, nextID: 1, log: opts.Logger,
+	p := &Pipeline{opts: opts, named: s.Actions, byName: map[string]*rule{}, unsaved: map[int64]*state.Block{}, log: opts.Logger,
 		batch: &state.Batch{}, spare: &state.Batch{},
 		offenses: map[offenseKey]state.Offense{}, inForce: map[int64]*active{}, holds: map[holdKey]*holding{}}
 	if p.log == nil {
@@ -414,7 +417,7 @@ func (p *Pipeline) restore() error {
 	if err != nil {
 		return err
 	}
-	p.clock, p.nextID, p.positions = snap.Clock, snap.NextID, snap.Positions
+	p.clock, p.positions = snap.Clock, snap.Positions
 	stores := map[string]window.Saved{}
 	for _, r := range p.rules {
 		maps.Copy(stores, r.stores())
@@ -450,74 +453,187 @@ func (p *Pipeline) restore() error {
 		p.offenses[offenseKey{o.Rule, o.Key}] = o
 	}
 	for i := range snap.Blocks {
-		a := &active{Block: snap.Blocks[i]}
-		for _, m := range a.Members {
-			if ip, err := netip.ParseAddr(m); err == nil {
-				a.addMember(ip)
-			}
-		}
-		if r := p.byName[a.Rule]; r != nil {
-			a.rule = r
-			r.blocked[a.Key] = a
-			if r.release {
-				p.scheduleRelease(a)
-			}
-			for _, act := range r.actions {
-				if act.External() {
-					for _, t := range a.targets(act) {
-						p.hold(act, t, a.Until)
-					}
-				}
-			}
-		}
-		p.schedule(a, a.Until)
-		p.inForce[a.ID] = a
+		p.adopt(&active{Block: snap.Blocks[i]})
 	}
 	return nil
 }
 
-// Actions returns the config's actions, made: the daemon sets up and cleans
-// up those that need it.
-func (p *Pipeline) Actions() []actions.Action {
-	seen := map[string]bool{}
-	var out []actions.Action
-	for _, r := range p.rules {
-		for _, a := range r.actions {
-			if !seen[a.Name()] {
-				seen[a.Name()] = true
-				out = append(out, a)
+// adopt takes a saved block in force as its own: it is lifted on time, and
+// what its actions hold is counted.
+func (p *Pipeline) adopt(a *active) {
+	for _, m := range a.Members {
+		if ip, err := netip.ParseAddr(m); err == nil {
+			a.addMember(ip)
+		}
+	}
+	if r := p.byName[a.Rule]; r != nil {
+		a.rule = r
+		r.blocked[a.Key] = a
+		if r.release {
+			p.scheduleRelease(a)
+		}
+	}
+	for _, act := range p.actionsOf(a) {
+		if act.External() {
+			for _, t := range a.targets(act) {
+				p.hold(act, t, a.Until)
 			}
+		}
+	}
+	p.schedule(a, a.Until)
+	p.inForce[a.ID] = a
+}
+
+// SyncManual takes in the bans made and lifted by hand (`bombwatch bans`)
+// since the state was loaded or last synced: a ban is adopted — its
+// actions were run by the command, it is lifted on time here — and an
+// unban drops the block, whose actions the command lifted. The state is
+// saved first, so that what is in force here and in the store differ only
+// by what was done by hand.
+func (p *Pipeline) SyncManual(m *input.Merger) error {
+	if p.opts.Store == nil {
+		return nil
+	}
+	if err := p.Commit(m); err != nil {
+		return err
+	}
+	saved, err := p.opts.Store.Blocks(true, time.Time{})
+	if err != nil {
+		return err
+	}
+	inStore := map[int64]bool{}
+	for _, b := range saved {
+		inStore[b.ID] = true
+		if p.inForce[b.ID] == nil {
+			p.log.Info("ban made by hand", "rule", b.Rule, "key_type", b.KeyType, "key", b.Key, "until", b.Until)
+			p.adopt(&active{Block: b})
+		}
+	}
+	for _, a := range p.Active() {
+		if inStore[a.ID] {
+			continue
+		}
+		// Lifted by hand: drop it, and what it held, without acting.
+		ia := p.inForce[a.ID]
+		p.log.Info("block lifted by hand", "rule", a.Rule, "key_type", a.KeyType, "key", a.Key)
+		delete(p.inForce, a.ID)
+		if r := ia.rule; r != nil && r.blocked[a.Key] == ia {
+			delete(r.blocked, a.Key)
+		}
+		ia.Ended = p.clock
+		for _, act := range p.actionsOf(ia) {
+			if act.External() {
+				for _, t := range ia.targets(act) {
+					p.release(act, t)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Actions returns the config's actions, made, by name: the daemon sets up
+// and cleans up those that need it.
+func (p *Pipeline) Actions() []actions.Action {
+	var out []actions.Action
+	for _, name := range slices.Sorted(maps.Keys(p.named)) {
+		if name != "log" {
+			out = append(out, p.named[name])
 		}
 	}
 	return out
 }
 
-// Reapply runs again the external actions of the blocks in force — at
-// start, when a firewall or map lost them — for the time they have left.
-func (p *Pipeline) Reapply(now time.Time) {
-	if p.opts.Executor == nil {
+// actionsOf are the actions a block runs: its rule's, or for a block whose
+// rule is not in the config — a ban made by hand, a rule since removed —
+// those it was applied with that the config still has.
+func (p *Pipeline) actionsOf(a *active) []actions.Action {
+	if a.rule != nil {
+		return a.rule.actions
+	}
+	acts := []actions.Action{p.logAction()}
+	for _, name := range slices.Sorted(maps.Keys(a.Actions)) {
+		if act, ok := p.named[name]; ok && name != "log" {
+			acts = append(acts, act)
+		}
+	}
+	return acts
+}
+
+// Reapply makes the external actions of the blocks in force hold again —
+// at start and after a reload — doing only what is missing. An action
+// that can tell what it holds (a firewall set, a map: a Reconciler) is
+// made to hold exactly the blocks' targets: nothing runs when nothing was
+// lost, a block the firewall lost (a reboot) is applied again for the
+// time it has left, an entry no block holds is removed. Any other action
+// (a script, a notice) runs only for a block it has not been applied to:
+// pending or failed when bombwatch stopped, or new to the block's rule
+// since the reload. A crash loop never runs a hook or sends a notice twice
+// for one block.
+func (p *Pipeline) Reapply(ctx context.Context, now time.Time) {
+	x := p.opts.Executor
+	if x == nil {
 		return
 	}
-	for _, a := range p.Active() {
-		r := p.byName[a.Rule]
-		if r == nil {
-			continue
-		}
+	want := map[string][]actions.Detection{} // by Reconciler
+	type use struct {
+		id     int64
+		action string
+	}
+	var reconciled []use
+	for _, b := range p.Active() {
+		a := p.inForce[b.ID]
 		d := actions.Detection{Event: "block", Time: a.Since, BlockID: a.ID, Rule: a.Rule, KeyType: a.KeyType, Key: a.Key,
 			Value: a.Value, Limit: a.Limit, Window: a.Window, Until: a.Until, Now: now}
-		ia := p.inForce[a.ID]
-		for _, act := range r.actions {
+		for _, act := range p.actionsOf(a) {
 			if !act.External() {
 				continue
 			}
-			for _, t := range ia.targets(act) {
+			_, canTell := act.(actions.Reconciler)
+			canTell = canTell && x.Act && !actions.IsDryRun(act)
+			status := a.Actions[act.Name()]
+			if !canTell && (status == state.Applied || status == state.DryRun) {
+				continue
+			}
+			for _, t := range a.targets(act) {
 				td := d
 				td.KeyType, td.Key = t.keyType, t.key
 				if h := p.holds[holdKey{act.Name(), t}]; h != nil {
 					td.Until = h.until // the latest end of the blocks holding it
 				}
-				p.opts.Executor.Dispatch(td, []actions.Action{act})
+				if canTell {
+					want[act.Name()] = append(want[act.Name()], td)
+				} else {
+					x.Dispatch(td, []actions.Action{act})
+				}
 			}
+			if canTell && status != state.Applied {
+				reconciled = append(reconciled, use{a.ID, act.Name()})
+			}
+		}
+	}
+	if !x.Act {
+		return
+	}
+	failed := map[string]bool{}
+	for _, act := range p.Actions() {
+		r, ok := act.(actions.Reconciler)
+		if !ok || actions.IsDryRun(act) {
+			continue
+		}
+		if err := r.Reconcile(ctx, want[act.Name()]); err != nil {
+			// What it could not tell or change is applied one by one,
+			// with the Executor's retries.
+			p.log.Error("action: bring in line with the blocks in force", "action", act.Name(), "err", err)
+			failed[act.Name()] = true
+			for _, d := range want[act.Name()] {
+				x.Dispatch(d, []actions.Action{act})
+			}
+		}
+	}
+	for _, u := range reconciled {
+		if !failed[u.action] {
+			p.record(u.id, u.action, state.Applied)
 		}
 	}
 }

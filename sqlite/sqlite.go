@@ -7,11 +7,13 @@
 package sqlite
 
 import (
+	"cmp"
 	"database/sql"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -117,6 +119,15 @@ func Open(path string) (*Store, error) {
 	if err := safefile.Create(path, 0o640); err != nil {
 		return nil, fmt.Errorf("open state database: %w", err)
 	}
+	// Looked at before anything is set: WAL mode is written into the
+	// file, and a file that is not bombwatch's is left as it was.
+	if check, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000"); err == nil {
+		_, err = (&Store{db: check, path: path}).version()
+		check.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
 	dsn := "file:" + path + "?_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000"
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
@@ -141,10 +152,62 @@ func Open(path string) (*Store, error) {
 	return s, nil
 }
 
-func (s *Store) migrate() error {
+// OpenReadOnly opens an existing database for reading only, as the
+// commands that only read it (report, explain, bans list) do: it is never
+// created or migrated, so a typo in --db is an error, not a new file, and
+// a user who may read the state but not write it can run them from cron.
+func OpenReadOnly(path string) (*Store, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("state database: %w", err)
+	}
+	var firstErr error
+	// A WAL database whose -shm cannot be made (a read-only mount) opens
+	// as immutable: nothing writes it there anyway.
+	for _, mode := range []string{"mode=ro", "mode=ro&immutable=1"} {
+		db, err := sql.Open("sqlite3", "file:"+path+"?"+mode+"&_busy_timeout=5000")
+		if err != nil {
+			return nil, fmt.Errorf("open state database %s: %w", path, err)
+		}
+		db.SetMaxOpenConns(1)
+		s := &Store{db: db, path: path}
+		version, err := s.version()
+		if err != nil {
+			db.Close()
+			firstErr = cmp.Or(firstErr, err)
+			continue
+		}
+		if version != len(migrations) {
+			db.Close()
+			return nil, fmt.Errorf("state database %s has schema version %d and this bombwatch reads version %d: run `bombwatch run` or `bombwatch replay --db` on it once to bring it up to date", path, version, len(migrations))
+		}
+		return s, nil
+	}
+	return nil, firstErr
+}
+
+// version reads the schema version, and refuses a database that holds
+// tables of someone else's: it is not bombwatch's to migrate.
+func (s *Store) version() (int, error) {
 	var version int
 	if err := s.db.QueryRow(`PRAGMA user_version`).Scan(&version); err != nil {
-		return fmt.Errorf("state database %s: read schema version: %w", s.path, err)
+		return 0, fmt.Errorf("state database %s: read schema version: %w", s.path, err)
+	}
+	if version == 0 {
+		var tables int
+		if err := s.db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'table'`).Scan(&tables); err != nil {
+			return 0, fmt.Errorf("state database %s: %w", s.path, err)
+		}
+		if tables > 0 {
+			return 0, fmt.Errorf("state database %s: a SQLite file with tables that are not bombwatch's: refusing to use it", s.path)
+		}
+	}
+	return version, nil
+}
+
+func (s *Store) migrate() error {
+	version, err := s.version()
+	if err != nil {
+		return err
 	}
 	if version > len(migrations) {
 		return fmt.Errorf("state database %s has schema version %d, newer than this bombwatch knows (%d): use a newer bombwatch", s.path, version, len(migrations))
@@ -290,13 +353,10 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // Load reads the whole state.
 func (s *Store) Load() (*state.Snapshot, error) {
-	snap := &state.Snapshot{Positions: map[string]state.Position{}, NextID: 1}
+	snap := &state.Snapshot{Positions: map[string]state.Position{}}
 	var err error
 	if snap.Blocks, err = s.Blocks(true, time.Time{}); err != nil {
 		return nil, err
-	}
-	if err := s.db.QueryRow(`SELECT COALESCE(MAX(id), 0) + 1 FROM blocks`).Scan(&snap.NextID); err != nil {
-		return nil, s.wrap("load block IDs", err)
 	}
 	orow, err := s.db.Query(`SELECT rule, key, count, last FROM offenses`)
 	if err != nil {
@@ -482,6 +542,12 @@ func (s *Store) Commit(b *state.Batch) error {
 			return s.wrap("commit clock", err)
 		}
 	}
+	if b.Manual {
+		if _, err := tx.Exec(`INSERT INTO meta (name, value) VALUES ('manual', 1)
+			ON CONFLICT (name) DO UPDATE SET value = CAST(value AS INTEGER) + 1`); err != nil {
+			return s.wrap("commit", err)
+		}
+	}
 	gen := s.gen.Load() + 1
 	if _, err := tx.Exec(`INSERT OR REPLACE INTO meta (name, value) VALUES ('generation', ?)`, gen); err != nil {
 		return s.wrap("commit generation", err)
@@ -491,6 +557,30 @@ func (s *Store) Commit(b *state.Batch) error {
 	}
 	s.gen.Store(gen)
 	return nil
+}
+
+// ReserveIDs sets aside n block IDs, in one statement: two processes
+// reserving at once get ranges that do not overlap. IDs of blocks saved
+// before the counter existed are skipped too.
+func (s *Store) ReserveIDs(n int64) (int64, error) {
+	var next int64
+	err := s.db.QueryRow(`INSERT INTO meta (name, value) VALUES ('next_block_id', (SELECT COALESCE(MAX(id), 0) + 1 FROM blocks) + ?1)
+		ON CONFLICT (name) DO UPDATE SET value = MAX(CAST(value AS INTEGER), (SELECT COALESCE(MAX(id), 0) + 1 FROM blocks)) + ?1
+		RETURNING CAST(value AS INTEGER)`, n).Scan(&next)
+	if err != nil {
+		return 0, s.wrap("reserve block IDs", err)
+	}
+	return next - n, nil
+}
+
+// ManualChanges counts the batches committed by hand (state.Batch.Manual).
+func (s *Store) ManualChanges() (int64, error) {
+	var n sql.NullInt64
+	err := s.db.QueryRow(`SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'manual'`).Scan(&n)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, s.wrap("read manual changes", err)
+	}
+	return n.Int64, nil
 }
 
 // SetActionStatus records one action's outcome on a block.

@@ -70,8 +70,12 @@ func TestRoundTrip(t *testing.T) {
 	if got := snap.Blocks[0].Actions; got["log"] != state.Applied || got["hook"] != state.Failed {
 		t.Errorf("actions = %v", got)
 	}
-	if snap.NextID != 3 {
-		t.Errorf("NextID = %d, want 3", snap.NextID)
+	// IDs come after the blocks saved, and two reservations never overlap.
+	if first, err := s.ReserveIDs(10); err != nil || first != 3 {
+		t.Errorf("ReserveIDs(10) = %d, %v; want 3", first, err)
+	}
+	if first, err := s.ReserveIDs(1); err != nil || first != 13 {
+		t.Errorf("ReserveIDs(1) after 10 = %d, %v; want 13", first, err)
 	}
 	if p := snap.Positions["/var/log/mail.log"]; p.Offset != 300 || p.Inode != 2 || p.Line != 3 {
 		t.Errorf("position = %+v", p)

@@ -128,12 +128,14 @@ type Batch struct {
 	PruneStats time.Time
 	Positions  []Position
 	Clock      time.Time // the pipeline's clock: the newest event time
+	// Manual marks a change made by hand (`bans`), for ManualChanges.
+	Manual bool
 }
 
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
 	return len(b.Windows) == 0 && len(b.Blocks) == 0 && len(b.Ends) == 0 && len(b.Members) == 0 && len(b.Offenses) == 0 &&
-		len(b.Stats) == 0 && b.PruneStats.IsZero() && len(b.Positions) == 0 && b.Clock.IsZero()
+		len(b.Stats) == 0 && b.PruneStats.IsZero() && len(b.Positions) == 0 && b.Clock.IsZero() && !b.Manual
 }
 
 // Reset empties the batch for reuse.
@@ -148,6 +150,7 @@ func (b *Batch) Reset() {
 	b.PruneStats = time.Time{}
 	b.Positions = b.Positions[:0]
 	b.Clock = time.Time{}
+	b.Manual = false
 }
 
 // Snapshot is the state loaded at start, but for the windows, which are
@@ -158,7 +161,6 @@ type Snapshot struct {
 	Offenses  []Offense
 	Positions map[string]Position
 	Clock     time.Time
-	NextID    int64 // the first unused block ID
 }
 
 // Store keeps state. Commit and Load are called from one goroutine;
@@ -173,6 +175,14 @@ type Store interface {
 	SetActionStatus(blockID int64, action, status string) error
 	// Blocks returns blocks: those in force, or all of them since a time.
 	Blocks(activeOnly bool, since time.Time) ([]Block, error)
+	// ReserveIDs sets aside n block IDs and returns the first: IDs come
+	// from the store, so that a ban made by hand while the daemon runs,
+	// or another host's block, never takes an ID that is in use.
+	ReserveIDs(n int64) (int64, error)
+	// ManualChanges counts the batches committed with Manual set, over
+	// the store's life: the daemon looks at it every second to pick up
+	// `bans ban` and `bans unban`.
+	ManualChanges() (int64, error)
 	Close() error
 }
 
@@ -185,6 +195,8 @@ type Memory struct {
 	blocks    map[int64]Block
 	positions map[string]Position
 	clock     time.Time
+	nextID    int64
+	manual    int64
 }
 
 // NewMemory returns an empty Memory store.
@@ -195,15 +207,14 @@ func NewMemory() *Memory {
 func (m *Memory) Load() (*Snapshot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := &Snapshot{Positions: maps.Clone(m.positions), Clock: m.clock, NextID: 1}
+	s := &Snapshot{Positions: maps.Clone(m.positions), Clock: m.clock}
 	for _, o := range m.offenses {
 		s.Offenses = append(s.Offenses, o)
 	}
-	for id, b := range m.blocks {
+	for _, b := range m.blocks {
 		if b.Active() {
 			s.Blocks = append(s.Blocks, b)
 		}
-		s.NextID = max(s.NextID, id+1)
 	}
 	slices.SortFunc(s.Blocks, func(a, b Block) int { return int(a.ID - b.ID) })
 	return s, nil
@@ -256,7 +267,27 @@ func (m *Memory) Commit(b *Batch) error {
 	if !b.Clock.IsZero() {
 		m.clock = b.Clock
 	}
+	if b.Manual {
+		m.manual++
+	}
 	return nil
+}
+
+func (m *Memory) ReserveIDs(n int64) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	first := max(m.nextID, 1)
+	for id := range m.blocks {
+		first = max(first, id+1)
+	}
+	m.nextID = first + n
+	return first, nil
+}
+
+func (m *Memory) ManualChanges() (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.manual, nil
 }
 
 func (m *Memory) SetActionStatus(id int64, action, status string) error {

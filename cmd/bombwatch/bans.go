@@ -1,14 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/bombwatch/bombwatch/actions"
@@ -47,12 +48,13 @@ func toBanJSON(b state.Block) banJSON {
 }
 
 func runBans(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bans", stderr, "list|ban KEY [--for DUR] [--rule NAME]|unban KEY [-c FILE] [--db FILE] [--json]")
+	fs := newFlagSet("bans", stderr, "list|ban KEY [--for DUR] [--rule NAME] [--type T]|unban KEY [-c FILE] [--db FILE] [--json]")
 	cfgPath := fs.String("c", "", "config `file` (default: the built-in config)")
 	dbPath := fs.String("db", "", "state database `file` (default: the config's state)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	forDur := fs.String("for", "", "with ban: how long (`duration`; default: no end)")
 	ruleName := fs.String("rule", "manual", "with ban: the rule `name` the block is recorded under")
+	keyType := fs.String("type", "", "with ban: the key's `type` (client_ip, client_net, sender, sender_domain, sasl_user, uid; default: told from the key)")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -68,21 +70,30 @@ func runBans(args []string, stdout, stderr io.Writer) error {
 	if db == "" {
 		db = cfg.State
 	}
+	if rest[0] == "list" {
+		if len(rest) != 1 {
+			return usagef("list takes no argument")
+		}
+		store, err := sqlite.OpenReadOnly(db)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		blocks, err := store.Blocks(true, time.Time{})
+		if err != nil {
+			return err
+		}
+		return printBans(stdout, blocks, *asJSON)
+	}
+	if rest[0] != "ban" && rest[0] != "unban" {
+		return usagef("unknown %q: say list, ban KEY or unban KEY", rest[0])
+	}
 	store, err := sqlite.Open(db)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	switch rest[0] {
-	case "list":
-		if len(rest) != 1 {
-			return usagef("list takes no argument")
-		}
-		blocks, err := store.Blocks(true, time.Time{})
-		if err != nil {
-			return err
-		}
-		return printBans(stdout, blocks, *asJSON)
 	case "ban":
 		if len(rest) != 2 {
 			return usagef("ban takes one KEY: an address, a network, a sender or a domain")
@@ -93,25 +104,25 @@ func runBans(args []string, stdout, stderr io.Writer) error {
 				return usagef("--for: %q is not a duration", *forDur)
 			}
 		}
-		b, err := ban(cfg, store, rest[1], *ruleName, d, stderr)
-		if err != nil {
-			return err
+		b, err := ban(cfg, store, rest[1], *keyType, *ruleName, d, stderr)
+		if b.ID != 0 {
+			printBans(stdout, []state.Block{b}, *asJSON)
 		}
-		return printBans(stdout, []state.Block{b}, *asJSON)
+		return err
 	case "unban":
 		if len(rest) != 2 {
 			return usagef("unban takes one KEY")
 		}
 		ended, err := unban(cfg, store, rest[1], stderr)
-		if err != nil {
-			return err
+		if len(ended) > 0 {
+			printBans(stdout, ended, *asJSON)
 		}
-		if len(ended) == 0 {
-			return fmt.Errorf("no block of %q is in force", rest[1])
+		if err == nil && len(ended) == 0 {
+			err = fmt.Errorf("no block of %q is in force", rest[1])
 		}
-		return printBans(stdout, ended, *asJSON)
+		return err
 	}
-	return usagef("unknown %q: say list, ban KEY or unban KEY", rest[0])
+	return nil
 }
 
 func printBans(w io.Writer, blocks []state.Block, asJSON bool) error {
@@ -145,57 +156,159 @@ func printBans(w io.Writer, blocks []state.Block, asJSON bool) error {
 	return nil
 }
 
-// keyTypeOf tells what a key given by hand is.
-func keyTypeOf(key string) string {
-	if _, err := netip.ParseAddr(key); err == nil {
-		return "client_ip"
+// typeKey tells what a key given by hand is, or checks it against the
+// type given with --type, and writes it as the rules key it: an address
+// in its canonical form, a network masked, a sender's domain lower-cased,
+// "@domain" as the domain. A key that is none of them is an error, never
+// a guess: "1.2.3.4/33" is no sender domain.
+func typeKey(key, keyType string) (string, string, error) {
+	if keyType == "" {
+		switch {
+		case strings.Contains(key, "/"):
+			keyType = "client_net"
+		case strings.HasPrefix(key, "@"):
+			keyType = "sender_domain"
+		case strings.Contains(key, "@"):
+			keyType = "sender"
+		default:
+			if _, err := netip.ParseAddr(key); err == nil {
+				keyType = "client_ip"
+			} else {
+				keyType = "sender_domain"
+			}
+		}
 	}
-	if _, err := netip.ParsePrefix(key); err == nil {
-		return "client_net"
+	switch keyType {
+	case "client_ip":
+		a, err := netip.ParseAddr(key)
+		if err != nil || a.Zone() != "" {
+			return "", "", fmt.Errorf("%q is not an IP address", key)
+		}
+		return keyType, a.Unmap().String(), nil
+	case "client_net":
+		p, err := netip.ParsePrefix(key)
+		if err != nil {
+			return "", "", fmt.Errorf("%q is not a network (address/length, such as 192.0.2.0/24)", key)
+		}
+		return keyType, p.Masked().String(), nil
+	case "sender":
+		at := strings.LastIndexByte(key, '@')
+		if at <= 0 || !validDomain(key[at+1:]) {
+			return "", "", fmt.Errorf("%q is not a sender address (local@domain)", key)
+		}
+		return keyType, key[:at+1] + strings.ToLower(key[at+1:]), nil
+	case "sender_domain":
+		d := strings.ToLower(strings.TrimPrefix(key, "@"))
+		if !validDomain(d) {
+			return "", "", fmt.Errorf("%q is not an address, a network, a sender or a domain (a SASL user or uid needs --type)", key)
+		}
+		return keyType, d, nil
+	case "sasl_user":
+		if key == "" {
+			return "", "", fmt.Errorf("an empty SASL user")
+		}
+		return keyType, key, nil
+	case "uid":
+		if n, err := strconv.ParseUint(key, 10, 32); err != nil || n > 1<<31 {
+			return "", "", fmt.Errorf("%q is not a uid", key)
+		}
+		return keyType, key, nil
 	}
-	if strings.Contains(key, "@") {
-		return "sender"
+	return "", "", fmt.Errorf("--type %q: one of client_ip, client_net, sender, sender_domain, sasl_user, uid", keyType)
+}
+
+// validDomain reports whether d is a domain name: dot-separated labels of
+// letters, digits, '-' and '_', at least two of them.
+func validDomain(d string) bool {
+	labels := strings.Split(d, ".")
+	if len(d) > 253 || len(labels) < 2 {
+		return false
 	}
-	return "sender_domain"
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(l) {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // enforcing are the config's actions that enforce a key type by hand: the
 // firewall and the maps, and the log.
-func enforcing(cfg *config.Config, keyType string, stderr io.Writer) (map[string]actions.Action, error) {
+func enforcing(cfg *config.Config, keyType string, stderr io.Writer) ([]actions.Action, error) {
 	all, err := config.BuildActions(cfg, newLogger(stderr, true))
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]actions.Action{"log": all["log"]}
-	for name, a := range cfg.Actions {
-		if keys, ok := config.ActionKeys[a.Type]; ok && slices.Contains(keys, keyType) {
-			out[name] = all[name]
+	out := []actions.Action{all["log"]}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Actions)) {
+		if keys, ok := config.ActionKeys[cfg.Actions[name].Type]; ok && slices.Contains(keys, keyType) {
+			out = append(out, all[name])
 		}
 	}
 	return out, nil
 }
 
-// apply runs actions for a detection now, and returns their outcomes.
-func apply(d actions.Detection, acts []actions.Action, stderr io.Writer) map[string]string {
-	var mu sync.Mutex
+// apply runs actions for a detection now, once each (a person is waiting:
+// no retries), and returns their outcomes and what failed, one line each.
+func apply(d actions.Detection, acts []actions.Action) (map[string]string, []string) {
 	status := map[string]string{}
-	x := &actions.Executor{Log: newLogger(stderr, true), Act: true, Record: func(_ int64, a, s string) {
-		mu.Lock()
-		status[a] = s
-		mu.Unlock()
-	}}
-	x.Dispatch(d, acts)
-	x.Wait()
-	return status
+	var failed []string
+	for _, a := range acts {
+		if actions.IsDryRun(a) {
+			status[a.Name()] = state.DryRun
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var err error
+		if s, ok := a.(actions.Setupper); ok && d.Event == "block" {
+			// The firewall table, made if bombwatch never ran here yet;
+			// kept as it is otherwise.
+			err = s.Setup(ctx)
+		}
+		if err == nil {
+			err = a.Run(ctx, d)
+		}
+		cancel()
+		if err != nil {
+			status[a.Name()] = state.Failed
+			failed = append(failed, a.Name()+": "+firstLine(err.Error()))
+			continue
+		}
+		status[a.Name()] = state.Applied
+	}
+	return status, failed
 }
 
-func ban(cfg *config.Config, store *sqlite.Store, key, rule string, d time.Duration, stderr io.Writer) (state.Block, error) {
-	keyType := keyTypeOf(key)
+// firstLine is the first line of a program's error, bounded.
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+// ban blocks key by hand: the block is saved whatever its actions did —
+// a running daemon, or the next start, applies what failed again — and an
+// action that failed is the error returned.
+func ban(cfg *config.Config, store *sqlite.Store, key, keyType, rule string, d time.Duration, stderr io.Writer) (state.Block, error) {
+	keyType, key, err := typeKey(key, keyType)
+	if err != nil {
+		return state.Block{}, usageError{err}
+	}
 	guard := actions.NewGuard(cfg.Ignore)
-	var err error
-	if strings.HasPrefix(keyType, "client") {
+	switch keyType {
+	case "client_ip", "client_net":
 		_, err = guard.Network(key)
-	} else {
+	case "sasl_user":
+		err = guard.User(key)
+	case "uid":
+	default:
 		err = guard.Sender(keyType, key)
 	}
 	if err != nil {
@@ -205,26 +318,31 @@ func ban(cfg *config.Config, store *sqlite.Store, key, rule string, d time.Durat
 	if err != nil {
 		return state.Block{}, err
 	}
-	snap, err := store.Load()
+	id, err := store.ReserveIDs(1)
 	if err != nil {
 		return state.Block{}, err
 	}
 	now := time.Now().UTC()
-	b := state.Block{ID: snap.NextID, Rule: rule, KeyType: keyType, Key: key, Since: now, Actions: map[string]string{}}
+	b := state.Block{ID: id, Rule: rule, KeyType: keyType, Key: key, Since: now, Actions: map[string]string{}}
 	if d > 0 {
 		b.Until = now.Add(d)
 	}
-	list := slices.Collect(maps.Values(acts))
-	slices.SortFunc(list, func(a, b actions.Action) int { return strings.Compare(a.Name(), b.Name()) })
 	det := actions.Detection{Event: "block", Time: now, Now: now, BlockID: b.ID, Rule: rule, KeyType: keyType, Key: key, Until: b.Until}
-	b.Actions = apply(det, list, stderr)
-	if err := store.Commit(&state.Batch{Blocks: []state.Block{b}}); err != nil {
+	var failed []string
+	b.Actions, failed = apply(det, acts)
+	if err := store.Commit(&state.Batch{Blocks: []state.Block{b}, Manual: true}); err != nil {
 		return b, err
+	}
+	if len(failed) > 0 {
+		return b, fmt.Errorf("block %d of %s saved, but not enforced: %s", b.ID, key, strings.Join(failed, "; "))
 	}
 	return b, nil
 }
 
 func unban(cfg *config.Config, store *sqlite.Store, key string, stderr io.Writer) ([]state.Block, error) {
+	if _, k, err := typeKey(key, ""); err == nil {
+		key = k // as it was saved
+	}
 	blocks, err := store.Blocks(true, time.Time{})
 	if err != nil {
 		return nil, err
@@ -235,19 +353,21 @@ func unban(cfg *config.Config, store *sqlite.Store, key string, stderr io.Writer
 	}
 	now := time.Now().UTC()
 	var ended []state.Block
-	batch := &state.Batch{}
+	var problems []string
+	batch := &state.Batch{Manual: true}
 	for _, b := range blocks {
 		if b.Key != key {
 			continue
 		}
 		var acts []actions.Action
-		for name := range b.Actions {
+		for _, name := range slices.Sorted(maps.Keys(b.Actions)) {
 			if a, ok := all[name]; ok {
 				acts = append(acts, a)
 			}
 		}
-		apply(actions.Detection{Event: "unblock", Time: now, Now: now, BlockID: b.ID, Rule: b.Rule, KeyType: b.KeyType, Key: b.Key,
-			Value: b.Value, Limit: b.Limit, Window: b.Window, Until: b.Until, Reason: "unban"}, acts, stderr)
+		_, failed := apply(actions.Detection{Event: "unblock", Time: now, Now: now, BlockID: b.ID, Rule: b.Rule, KeyType: b.KeyType, Key: b.Key,
+			Value: b.Value, Limit: b.Limit, Window: b.Window, Until: b.Until, Reason: "unban"}, acts)
+		problems = append(problems, failed...)
 		batch.Ends = append(batch.Ends, state.End{ID: b.ID, Time: now, Reason: "unban"})
 		b.Ended, b.EndReason = now, "unban"
 		ended = append(ended, b)
@@ -256,6 +376,9 @@ func unban(cfg *config.Config, store *sqlite.Store, key string, stderr io.Writer
 		if err := store.Commit(batch); err != nil {
 			return nil, err
 		}
+	}
+	if len(problems) > 0 {
+		return ended, fmt.Errorf("%s unbanned, but not everywhere: %s", key, strings.Join(problems, "; "))
 	}
 	return ended, nil
 }

@@ -39,12 +39,14 @@ actions:
 		t.Fatalf("ban output %q: %v", out, err)
 	}
 	acts, _ := bans[0]["actions"].(map[string]any)
-	// No table yet: nft fails and says so on the block.
-	if bans[0]["key_type"] != "client_ip" || acts["log"] != "applied" || acts["fw"] == nil {
+	// No table yet: ban makes it.
+	if bans[0]["key_type"] != "client_ip" || acts["log"] != "applied" || acts["fw"] != "applied" {
 		t.Errorf("ban: %v", bans[0])
 	}
+	if out, _ := exec.Command("nft", "list", "set", "inet", "bombwatch", "a4").CombinedOutput(); !strings.Contains(string(out), "192.0.2.50") {
+		t.Errorf("a4 after ban:\n%s", out)
+	}
 
-	// With the table there, as after the daemon's start.
 	code, _, errOut = bombwatch(t, "bans", "ban", "bomber@spam.example", "-c", cfg)
 	if code != 0 {
 		t.Fatalf("ban sender: %s", errOut)
@@ -56,10 +58,31 @@ actions:
 	if code != 0 || !strings.Contains(out, `"key":"192.0.2.50"`) || !strings.Contains(out, `"key":"bomber@spam.example"`) {
 		t.Errorf("list: %s", out)
 	}
-	for _, bad := range []string{"127.0.0.1", "198.51.100.9", `"$(reboot)"@x`} {
+	for _, bad := range []string{"127.0.0.1", "198.51.100.9", `"$(reboot)"@x`, "1.2.3.4/33", "@", "a b", "nodot", "x@", "@evil..example"} {
 		if code, _, _ := bombwatch(t, "bans", "ban", bad, "-c", cfg); code != 2 {
 			t.Errorf("ban %q: exit %d, want 2", bad, code)
 		}
+	}
+	// Keys are typed as rules type them.
+	for key, want := range map[string]string{"@Evil2.Example": `"key_type":"sender_domain","key":"evil2.example"`,
+		"192.0.2.77/24": `"key_type":"client_net","key":"192.0.2.0/24"`, "Bob@Evil3.Example": `"key_type":"sender","key":"Bob@evil3.example"`} {
+		if code, out, errOut := bombwatch(t, "bans", "ban", key, "-c", cfg, "--json"); code != 0 || !strings.Contains(out, want) {
+			t.Errorf("ban %s: exit %d, %s %s; want %s", key, code, out, errOut, want)
+		}
+	}
+	if code, out, _ := bombwatch(t, "bans", "ban", "dave", "--type", "sasl_user", "-c", cfg, "--json"); code != 0 || !strings.Contains(out, `"key_type":"sasl_user"`) {
+		t.Errorf("ban --type sasl_user: exit %d, %s", code, out)
+	}
+	// An action that fails: exit 1, one line, and the block saved with it failed.
+	broken := filepath.Join(dir, "broken.yaml")
+	os.WriteFile(broken, []byte(fmt.Sprintf("state: %s\nactions:\n  senders: {type: postfix_map, path: %s, map_type: texthash}\n",
+		filepath.Join(dir, "state.db"), filepath.Join(dir, "no", "such", "dir", "access"))), 0o644)
+	code, _, errOut = bombwatch(t, "bans", "ban", "late@spam.example", "-c", broken)
+	if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") > 1 || !strings.Contains(errOut, "not enforced: senders:") {
+		t.Errorf("ban with a failing action: exit %d, stderr %q", code, errOut)
+	}
+	if _, out, _ := bombwatch(t, "bans", "list", "-c", cfg, "--json"); !strings.Contains(out, `"key":"late@spam.example"`) || !strings.Contains(out, `"senders":"failed"`) {
+		t.Errorf("the block of a failed ban is not saved as failed: %s", out)
 	}
 	if code, _, errOut := bombwatch(t, "bans", "unban", "bomber@spam.example", "-c", cfg); code != 0 {
 		t.Fatalf("unban: %s", errOut)

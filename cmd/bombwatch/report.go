@@ -39,10 +39,7 @@ func openState(cfgPath, dbPath string) (*sqlite.Store, error) {
 	if dbPath == "" {
 		dbPath = cfg.State
 	}
-	if _, err := os.Stat(dbPath); err != nil {
-		return nil, fmt.Errorf("state database: %w", err)
-	}
-	return sqlite.Open(dbPath)
+	return sqlite.OpenReadOnly(dbPath)
 }
 
 func runReport(args []string, stdout, stderr io.Writer) error {

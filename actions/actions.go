@@ -125,14 +125,17 @@ type Executor struct {
 	// Queue bounds the external actions waiting to run (default 10000);
 	// beyond it they are dropped, logged and told to Dropped.
 	Queue int
-	// Failed, when set, is told the name of each action that failed.
-	Failed func(action string)
+	// Failed, when set, is told each action that failed, and why.
+	Failed func(action string, err error)
 	// Dropped, when set, is told the name of each action dropped.
 	Dropped func(action string)
 	// Retries is how many times a failing external action is tried again
 	// (default 2), after Backoff (default 1s), doubling each time.
 	Retries int
 	Backoff time.Duration
+	// Once tries each action once, whatever the retries say: a replay
+	// reports a failure at its end rather than waiting on it.
+	Once bool
 	// Context, when done, ends the waits between retries and the running
 	// of what is queued (SIGTERM): what did not run is applied again at
 	// the next start, from the blocks in force. Nil never ends.
@@ -336,6 +339,9 @@ func (x *Executor) retry(a Action, d Detection) error {
 	if wait <= 0 {
 		wait = time.Second
 	}
+	if x.Once {
+		retries = 0
+	}
 	err := a.Run(context.Background(), d)
 	var refused *Refusal
 	for i := 0; err != nil && !errors.As(err, &refused) && i < retries; i++ {
@@ -373,7 +379,7 @@ func (x *Executor) finish(d Detection, a Action, err error) {
 		x.logger().Error("action failed", "action", a.Name(), "event", d.Event, "rule", d.Rule, "key", d.Key, "err", err)
 		x.record(d, a.Name(), StatusFailed)
 		if x.Failed != nil {
-			x.Failed(a.Name())
+			x.Failed(a.Name(), err)
 		}
 		return
 	}

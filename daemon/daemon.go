@@ -107,7 +107,7 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 	// queue, and SIGTERM ends their retries.
 	actCtx, stopActions := context.WithCancel(ctx)
 	exec := &actions.Executor{Log: log, Act: true, Context: actCtx,
-		Failed:  func(action string) { metrics.actionFailures.WithLabelValues(action).Inc() },
+		Failed:  func(action string, _ error) { metrics.actionFailures.WithLabelValues(action).Inc() },
 		Dropped: func(action string) { metrics.actionsDropped.WithLabelValues(action).Inc() }}
 	p, err := config.NewPipeline(cfg, pipeline.Options{Store: store, Executor: exec, Logger: log, OnDetection: func(d pipeline.Detection) {
 		metrics.detections.WithLabelValues(d.Rule, d.Event).Inc()

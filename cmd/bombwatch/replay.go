@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/bombwatch/bombwatch/actions"
@@ -19,13 +22,14 @@ import (
 )
 
 func runReplay(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("replay", stderr, "[-c FILE] [--format F] [--db FILE] [--json] [--act] LOG...")
+	fs := newFlagSet("replay", stderr, "[-c FILE] [--format F] [--db FILE [--reset]] [--from-start] [--json] [--act] LOG...")
 	cfgPath := fs.String("c", "", "config `file` (default: the built-in config)")
 	format := fs.String("format", "auto", "log `format`: auto, postfix, sendmail, qmail or journald")
 	dbPath := fs.String("db", "", "SQLite state `file`; without it the state is in memory")
 	asJSON := fs.Bool("json", false, "print detections as JSON lines")
 	act := fs.Bool("act", false, "execute script, firewall and map actions instead of reporting them")
-	fromStart := fs.Bool("from-start", false, "read every log from its start, ignoring positions saved in --db")
+	fromStart := fs.Bool("from-start", false, "read every log from its start; refused when --db already holds lines of it (see --reset)")
+	reset := fs.Bool("reset", false, "with --db: start that state afresh, forgetting everything it holds")
 	verbose := fs.Bool("v", false, "log actions and progress on stderr")
 	logs, err := parseFlags(fs, args)
 	if err != nil {
@@ -33,6 +37,9 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := checkLogs(logs, *format); err != nil {
 		return err
+	}
+	if *reset && *dbPath == "" {
+		return usagef("--reset starts a --db afresh: give one")
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
@@ -47,6 +54,13 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer lock.Unlock()
+		if *reset {
+			for _, f := range []string{*dbPath, *dbPath + "-wal", *dbPath + "-shm"} {
+				if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+					return fmt.Errorf("--reset: %w", err)
+				}
+			}
+		}
 		db, err := sqlite.Open(*dbPath)
 		if err != nil {
 			return err
@@ -54,7 +68,22 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 		defer db.Close()
 		store = db
 	}
-	exec := &actions.Executor{Log: logger, Act: *act}
+	// A failed action is an exit status and one line at the end; each
+	// failure and retry is logged with -v.
+	var failMu sync.Mutex
+	var actionFailures int
+	var firstFailure string
+	execLog := logger
+	if !*verbose {
+		execLog = slog.New(slog.DiscardHandler)
+	}
+	exec := &actions.Executor{Log: execLog, Act: *act, Once: true, Failed: func(action string, err error) {
+		failMu.Lock()
+		defer failMu.Unlock()
+		if actionFailures++; firstFailure == "" {
+			firstFailure = action + ": " + firstLine(err.Error())
+		}
+	}}
 	detections := 0
 	p, err := config.NewPipeline(cfg, pipeline.Options{
 		Store: store, Executor: exec, Logger: logger,
@@ -79,6 +108,15 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 	}
 	positions := p.Positions()
 	if *fromStart {
+		// Lines the state counted already would be counted twice, and
+		// blocks they ended would be in force again.
+		for _, name := range logs {
+			abs, _ := filepath.Abs(name)
+			if pos, ok := positions[abs]; ok {
+				return usagef("--from-start: %s already holds %s up to line %d; reading it again would count those lines twice. Add --reset to start %s afresh, or leave out --from-start to go on from there",
+					*dbPath, name, pos.Line, *dbPath)
+			}
+		}
 		positions = nil
 	}
 	opts := input.Options{Location: location(cfg), Positions: positions, Stats: store != nil}
@@ -113,6 +151,10 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	summarize(stderr, srcs, p, elapsed)
+	if actionFailures > 0 {
+		fmt.Fprintf(stderr, "bombwatch replay: %d actions failed, the first %s (-v shows each)\n", actionFailures, firstFailure)
+		failed++
+	}
 	if failed > 0 {
 		return reported{exitFailure}
 	}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestReplayFromStartNeverCountsTwice: --from-start on a database that
+// holds the log is refused, and --reset starts it afresh, with the same
+// report as the first replay.
+func TestReplayFromStartNeverCountsTwice(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, "  - {path: /dev/null}\n")
+	log := writeFile(t, "mail.log", string(floodLines("flood@bomb.example", mustTime("2026-11-20T10:00:00Z"), 40, 0)))
+	db := filepath.Join(dir, "state.db")
+	if code, _, errOut := bombwatch(t, "replay", "-c", cfg, "--db", db, log); code != 0 {
+		t.Fatalf("replay: %s", errOut)
+	}
+	_, first, _ := bombwatch(t, "report", "-c", cfg, "--db", db, "--format", "json")
+	code, _, errOut := bombwatch(t, "replay", "-c", cfg, "--db", db, "--from-start", log)
+	if code != 2 || !strings.Contains(errOut, "--reset") {
+		t.Errorf("--from-start on a database holding the log: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := bombwatch(t, "replay", "-c", cfg, "--db", db, "--from-start", "--reset", log); code != 0 {
+		t.Fatalf("--reset: %s", errOut)
+	}
+	if _, again, _ := bombwatch(t, "report", "-c", cfg, "--db", db, "--format", "json"); again != first {
+		t.Errorf("after --reset the report differs:\n%s\nfirst:\n%s", again, first)
+	}
+	if code, _, _ := bombwatch(t, "replay", "-c", cfg, "--reset", log); code != 2 {
+		t.Errorf("--reset without --db: exit %d, want 2", code)
+	}
+}
+
+// TestReplayActFailureIsAnExit: replay --act whose every action fails
+// ends with one line and exit 1, at once (no retries).
+func TestReplayActFailureIsAnExit(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`rules:
+  - {name: s, on: [accepted], key: sender, limit: 5, per: 1m, block: 1h, enforce: sender, actions: [log, senders]}
+actions:
+  senders: {type: postfix_map, path: %s, map_type: texthash}
+`, filepath.Join(dir, "no", "such", "dir", "access"))), 0o644)
+	var lines []byte
+	for i := range 5 {
+		lines = append(lines, floodLines(fmt.Sprintf("flood%d@bomb.example", i), mustTime("2026-11-20T10:00:00Z"), 8, i*10)...)
+	}
+	log := writeFile(t, "mail.log", string(lines))
+	code, _, errOut := bombwatch(t, "replay", "-c", cfg, "--act", log)
+	if code != 1 || !strings.Contains(errOut, "5 actions failed, the first senders:") {
+		t.Errorf("exit %d, stderr:\n%s", code, errOut)
+	}
+	if n := strings.Count(errOut, "senders"); n != 1 {
+		t.Errorf("the failure is said %d times, want once:\n%s", n, errOut)
+	}
+}

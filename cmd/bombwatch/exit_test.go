@@ -58,3 +58,28 @@ actions:
 		t.Errorf("the failure is said %d times, want once:\n%s", n, errOut)
 	}
 }
+
+// TestReportPeriodErrors: a period that ends before it starts, or starts
+// in the future, is a usage error, not an empty report.
+func TestReportPeriodErrors(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, "  - {path: /dev/null}\n")
+	log := writeFile(t, "mail.log", string(floodLines("flood@bomb.example", mustTime("2026-11-20T10:00:00Z"), 40, 0)))
+	db := filepath.Join(dir, "state.db")
+	if code, _, errOut := bombwatch(t, "replay", "-c", cfg, "--db", db, log); code != 0 {
+		t.Fatalf("replay: %s", errOut)
+	}
+	for _, args := range [][]string{
+		{"--since", "2026-11-21", "--until", "2026-11-20"},
+		{"--since", "2026-11-20T10:00:00Z", "--until", "2026-11-20T10:00:00Z"},
+		{"--since", "2999-01-01", "--until", "2999-01-02"},
+	} {
+		code, _, errOut := bombwatch(t, append([]string{"report", "-c", cfg, "--db", db}, args...)...)
+		if code != 2 || !strings.Contains(errOut, "--since") {
+			t.Errorf("report %v: exit %d, %q", args, code, errOut)
+		}
+	}
+	if code, out, errOut := bombwatch(t, "report", "-c", cfg, "--db", db, "--since", "2026-11-20", "--until", "2026-11-21"); code != 0 || !strings.Contains(out, "flood@bomb.example") {
+		t.Errorf("a good period: exit %d %s %s", code, out, errOut)
+	}
+}

@@ -99,6 +99,13 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 	o.Until = end
+	// An empty report would say nothing happened: say what is wrong.
+	if !o.Since.Before(o.Until) {
+		return usagef("--since %s is not before --until %s", o.Since.Format(time.RFC3339), o.Until.Format(time.RFC3339))
+	}
+	if now := time.Now(); o.Since.After(now) {
+		return usagef("--since %s is in the future", o.Since.Format(time.RFC3339))
+	}
 	r, err := report.Build(store, o)
 	if err != nil {
 		return err

@@ -165,8 +165,11 @@ const (
 	batchEvents = 1024
 	batchLines  = 8192
 	batchesMax  = 4
-	// detectLines is how many lines format detection looks at.
+	// detectLines is how many lines of an MTA's format detection looks
+	// at; other programs' lines before them are skipped, up to
+	// detectScan lines of a finished log.
 	detectLines = 50
+	detectScan  = 1_000_000
 	// warmSpan is how much of a log before a saved position is read again
 	// for its parser's sake: a Postfix message's smtpd and qmgr lines are
 	// seconds apart, so a megabyte of log covers them.
@@ -254,6 +257,11 @@ func openSource(spec Spec, files []string, o Options) (*Source, error) {
 			return nil, err
 		}
 		f, ok := parsers.Detect(head)
+		if !ok && len(head) > 0 && s.rd.Name != "-" {
+			// A mail.log whose first lines are dovecot's or opendkim's:
+			// the MTA's own lines decide, wherever they first come.
+			f, ok = detectFurther(append([]string{s.rd.Name}, s.files...))
+		}
 		if !ok {
 			if len(head) == 0 && len(s.files) == 0 {
 				s.finished = true // nothing to read: an empty file, or one read to its end
@@ -263,7 +271,7 @@ func openSource(spec Spec, files []string, o Options) (*Source, error) {
 			if len(head) == 0 {
 				return nil, fmt.Errorf("%s: empty; cannot tell the log format; give --format (%v)", s.rd.Name, parsers.Names())
 			}
-			return nil, fmt.Errorf("%s: cannot tell the log format from its first lines (%q); give --format (%v)",
+			return nil, fmt.Errorf("%s: cannot tell the log format: no line of an MTA's among its first lines (%q); give --format (%v)",
 				s.rd.Name, firstLine(head), parsers.Names())
 		}
 		format = f.Name
@@ -342,6 +350,35 @@ func (s *Source) makeParser(format string, mod time.Time) error {
 	return nil
 }
 
+// detectFurther reads the files of a log from their start, skipping the
+// lines no format claims (other programs' in a shared mail.log), and
+// detects the format from the first detectLines lines that one claims.
+func detectFurther(files []string) (parsers.Format, bool) {
+	var claimed [][]byte
+	read := 0
+	for _, name := range files {
+		r, err := Open(name)
+		if err != nil {
+			break
+		}
+		for read < detectScan && len(claimed) < detectLines {
+			line, err := r.Next()
+			if err != nil {
+				break
+			}
+			read++
+			if _, ok := parsers.Detect([][]byte{line}); ok {
+				claimed = append(claimed, bytes.Clone(line))
+			}
+		}
+		r.Close()
+		if read >= detectScan || len(claimed) >= detectLines {
+			break
+		}
+	}
+	return parsers.Detect(claimed)
+}
+
 func firstLine(head [][]byte) []byte {
 	l := head[0]
 	if len(l) > 80 {
@@ -361,9 +398,10 @@ func (s *Source) parse(line []byte, n int64) bool {
 	f, ok := parsers.Detect(s.pending)
 	if !ok {
 		if len(s.pending) >= detectLines {
-			// Not an MTA's log, or not yet: its lines are not events.
+			// Not an MTA's log, or not yet: other programs' lines are not
+			// events. Detection goes on with the lines that follow.
 			if !s.told {
-				s.log.Error("input: cannot tell the log format from its first lines; give format:", "input", s.Name,
+				s.log.Warn("input: no line of an MTA's yet; skipping other programs' lines until one comes (or give format:)", "input", s.Name,
 					"formats", parsers.Names(), "first", string(firstLine(s.pending)))
 				s.told = true
 			}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestReplayFromStartNeverCountsTwice: --from-start on a database that
@@ -81,5 +82,39 @@ func TestReportPeriodErrors(t *testing.T) {
 	}
 	if code, out, errOut := bombwatch(t, "report", "-c", cfg, "--db", db, "--since", "2026-11-20", "--until", "2026-11-21"); code != 0 || !strings.Contains(out, "flood@bomb.example") {
 		t.Errorf("a good period: exit %d %s %s", code, out, errOut)
+	}
+}
+
+// dovecotFirst is a Debian mail.log whose first 120 lines are dovecot's
+// and opendkim's, then Postfix's flood.
+func dovecotFirst() string {
+	var b strings.Builder
+	for i := range 60 {
+		fmt.Fprintf(&b, "2026-11-20T09:59:%02dZ mx dovecot: imap-login: Login: user=<u%d>, method=PLAIN, rip=192.0.2.%d, lip=192.0.2.1, mpid=%d, TLS\n", i%60, i, i+1, 1000+i)
+		fmt.Fprintf(&b, "2026-11-20T09:59:%02dZ mx opendkim[77]: %X: DKIM-Signature field added (s=mail, d=example.org)\n", i%60, 0xA000+i)
+	}
+	b.Write(floodLines("flood@bomb.example", mustTime("2026-11-20T10:00:00Z"), 40, 0))
+	return b.String()
+}
+
+// TestDetectionSkipsOtherPrograms: a mail.log that starts with other
+// programs' lines is detected from Postfix's, by replay, parse and run.
+func TestDetectionSkipsOtherPrograms(t *testing.T) {
+	log := writeFile(t, "mail.log", dovecotFirst())
+	if code, out, errOut := bombwatch(t, "replay", "--json", log); code != 0 || !strings.Contains(out, `"key":"flood@bomb.example"`) {
+		t.Errorf("replay: exit %d, %s %s", code, out, errOut)
+	}
+	if code, out, errOut := bombwatch(t, "parse", "--stats", "--json", log); code != 0 || !strings.Contains(out, `"format":"postfix"`) {
+		t.Errorf("parse: exit %d, %s %s", code, out, errOut)
+	}
+	dir := t.TempDir()
+	followed := filepath.Join(dir, "mail.log")
+	os.WriteFile(followed, []byte(dovecotFirst()), 0o644)
+	cfg := writeConfig(t, dir, fmt.Sprintf("  - {path: %s, start: beginning, poll: 20ms}\n", followed))
+	d := startRunning(t, cfg)
+	waitDetection(t, d, "flood@bomb.example", 10*time.Second)
+	d.stop(t)
+	if strings.Contains(d.stderr.String(), "level=ERROR") {
+		t.Errorf("run said an error:\n%s", d.stderr)
 	}
 }

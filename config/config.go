@@ -28,7 +28,10 @@ import (
 
 // Config is a whole configuration.
 type Config struct {
-	File     string `yaml:"-"`
+	File string `yaml:"-"`
+	// Files are the files merged over the built-in defaults, the main one
+	// first (see Load).
+	Files    []string `yaml:"-"`
 	State    string `yaml:"state"`
 	Timezone string `yaml:"timezone,omitempty"`
 	Listen   string `yaml:"listen,omitempty"` // Prometheus /metrics and /healthz
@@ -292,38 +295,220 @@ func Default() *Config {
 // DefaultYAML is the text of the built-in configuration.
 func DefaultYAML() []byte { return defaultYAML }
 
-// Load reads and checks a config file.
+// Load reads a config file the way fail2ban reads jail.local: merged over
+// the built-in defaults, with the drop-ins of the conf.d directory beside
+// it (conf.d/*.yaml, in name order) merged over it. A later file's
+// top-level key replaces an earlier one's, but for rules and actions,
+// which are merged by name: a rule or action of the same name replaces the
+// earlier one, a new one is added, and `rules: []` removes every rule
+// before it. The result is checked as one config; an error names the
+// file and line it came from.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	files := []string{path}
+	dropins, err := filepath.Glob(filepath.Join(filepath.Dir(path), "conf.d", "*.yaml"))
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return Parse(path, data)
+	slices.Sort(dropins)
+	files = append(files, dropins...)
+	layers := []layer{{"(built-in default)", defaultYAML}}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		layers = append(layers, layer{f, data})
+	}
+	c, err := parseLayers(layers, path)
+	if err != nil {
+		return nil, err
+	}
+	c.Files = files
+	return c, nil
 }
 
-// Parse reads and checks a config. The error, if any, is an Errors.
-func Parse(file string, data []byte) (*Config, error) {
-	d := &decoder{file: file, lines: map[string]int{}}
-	c := &Config{File: file, Actions: map[string]Act{}, MergeDelay: Duration(time.Second)}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		line := 0
-		var te *yaml.TypeError
-		msg := err.Error()
-		if errors.As(err, &te) {
-			msg = strings.Join(te.Errors, "; ")
+// layer is one file of a config.
+type layer struct {
+	file string
+	data []byte
+}
+
+// lineBits is where a layer's index goes in a merged node's line: nodes of
+// several files are decoded as one document, and each error is told back
+// its file and line.
+const lineBits = 20
+
+// parseLayers merges the layers' YAML and decodes it as one config named
+// main.
+func parseLayers(layers []layer, main string) (*Config, error) {
+	var merged *yaml.Node
+	ruleIndex := map[*yaml.Node]int{}
+	for i, l := range layers {
+		var doc yaml.Node
+		if err := yaml.Unmarshal(l.data, &doc); err != nil {
+			return nil, syntaxError(l.file, err)
 		}
-		// yaml.v3 says "yaml: line N: problem".
-		if rest, ok := strings.CutPrefix(msg, "yaml: line "); ok {
-			if i := strings.Index(rest, ":"); i > 0 {
-				line, _ = strconv.Atoi(rest[:i])
-				msg = strings.TrimSpace(rest[i+1:])
+		if len(doc.Content) == 0 {
+			continue // an empty file
+		}
+		root := doc.Content[0]
+		if root.Kind != yaml.MappingNode {
+			return nil, Errors{{File: l.file, Line: root.Line, Field: "(top)", Msg: "must be a mapping of keys to values"}}
+		}
+		shiftLines(root, i<<lineBits)
+		if j := mappingIndex(root, "rules"); j >= 0 {
+			for k, r := range root.Content[j+1].Content {
+				ruleIndex[r] = k
 			}
 		}
-		return nil, Errors{{File: file, Line: line, Field: "(syntax)", Msg: msg}}
+		merged = mergeConfig(merged, root)
 	}
+	c, err := decode(main, merged)
+	if errs, ok := err.(Errors); ok {
+		// Errors say rules[N] as N is in the rule's own file.
+		var own []int
+		if merged != nil {
+			if j := mappingIndex(merged, "rules"); j >= 0 {
+				for _, r := range merged.Content[j+1].Content {
+					own = append(own, ruleIndex[r])
+				}
+			}
+		}
+		for _, e := range errs {
+			var m int
+			if rest, ok := strings.CutPrefix(e.Field, "rules["); ok {
+				if _, err := fmt.Sscanf(rest, "%d]", &m); err == nil && m < len(own) {
+					e.Field = fmt.Sprintf("rules[%d]%s", own[m], rest[strings.IndexByte(rest, ']')+1:])
+				}
+			}
+			if i := e.Line >> lineBits; e.Line > 0 && i < len(layers) {
+				e.File, e.Line = layers[i].file, e.Line&(1<<lineBits-1)
+			} else {
+				e.File = main
+			}
+		}
+		slices.SortStableFunc(errs, func(a, b *Error) int { return strings.Compare(a.File, b.File)*1<<30 + a.Line - b.Line })
+	}
+	if c != nil {
+		for i := range c.Rules {
+			c.Rules[i].Line &= 1<<lineBits - 1
+		}
+	}
+	return c, err
+}
+
+// shiftLines adds add to the line of every node under n.
+func shiftLines(n *yaml.Node, add int) {
+	n.Line += add
+	for _, c := range n.Content {
+		shiftLines(c, add)
+	}
+}
+
+// mergeConfig merges the top-level mapping over into base (nil: none).
+func mergeConfig(base, over *yaml.Node) *yaml.Node {
+	if base == nil {
+		return over
+	}
+	for i := 0; i+1 < len(over.Content); i += 2 {
+		k, v := over.Content[i], over.Content[i+1]
+		j := mappingIndex(base, k.Value)
+		switch {
+		case j < 0:
+			base.Content = append(base.Content, k, v)
+		case k.Value == "rules" && v.Kind == yaml.SequenceNode && base.Content[j+1].Kind == yaml.SequenceNode && len(v.Content) > 0:
+			base.Content[j+1] = mergeByName(base.Content[j+1], v)
+		case k.Value == "actions" && v.Kind == yaml.MappingNode && base.Content[j+1].Kind == yaml.MappingNode:
+			for a := 0; a+1 < len(v.Content); a += 2 {
+				if b := mappingIndex(base.Content[j+1], v.Content[a].Value); b >= 0 {
+					base.Content[j+1].Content[b+1] = v.Content[a+1]
+				} else {
+					base.Content[j+1].Content = append(base.Content[j+1].Content, v.Content[a], v.Content[a+1])
+				}
+			}
+		default:
+			base.Content[j], base.Content[j+1] = k, v
+		}
+	}
+	return base
+}
+
+// mergeByName merges a list of rules over another: one of the same name
+// takes the earlier one's place, a new one goes at the end.
+func mergeByName(base, over *yaml.Node) *yaml.Node {
+	out := &yaml.Node{Kind: yaml.SequenceNode, Tag: base.Tag, Line: over.Line, Column: over.Column, Content: slices.Clone(base.Content)}
+	for _, r := range over.Content {
+		name := ""
+		if r.Kind == yaml.MappingNode {
+			if i := mappingIndex(r, "name"); i >= 0 {
+				name = r.Content[i+1].Value
+			}
+		}
+		replaced := false
+		for i, b := range out.Content {
+			if name == "" || b.Kind != yaml.MappingNode {
+				continue
+			}
+			if j := mappingIndex(b, "name"); j >= 0 && b.Content[j+1].Value == name {
+				out.Content[i], replaced = r, true
+				break
+			}
+		}
+		if !replaced {
+			out.Content = append(out.Content, r)
+		}
+	}
+	return out
+}
+
+// mappingIndex is the index of key in a mapping's content, or -1.
+func mappingIndex(m *yaml.Node, key string) int {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// syntaxError is a file's YAML that does not parse, as an Errors.
+func syntaxError(file string, err error) error {
+	line := 0
+	var te *yaml.TypeError
+	msg := err.Error()
+	if errors.As(err, &te) {
+		msg = strings.Join(te.Errors, "; ")
+	}
+	// yaml.v3 says "yaml: line N: problem".
+	if rest, ok := strings.CutPrefix(msg, "yaml: line "); ok {
+		if i := strings.Index(rest, ":"); i > 0 {
+			line, _ = strconv.Atoi(rest[:i])
+			msg = strings.TrimSpace(rest[i+1:])
+		}
+	}
+	return Errors{{File: file, Line: line, Field: "(syntax)", Msg: msg}}
+}
+
+// Parse reads and checks one config document, alone: not merged over the
+// defaults (see Load). The error, if any, is an Errors.
+func Parse(file string, data []byte) (*Config, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, syntaxError(file, err)
+	}
+	var root *yaml.Node
 	if len(doc.Content) > 0 {
-		d.config(doc.Content[0], c)
+		root = doc.Content[0]
+	}
+	return decode(file, root)
+}
+
+// decode decodes and checks a config's top-level node (nil: empty).
+func decode(file string, root *yaml.Node) (*Config, error) {
+	d := &decoder{file: file, lines: map[string]int{}}
+	c := &Config{File: file, Actions: map[string]Act{}, MergeDelay: Duration(time.Second)}
+	if root != nil {
+		d.config(root, c)
 	}
 	d.check(c)
 	if len(d.errs) > 0 {

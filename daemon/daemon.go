@@ -366,13 +366,29 @@ func Cleanup(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	return first
 }
 
-// LoadFile returns a loader of the config at path, or of the built-in one.
+// LoadFile returns a loader of the config at path (merged over the
+// built-in one, see config.Load), or of the built-in one. A config with no
+// input or no rule is refused: the daemon would run doing nothing.
 func LoadFile(path string) func() (*config.Config, error) {
 	return func() (*config.Config, error) {
 		if path == "" {
 			return config.Default(), nil
 		}
-		return config.Load(path)
+		c, err := config.Load(path)
+		if err != nil {
+			return nil, err
+		}
+		var errs config.Errors
+		if len(c.Inputs) == 0 {
+			errs = append(errs, &config.Error{File: c.File, Field: "inputs", Msg: "none: run has no log to follow"})
+		}
+		if len(c.Rules) == 0 {
+			errs = append(errs, &config.Error{File: c.File, Field: "rules", Msg: "none (rules: [] removed them all): run would count nothing"})
+		}
+		if errs != nil {
+			return nil, errs
+		}
+		return c, nil
 	}
 }
 

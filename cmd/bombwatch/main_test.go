@@ -218,7 +218,7 @@ func TestCheckWarnsOfOpenMetrics(t *testing.T) {
 	if code != 0 || !strings.Contains(errOut, open+": warning: listen: :9187 serves /metrics") {
 		t.Errorf("check with listen :9187: exit %d, stderr %q", code, errOut)
 	}
-	local := writeFile(t, "local.yaml", "listen: 127.0.0.1:9187\n")
+	local := writeFile(t, "local.yaml", "listen: 127.0.0.1:9187\ninputs: [{path: "+open+"}]\n")
 	if code, _, errOut := bombwatch(t, "check", "-c", local); code != 0 || errOut != "" {
 		t.Errorf("check with listen 127.0.0.1:9187: exit %d, stderr %q", code, errOut)
 	}

@@ -32,9 +32,9 @@ type Config struct {
 	// Files are the files merged over the built-in defaults, the main one
 	// first (see Load).
 	Files    []string `yaml:"-"`
-	State    string `yaml:"state"`
-	Timezone string `yaml:"timezone,omitempty"`
-	Listen   string `yaml:"listen,omitempty"` // Prometheus /metrics and /healthz
+	State    string   `yaml:"state"`
+	Timezone string   `yaml:"timezone,omitempty"`
+	Listen   string   `yaml:"listen,omitempty"` // Prometheus /metrics and /healthz
 	// MergeDelay bounds how long run holds back an input's events for
 	// another input that has nothing to read (see input.Merger).
 	MergeDelay Duration `yaml:"merge_delay,omitempty"`

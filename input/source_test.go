@@ -185,7 +185,7 @@ func TestFollowedNonMTALinesAreNotPostfix(t *testing.T) {
 	if len(senders) != 3 || s.Format != "postfix" {
 		t.Errorf("events from %v as %q; want the 3 Postfix messages", senders, s.Format)
 	}
-	if n := strings.Count(said.String(), "cannot tell the log format"); n != 1 {
+	if n := strings.Count(said.String(), "no line of an MTA's yet"); n != 1 {
 		t.Errorf("said %d times that the format is unknown, want once:\n%s", n, said.String())
 	}
 }

@@ -63,6 +63,9 @@ type Follower struct {
 	Rotations, Truncations int64
 
 	catchUp *Reader // the rest of a file rotated while bombwatch was down
+	// emptyAt is the modification time of the file followed when it was
+	// last seen empty: copies made of it since are newer.
+	emptyAt time.Time
 	buf     []byte
 	// done are the last files read to their end: a rotated file found
 	// again (compressed since, say) is not read twice.
@@ -243,9 +246,9 @@ func (f *Follower) wasRead(r *Reader) bool {
 // It also returns the file that was current when it looked, open: the
 // follower goes on with that very file, so that one rotated while it
 // looked is seen as rotated, not skipped.
-func (f *Follower) rotatedAfter(last Identity, since time.Time) ([]*Reader, *os.File) {
+func (f *Follower) rotatedAfter(last Identity, since time.Time) ([]*Reader, looked) {
 	for attempt := 0; ; attempt++ {
-		c, cur, curHead := f.openCurrent()
+		c, cur, curHead, mod := f.openCurrent()
 		out := f.newerThan(last, since, cur, curHead)
 		// The look holds if, once it is over, the current file is still
 		// the one taken for current, with the same first bytes: rotated
@@ -253,7 +256,7 @@ func (f *Follower) rotatedAfter(last Identity, since time.Time) ([]*Reader, *os.
 		// the files rotated after it; cut by copytruncate meanwhile, its
 		// copy would be skipped as a copy of what it still holds.
 		if attempt == 4 || f.stillCurrent(c, cur, curHead) {
-			return out, c
+			return out, looked{c, curHead, mod}
 		}
 		for _, r := range out {
 			r.Close()
@@ -264,25 +267,33 @@ func (f *Follower) rotatedAfter(last Identity, since time.Time) ([]*Reader, *os.
 	}
 }
 
+// looked is the current file as a look at the rotations found it: open,
+// with its first bytes and modification time then.
+type looked struct {
+	file *os.File // nil: there was none
+	head []byte
+	mod  time.Time
+}
+
 // openCurrent opens the file now at the follower's path, with its
-// identity and first bytes; nil when there is none.
-func (f *Follower) openCurrent() (*os.File, Identity, []byte) {
+// identity, first bytes and modification time; nil when there is none.
+func (f *Follower) openCurrent() (*os.File, Identity, []byte, time.Time) {
 	var cur Identity
 	c, err := os.Open(f.Path)
 	if err != nil {
-		return nil, cur, nil
+		return nil, cur, nil, time.Time{}
 	}
 	st, err := c.Stat()
 	if err != nil || st.IsDir() {
 		c.Close()
-		return nil, cur, nil
+		return nil, cur, nil, time.Time{}
 	}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 		cur.Device, cur.Inode = uint64(sys.Dev), sys.Ino
 	}
 	head := make([]byte, fingerprintSize)
 	n, _ := c.ReadAt(head, 0)
-	return c, cur, head[:n]
+	return c, cur, head[:n], st.ModTime()
 }
 
 // stillCurrent reports whether the file at the follower's path is still
@@ -411,8 +422,8 @@ func rotationNumber(base, name string) (int, bool) {
 
 // readRotated hands on every line of the files rotated after last, oldest
 // first, and remembers them as read. It returns the file that was current
-// then, open (nil when there was none).
-func (f *Follower) readRotated(last Identity, since time.Time, fn func([]byte, Pos)) *os.File {
+// then, as it was (its file nil when there was none).
+func (f *Follower) readRotated(last Identity, since time.Time, fn func([]byte, Pos)) looked {
 	newer, cur := f.rotatedAfter(last, since)
 	for _, r := range newer {
 		f.readToEnd(r, fn)
@@ -442,10 +453,22 @@ func (f *Follower) open() error {
 	return f.use(file)
 }
 
-// adopt goes on with file, read from its start.
-func (f *Follower) adopt(file *os.File) {
-	if f.use(file) == nil {
-		f.ensureFingerprint()
+// adopt goes on with the file a look found current, read from its start.
+// Reading the files rotated before it took time: if it was cut since the
+// look (copytruncate), what it held then is in its copy, read first; if
+// it was empty then and has bytes now, the copies made meanwhile are.
+func (f *Follower) adopt(cur looked, fn func([]byte, Pos)) {
+	if f.use(cur.file) != nil {
+		return
+	}
+	f.id.Fingerprint = Fingerprint(cur.head)
+	if len(cur.head) == 0 {
+		f.emptyAt = cur.mod
+		f.copiedWhileEmpty(fn)
+		return
+	}
+	if !f.fingerprintMatches(f.id.Fingerprint) {
+		f.truncated(fn)
 	}
 }
 
@@ -461,6 +484,7 @@ func (f *Follower) use(file *os.File) error {
 	}
 	f.file = file
 	f.id = Identity{}
+	f.emptyAt = time.Time{}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 		f.id.Device, f.id.Inode = uint64(sys.Dev), sys.Ino
 	}
@@ -502,9 +526,9 @@ func (f *Follower) Poll(fn func(line []byte, pos Pos)) error {
 		f.catchUp = nil
 		id, mod := r.ID, r.ModTime
 		f.readToEnd(r, fn)
-		if cur := f.readRotated(id, mod, fn); cur != nil {
+		if cur := f.readRotated(id, mod, fn); cur.file != nil {
 			f.closeFile() // the one current at Resume, if it was rotated since, was read above
-			f.adopt(cur)
+			f.adopt(cur, fn)
 		}
 	}
 	if f.file == nil {
@@ -519,6 +543,8 @@ func (f *Follower) Poll(fn func(line []byte, pos Pos)) error {
 		// Before reading on: a file cut and written past the old offset
 		// again would otherwise be read from the middle.
 		f.truncated(fn)
+	} else if f.offset == 0 && !f.emptyAt.IsZero() {
+		f.copiedWhileEmpty(fn)
 	}
 	if err := f.drain(fn); err != nil {
 		return err
@@ -548,10 +574,10 @@ func (f *Follower) Poll(fn func(line []byte, pos Pos)) error {
 		f.finished(old)
 		f.closeFile()
 		cur := f.readRotated(old, mod, fn)
-		if cur == nil {
+		if cur.file == nil {
 			return nil // renamed away and not yet recreated
 		}
-		f.adopt(cur)
+		f.adopt(cur, fn)
 		return f.drain(fn)
 	}
 	if st.Size() < f.offset || f.cutInPlace() {
@@ -579,8 +605,8 @@ func (f *Follower) truncated(fn func([]byte, Pos)) {
 	if r := findRotated(f.Path, f.id, pos.Offset, pos.Line); r != nil {
 		id, mod := r.ID, r.ModTime
 		f.readToEnd(r, fn)
-		if cur := f.readRotated(id, mod, fn); cur != nil { // copied and truncated again since
-			cur.Close() // the same file as f.file: copytruncate keeps it
+		if cur := f.readRotated(id, mod, fn); cur.file != nil { // copied and truncated again since
+			cur.file.Close() // the same file as f.file: copytruncate keeps it
 		}
 	}
 	f.seek(0)
@@ -594,6 +620,49 @@ func (f *Follower) ensureFingerprint() {
 	head := make([]byte, fingerprintSize)
 	n, _ := f.file.ReadAt(head, 0)
 	f.id.Fingerprint = Fingerprint(head[:n])
+	f.emptyAt = time.Time{}
+	if n == 0 {
+		if st, err := f.file.Stat(); err == nil {
+			f.emptyAt = st.ModTime()
+		}
+	}
+}
+
+// copiedWhileEmpty reads the copies copytruncate made of a file that was
+// empty when last looked at and has bytes now: written, copied and cut
+// between two looks (a stalled daemon), what was written leaves no trace
+// in the file — nothing was read of it, and it was empty — but its copy
+// does. Once something is read of the file, a cut shows in the file
+// itself (cutInPlace).
+func (f *Follower) copiedWhileEmpty(fn func([]byte, Pos)) {
+	if st, err := f.file.Stat(); err != nil || st.Size() == 0 {
+		return
+	}
+	var last Identity
+	if len(f.done) > 0 {
+		last = f.done[len(f.done)-1]
+	}
+	newer, cur := f.rotatedAfter(last, f.emptyAt)
+	if cur.file != nil {
+		cur.file.Close() // f.file goes on
+	}
+	// The file followed itself, renamed since — or compressed under
+	// another inode (delaycompress) — holds what it holds now.
+	head := make([]byte, fingerprintSize)
+	n, _ := f.file.ReadAt(head, 0)
+	own := Identity{Fingerprint: Fingerprint(head[:n])}
+	renamed := slices.ContainsFunc(newer, func(r *Reader) bool {
+		return r.ID.Inode == f.id.Inode && r.ID.Device == f.id.Device || n > 0 && readerIs(r, own)
+	})
+	for _, r := range newer {
+		if renamed {
+			// The file followed was renamed, not copied: Poll reads it
+			// to its end, then the files rotated after it, in order.
+			r.Close()
+			continue
+		}
+		f.readToEnd(r, fn)
+	}
 }
 
 // drain reads the open file to its end.

@@ -311,6 +311,43 @@ func TestFollowCopyTruncate(t *testing.T) {
 			appendTo(t, path, "next 1\nnext 2\nnext 3\nnext 4\n") // past the old offset
 			want(t, c.poll(t, f), "line 3", "next 1", "next 2", "next 3", "next 4")
 		})
+		t.Run("empty when stalled "+name, func(t *testing.T) {
+			// The file was cut, and looked at while empty; then, between
+			// two looks, written, copied and cut again, and written.
+			path := filepath.Join(t.TempDir(), "mail.log")
+			appendTo(t, path, "1\n2\n")
+			f := NewFollower(path, true)
+			defer f.Close()
+			var c collector
+			want(t, c.poll(t, f), "1", "2")
+			copyTruncate(t, path, path+".1"+map[bool]string{true: ".gz"}[gz], gz)
+			want(t, c.poll(t, f))
+			appendTo(t, path, "3\n4\n")
+			os.Rename(path+".1"+map[bool]string{true: ".gz"}[gz], path+".2"+map[bool]string{true: ".gz"}[gz])
+			copyTruncate(t, path, path+".1"+map[bool]string{true: ".gz"}[gz], gz)
+			appendTo(t, path, "5\n")
+			want(t, c.poll(t, f), "3", "4", "5")
+		})
+		t.Run("cut before a line was read "+name, func(t *testing.T) {
+			// A position at 0 of a file whose first bytes are known — one
+			// taken over after a rotation, read nothing of — finds its copy.
+			path := filepath.Join(t.TempDir(), "mail.log")
+			appendTo(t, path, "1\n2\n")
+			f := NewFollower(path, true)
+			var c collector
+			c.poll(t, f)
+			saved := Pos{ID: f.id, Offset: 0, Line: 0}
+			f.Close()
+			copyTruncate(t, path, path+".1"+map[bool]string{true: ".gz"}[gz], gz)
+			appendTo(t, path, "3\n")
+			g := NewFollower(path, false)
+			defer g.Close()
+			if got := g.Resume(saved.ID, saved.Offset, saved.Line); got != "rotated" {
+				t.Fatalf("Resume = %s", got)
+			}
+			var d collector
+			want(t, d.poll(t, g), "1", "2", "3")
+		})
 		t.Run("stopped "+name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "mail.log")
 			appendTo(t, path, "1\n2\n3\n")

@@ -166,11 +166,12 @@ func tailMatches(fp []byte, r io.ReaderAt, offset int64) bool {
 // the position was saved for. It reports whether it did; when it did not,
 // the file is read from its start.
 func (r *Reader) Resume(fp []byte, offset, line int64) (bool, error) {
-	if r.Name == "-" || offset <= 0 || len(fp) < 8 {
+	if r.Name == "-" || offset < 0 || len(fp) < 8 {
 		return false, nil
 	}
 	n := binary.BigEndian.Uint64(fp)
-	if n > fingerprintSize {
+	if n > fingerprintSize || n == 0 && offset == 0 {
+		// At 0, only the first bytes tell the file: with none, any would do.
 		return false, nil
 	}
 	head, _ := r.br.Peek(int(n))

@@ -217,7 +217,8 @@ func openSource(spec Spec, files []string, o Options) (*Source, error) {
 		s.fol = NewFollower(abs, spec.FromStart)
 		if pos, ok := o.Positions[abs]; ok {
 			how := s.fol.Resume(Identity{Device: pos.Device, Inode: pos.Inode, Fingerprint: pos.Fingerprint}, pos.Offset, pos.Line)
-			s.log.Info("input", "path", abs, "resume", how, "offset", pos.Offset, "line", pos.Line)
+			in, _ := s.fol.Resumed()
+			s.log.Info("input", "path", abs, "resume", how, "in", in, "offset", pos.Offset, "line", pos.Line)
 			s.Stats.Resumed = how != "new"
 			if path, off := s.fol.Resumed(); off > 0 {
 				s.warm = func(p parsers.Parser) { warm(p, path, off) }

@@ -205,6 +205,12 @@ func runFaults(t *testing.T, mode string, lines int, seed uint64) {
 	for i, p := range pieces[1:] {
 		i++
 		appendFile(t, log, p)
+		// With BOMBWATCH_FAULT_DEBUG, the times each piece spans: a
+		// per-minute difference then names the pieces, and the faults
+		// around them.
+		if ls := bytes.Split(bytes.TrimSpace(p), []byte("\n")); len(ls) > 0 && os.Getenv("BOMBWATCH_FAULT_DEBUG") != "" {
+			logs = append(logs, fmt.Sprintf("--- piece %d: %.25s .. %.25s", i, ls[0], ls[len(ls)-1]))
+		}
 		time.Sleep(time.Duration(rng.IntN(15)) * time.Millisecond) // the pace of a busy MTA, in short
 		if i == len(pieces)-1 {
 			break

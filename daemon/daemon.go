@@ -168,7 +168,11 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		close(o.Ready)
 		o.Ready = nil
 	}
-	log.Info("running", "config", cfg.File, "state", cfg.State, "inputs", len(cfg.Inputs), "rules", len(cfg.Rules))
+	args := []any{"config", cfg.File, "state", cfg.State, "inputs", len(cfg.Inputs), "rules", len(cfg.Rules)}
+	if len(cfg.Files) > 1 {
+		args = append(args, "drop_ins", cfg.Files[1:])
+	}
+	log.Info("running", args...)
 
 	dirty := false
 	// The first events are saved at once: a daemon killed again and again

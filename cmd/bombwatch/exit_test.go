@@ -13,13 +13,7 @@ import (
 // holds the log is refused, and --reset starts it afresh, with the same
 // report as the first replay.
 func TestReplayFromStartNeverCountsTwice(t *testing.T) {
-	dir := t.TempDir()
-	cfg := writeConfig(t, dir, "  - {path: /dev/null}\n")
-	log := writeFile(t, "mail.log", string(floodLines("flood@bomb.example", mustTime("2026-11-20T10:00:00Z"), 40, 0)))
-	db := filepath.Join(dir, "state.db")
-	if code, _, errOut := bombwatch(t, "replay", "-c", cfg, "--db", db, log); code != 0 {
-		t.Fatalf("replay: %s", errOut)
-	}
+	_, cfg, log, db := floodState(t)
 	_, first, _ := bombwatch(t, "report", "-c", cfg, "--db", db, "--format", "json")
 	code, _, errOut := bombwatch(t, "replay", "-c", cfg, "--db", db, "--from-start", log)
 	if code != 2 || !strings.Contains(errOut, "--reset") {
@@ -63,13 +57,7 @@ actions:
 // TestReportPeriodErrors: a period that ends before it starts, or starts
 // in the future, is a usage error, not an empty report.
 func TestReportPeriodErrors(t *testing.T) {
-	dir := t.TempDir()
-	cfg := writeConfig(t, dir, "  - {path: /dev/null}\n")
-	log := writeFile(t, "mail.log", string(floodLines("flood@bomb.example", mustTime("2026-11-20T10:00:00Z"), 40, 0)))
-	db := filepath.Join(dir, "state.db")
-	if code, _, errOut := bombwatch(t, "replay", "-c", cfg, "--db", db, log); code != 0 {
-		t.Fatalf("replay: %s", errOut)
-	}
+	_, cfg, _, db := floodState(t)
 	for _, args := range [][]string{
 		{"--since", "2026-11-21", "--until", "2026-11-20"},
 		{"--since", "2026-11-20T10:00:00Z", "--until", "2026-11-20T10:00:00Z"},

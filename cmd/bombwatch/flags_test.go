@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,13 +16,7 @@ var flagLine = regexp.MustCompile(`(?m)^  -([a-z-]+) \S+$`)
 // command, out-of-range, negative, empty and nonsense values: each is
 // either taken or refused, never a panic.
 func TestNoFlagValuePanics(t *testing.T) {
-	dir := t.TempDir()
-	cfg := writeConfig(t, dir, "  - {path: /dev/null}\n")
-	log := writeFile(t, "mail.log", string(floodLines("flood@bomb.example", mustTime("2026-11-20T10:00:00Z"), 40, 0)))
-	db := filepath.Join(dir, "state.db")
-	if code, _, errOut := bombwatch(t, "replay", "-c", cfg, "--db", db, log); code != 0 {
-		t.Fatalf("replay: %s", errOut)
-	}
+	dir, _, log, db := floodState(t)
 	// run refuses a config with no input and no rule once its flags are
 	// read, rather than running.
 	idle := writeFile(t, "idle.yaml", "inputs: []\nrules: []\n")

@@ -17,13 +17,7 @@ import (
 // (a typo in --db), and refuse a SQLite file that is not bombwatch's
 // rather than migrating it.
 func TestReadOnlyCommandsNeverWrite(t *testing.T) {
-	dir := t.TempDir()
-	cfg := writeConfig(t, dir, "  - {path: /dev/null}\n")
-	log := writeFile(t, "mail.log", string(floodLines("flood@bomb.example", mustTime("2026-11-20T10:00:00Z"), 40, 0)))
-	db := filepath.Join(dir, "state.db")
-	if code, _, errOut := bombwatch(t, "replay", "-c", cfg, "--db", db, log); code != 0 {
-		t.Fatalf("replay: %s", errOut)
-	}
+	dir, cfg, _, db := floodState(t)
 
 	typo := filepath.Join(dir, "typo.db")
 	for _, args := range [][]string{{"bans", "list"}, {"report"}, {"explain", "flood@bomb.example"}} {
@@ -82,6 +76,20 @@ func TestReadOnlyCommandsNeverWrite(t *testing.T) {
 	if entries, _ := os.ReadDir(ro); len(entries) != 2 {
 		t.Errorf("files beside the state after reading it: %v", entries)
 	}
+}
+
+// floodState replays a log of one sender's flood into a state: its
+// directory, config, log and database.
+func floodState(t *testing.T) (dir, cfg, log, db string) {
+	t.Helper()
+	dir = t.TempDir()
+	cfg = writeConfig(t, dir, "  - {path: /dev/null}\n")
+	log = writeFile(t, "mail.log", string(floodLines("flood@bomb.example", mustTime("2026-11-20T10:00:00Z"), 40, 0)))
+	db = filepath.Join(dir, "state.db")
+	if code, _, errOut := bombwatch(t, "replay", "-c", cfg, "--db", db, log); code != 0 {
+		t.Fatalf("replay: %s", errOut)
+	}
+	return dir, cfg, log, db
 }
 
 func mustTime(s string) time.Time {

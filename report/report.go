@@ -10,6 +10,7 @@
 package report
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -30,6 +31,9 @@ type Options struct {
 	// By ranks the top keys: messages (default), bytes or recipients.
 	By     string
 	WhatIf *WhatIf // a candidate rule to try on the period
+	// Net4 and Net6 are the prefix lengths client networks are summed at:
+	// the rules' (see NetPrefixes); 24 and 48 when zero.
+	Net4, Net6 int
 }
 
 // WhatIf is a candidate rule: "sender 20/1m".
@@ -198,7 +202,7 @@ func Build(s *sqlite.Store, o Options) (*Report, error) {
 		case "pipelining":
 			r.Lost.Pipelining += st.Messages
 		case "sender", "client_ip", "sasl_user":
-			for _, k := range derived(st.KeyType, st.Key) {
+			for _, k := range derived(st.KeyType, st.Key, cmp.Or(o.Net4, 24), cmp.Or(o.Net6, 48)) {
 				t := traffic[keyOf(k)]
 				if t == nil {
 					t = &TopEntry{Key: k.key}
@@ -309,8 +313,8 @@ func Build(s *sqlite.Store, o Options) (*Report, error) {
 }
 
 // derived are the keys a stored key counts for: a sender for its domain
-// too, an address for its network (/24, /48).
-func derived(typ, key string) []struct{ typ, key string } {
+// too, an address for its network (bits4 or bits6 long).
+func derived(typ, key string, bits4, bits6 int) []struct{ typ, key string } {
 	out := []struct{ typ, key string }{{typ, key}}
 	switch typ {
 	case "sender":
@@ -319,9 +323,9 @@ func derived(typ, key string) []struct{ typ, key string } {
 		}
 	case "client_ip":
 		if a, err := netip.ParseAddr(key); err == nil {
-			bits := 24
+			bits := bits4
 			if a.Is6() {
-				bits = 48
+				bits = bits6
 			}
 			if p, err := a.Prefix(bits); err == nil {
 				out = append(out, struct{ typ, key string }{"client_net", p.String()})

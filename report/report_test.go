@@ -38,13 +38,18 @@ func TestCentilesAndDerived(t *testing.T) {
 	if c := centiles(nil); c != (Centile{}) {
 		t.Errorf("of nothing: %+v", c)
 	}
-	d := derived("sender", "a@example.org")
+	d := derived("sender", "a@example.org", 24, 48)
 	if len(d) != 2 || d[1].typ != "sender_domain" || d[1].key != "example.org" {
 		t.Errorf("%+v", d)
 	}
-	d = derived("client_ip", "2001:db8:1:2::3")
+	d = derived("client_ip", "2001:db8:1:2::3", 24, 48)
 	if len(d) != 2 || d[1].key != "2001:db8:1::/48" {
 		t.Errorf("%+v", d)
+	}
+	// The rules' prefix, not a fixed one.
+	d = derived("client_ip", "192.0.2.77", 26, 64)
+	if len(d) != 2 || d[1].key != "192.0.2.64/26" {
+		t.Errorf("with /26: %+v", d)
 	}
 	if share(1, 3) != 0.3333 || share(1, 0) != 0 {
 		t.Error("share")

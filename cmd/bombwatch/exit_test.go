@@ -106,3 +106,20 @@ func TestDetectionSkipsOtherPrograms(t *testing.T) {
 		t.Errorf("run said an error:\n%s", d.stderr)
 	}
 }
+
+// TestReportNetworksAtTheRulesPrefix: client networks in a report are
+// summed at the prefix of the config's client_net rule, not a fixed /24.
+func TestReportNetworksAtTheRulesPrefix(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte("state: "+filepath.Join(dir, "state.db")+"\ninputs: [{path: /dev/null}]\nrules:\n"+
+		"  - {name: nets, on: [accepted], key: client_net, prefix: {ipv4: 26, ipv6: 64}, limit: 1000, per: 1m}\n"), 0o644)
+	log := writeFile(t, "mail.log", string(floodLines("flood@bomb.example", mustTime("2026-11-20T10:00:00Z"), 100, 0)))
+	if code, _, errOut := bombwatch(t, "replay", "-c", cfg, "--db", filepath.Join(dir, "state.db"), log); code != 0 {
+		t.Fatalf("replay: %s", errOut)
+	}
+	code, out, errOut := bombwatch(t, "report", "-c", cfg, "--format", "json", "--since", "2026-11-20", "--until", "2026-11-21")
+	if code != 0 || !strings.Contains(out, `"key": "192.0.2.64/26"`) || strings.Contains(out, `"key": "192.0.2.0/24"`) {
+		t.Errorf("report: exit %d %s\n%s", code, errOut, out)
+	}
+}

@@ -31,11 +31,9 @@ func parseWhen(s string, end time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is not a duration (24h, 7d), a time (RFC 3339) or a date", s)
 }
 
-func openState(cfgPath, dbPath string) (*sqlite.Store, error) {
-	cfg, err := loadConfig(cfgPath)
-	if err != nil {
-		return nil, err
-	}
+// openState opens the state a read-only command reads: --db, or the
+// config's.
+func openState(cfg *config.Config, dbPath string) (*sqlite.Store, error) {
 	if dbPath == "" {
 		dbPath = cfg.State
 	}
@@ -71,12 +69,24 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 		return usagef("--by %q is not messages, bytes or recipients", *by)
 	}
 	o := report.Options{Top: *top, By: *by}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	// Networks are summed as the rules see them: the first rule on
+	// client networks says the prefix.
+	for _, r := range cfg.Rules {
+		if (r.Key == "client_net" || r.Of == "client_net") && r.Prefix != nil {
+			o.Net4, o.Net6 = r.Prefix.IPv4, r.Prefix.IPv6
+			break
+		}
+	}
 	if *whatIf != "" {
 		if o.WhatIf, err = report.ParseWhatIf(*whatIf, config.ParseDuration); err != nil {
 			return usageError{err}
 		}
 	}
-	store, err := openState(*cfgPath, *dbPath)
+	store, err := openState(cfg, *dbPath)
 	if err != nil {
 		return err
 	}
@@ -173,7 +183,7 @@ func runExplain(args []string, stdout, stderr io.Writer) error {
 			return usagef("unknown --timezone %q", *tz)
 		}
 	}
-	store, err := openState(*cfgPath, *dbPath)
+	store, err := openState(cfg, *dbPath)
 	if err != nil {
 		return err
 	}

@@ -68,12 +68,14 @@ func TestFailedCommitIsSeen(t *testing.T) {
 	tick := make(chan time.Time)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan struct{}), make(chan error, 1)
+	metrics := NewMetrics()
 	go func() {
 		done <- Run(ctx, Options{
-			Load:   func() (*config.Config, error) { return cfg, nil },
-			Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-			Ready:  ready,
-			Tick:   tick,
+			Metrics: metrics,
+			Load:    func() (*config.Config, error) { return cfg, nil },
+			Logger:  slog.New(slog.NewTextHandler(&logs, nil)),
+			Ready:   ready,
+			Tick:    tick,
 			OpenStore: func(path string) (state.Store, error) {
 				s, err := sqlite.Open(path)
 				store = &flakyStore{Store: s}
@@ -86,7 +88,7 @@ func TestFailedCommitIsSeen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go Serve(ctx, ln, slog.New(slog.DiscardHandler))
+	go metrics.Serve(ctx, ln, slog.New(slog.DiscardHandler))
 	healthz := func() int {
 		resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
 		if err != nil {
@@ -102,7 +104,7 @@ func TestFailedCommitIsSeen(t *testing.T) {
 		}
 		f.Close()
 	}
-	failuresBefore := testutilCounter(t)
+	failuresBefore := testutil.ToFloat64(metrics.commitFailures)
 
 	write(0, 10)
 	waitFor(t, func() bool { return strings.Contains(positionsOf(t, dbPath, log), "line=10") }, func() { tick <- time.Now() })
@@ -116,7 +118,7 @@ func TestFailedCommitIsSeen(t *testing.T) {
 	if code := healthz(); code != http.StatusServiceUnavailable {
 		t.Errorf("/healthz while the state cannot be saved: %d", code)
 	}
-	if n := testutilCounter(t) - failuresBefore; n < 1 {
+	if n := testutil.ToFloat64(metrics.commitFailures) - failuresBefore; n < 1 {
 		t.Errorf("bombwatch_state_commit_failures_total went up by %v", n)
 	}
 	write(20, 10) // read and counted only once it can save
@@ -178,6 +180,3 @@ func positionsOf(t *testing.T, db, input string) string {
 	}
 	return fmt.Sprintf("line=%d", snap.Positions[input].Line)
 }
-
-// testutilCounter reads bombwatch_state_commit_failures_total.
-func testutilCounter(t *testing.T) float64 { return testutil.ToFloat64(metrics.commitFailures) }

@@ -43,6 +43,9 @@ type Options struct {
 	Ready chan<- struct{}
 	// OpenStore opens the state; nil opens the config's SQLite file.
 	OpenStore func(path string) (state.Store, error)
+	// Metrics are counted here and served by Metrics.Serve; nil counts
+	// into a set of the daemon's own.
+	Metrics *Metrics
 	// Tick paces the daemon's housekeeping: lifting blocks by the clock,
 	// saving the state when no line comes, trying a failed save again.
 	// Nil ticks every second; tests step it.
@@ -60,6 +63,9 @@ const commitEvery = 200 * time.Millisecond
 // Run runs until ctx is done, then commits and returns nil. It returns an
 // error when the state cannot be opened or saved.
 func Run(ctx context.Context, o Options) error {
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics()
+	}
 	cfg, err := o.Load()
 	if err != nil {
 		return err
@@ -88,7 +94,7 @@ func Run(ctx context.Context, o Options) error {
 // runConfig runs one config until ctx is done (it returns nil, nil) or a
 // valid new config is loaded (it returns it, after committing).
 func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefile.Lock) (*config.Config, error) {
-	log := o.Logger
+	log, metrics := o.Logger, o.Metrics
 	open := o.OpenStore
 	if open == nil {
 		open = func(path string) (state.Store, error) { return sqlite.Open(path) }
@@ -162,7 +168,7 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 	if wall == nil {
 		wall = time.Now
 	}
-	ins := openInputs(cfg, p.Positions(), wall, log)
+	ins := openInputs(cfg, p.Positions(), wall, log, metrics)
 	defer ins.Close()
 	if o.Ready != nil {
 		close(o.Ready)
@@ -190,7 +196,7 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		if err == nil {
 			if failing != nil {
 				log.Info("state saved again: reading on", "state", cfg.State)
-				setHealth(nil)
+				metrics.setHealth(nil)
 			}
 			failing = nil
 			return
@@ -201,7 +207,7 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 			failLogged = time.Now()
 		}
 		failing = err
-		setHealth(err)
+		metrics.setHealth(err)
 	}
 	commit := func(wait bool) error {
 		var err error

@@ -24,6 +24,12 @@ import (
 // sees its goroutines, and returns a way to stop it.
 func runInProcess(t *testing.T, yaml string) (detections func() []pipeline.Detection, stop func() error) {
 	t.Helper()
+	return runWithMetrics(t, yaml, NewMetrics())
+}
+
+// runWithMetrics is runInProcess counting into m.
+func runWithMetrics(t *testing.T, yaml string, m *Metrics) (detections func() []pipeline.Detection, stop func() error) {
+	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
@@ -35,10 +41,11 @@ func runInProcess(t *testing.T, yaml string) (detections func() []pipeline.Detec
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, Options{
-			Load:   func() (*config.Config, error) { return cfg, nil },
-			Logger: slog.New(slog.DiscardHandler),
-			Now:    time.Now,
-			Ready:  ready,
+			Metrics: m,
+			Load:    func() (*config.Config, error) { return cfg, nil },
+			Logger:  slog.New(slog.DiscardHandler),
+			Now:     time.Now,
+			Ready:   ready,
 			OnDetection: func(d pipeline.Detection) {
 				mu.Lock()
 				got = append(got, d)
@@ -152,8 +159,9 @@ func TestMetrics(t *testing.T) {
 	dir := t.TempDir()
 	log := filepath.Join(dir, "mail.log")
 	os.WriteFile(log, nil, 0o644)
-	detections, stop := runInProcess(t, fmt.Sprintf("state: %s\ninputs: [{path: %s, poll: 20ms}]\nrules:\n  - {name: m, on: [accepted], key: sender, limit: 1, per: 1m}\n",
-		filepath.Join(dir, "state.db"), log))
+	metrics := NewMetrics()
+	detections, stop := runWithMetrics(t, fmt.Sprintf("state: %s\ninputs: [{path: %s, poll: 20ms}]\nrules:\n  - {name: m, on: [accepted], key: sender, limit: 1, per: 1m}\n",
+		filepath.Join(dir, "state.db"), log), metrics)
 	f, _ := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
 	for i := range 2 {
 		fmt.Fprintf(f, "%s mx postfix/qmgr[1]: METQ%04d: from=<m@example.org>, size=1, nrcpt=1 (queue active)\n", time.Now().UTC().Format(time.RFC3339Nano), i)
@@ -169,7 +177,7 @@ func TestMetrics(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go Serve(ctx, ln, slog.New(slog.DiscardHandler))
+	go metrics.Serve(ctx, ln, slog.New(slog.DiscardHandler))
 	get := func(path string) string {
 		resp, err := http.Get("http://" + ln.Addr().String() + path)
 		if err != nil {

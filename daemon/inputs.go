@@ -22,8 +22,9 @@ func Specs(cfg *config.Config) []input.Spec {
 // inputs are the config's inputs, followed and merged by time.
 type inputs struct {
 	*input.Merger
-	globs *input.Globs
-	log   *slog.Logger
+	globs   *input.Globs
+	log     *slog.Logger
+	metrics *Metrics
 	// What the metrics were last told, by source.
 	lines, skipped map[*input.Source]int64
 }
@@ -31,7 +32,7 @@ type inputs struct {
 // openInputs opens the config's inputs at their saved positions, before
 // the daemon says it is ready, so that no line written after that is taken
 // for the past.
-func openInputs(cfg *config.Config, saved map[string]state.Position, now func() time.Time, log *slog.Logger) *inputs {
+func openInputs(cfg *config.Config, saved map[string]state.Position, now func() time.Time, log *slog.Logger, metrics *Metrics) *inputs {
 	loc := cfg.Location
 	if loc == nil {
 		loc = time.Local
@@ -44,7 +45,7 @@ func openInputs(cfg *config.Config, saved map[string]state.Position, now func() 
 	}
 	m := input.NewMerger(srcs)
 	m.Delay, m.Now = time.Duration(cfg.MergeDelay), now
-	return &inputs{Merger: m, globs: input.NewGlobs(specs, o), log: log,
+	return &inputs{Merger: m, globs: input.NewGlobs(specs, o), log: log, metrics: metrics,
 		lines: map[*input.Source]int64{}, skipped: map[*input.Source]int64{}}
 }
 
@@ -61,13 +62,13 @@ func (in *inputs) scan() {
 func (in *inputs) count() {
 	now := time.Now()
 	for _, s := range in.Sources() {
-		metrics.lag.WithLabelValues(s.Name).Set(s.Behind(now).Seconds())
+		in.metrics.lag.WithLabelValues(s.Name).Set(s.Behind(now).Seconds())
 		if n := s.LinesRead(); n > in.lines[s] {
-			metrics.lines.WithLabelValues(s.Name).Add(float64(n - in.lines[s]))
+			in.metrics.lines.WithLabelValues(s.Name).Add(float64(n - in.lines[s]))
 			in.lines[s] = n
 		}
 		if n := s.SkippedLines(); n > in.skipped[s] {
-			metrics.skipped.WithLabelValues(s.Name).Add(float64(n - in.skipped[s]))
+			in.metrics.skipped.WithLabelValues(s.Name).Add(float64(n - in.skipped[s]))
 			in.skipped[s] = n
 		}
 	}

@@ -13,8 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// metrics are what `listen:` serves on /metrics.
-var metrics = struct {
+// Metrics are what `listen:` serves: /metrics from a registry of its own
+// (so that a test, or two daemons in one process, count apart), and
+// /healthz. The daemon and the server share one (Options.Metrics).
+type Metrics struct {
 	lines, skipped *prometheus.CounterVec
 	events         *prometheus.CounterVec
 	detections     *prometheus.CounterVec
@@ -25,55 +27,55 @@ var metrics = struct {
 	commitSeconds  prometheus.Histogram
 	commitFailures prometheus.Counter
 	registry       *prometheus.Registry
-}{
-	lines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_lines_read_total",
-		Help: "Lines read, by input."}, []string{"input"}),
-	skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_lines_skipped_total",
-		Help: "Lines skipped as longer than 64 KiB, by input."}, []string{"input"}),
-	events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_events_total",
-		Help: "Events run through the rules, by kind."}, []string{"kind"}),
-	detections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_detections_total",
-		Help: "Blocks started and lifted, by rule."}, []string{"rule", "event"}),
-	actionFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_action_failures_total",
-		Help: "Actions that failed, by action."}, []string{"action"}),
-	actionsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_actions_dropped_total",
-		Help: "Actions not run because too many were waiting (10,000), by action."}, []string{"action"}),
-	active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bombwatch_blocks_active",
-		Help: "Blocks in force, by rule."}, []string{"rule"}),
-	lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bombwatch_input_lag_seconds",
-		Help: "How long the events of an input waiting to be counted have been read; 0 when none waits."}, []string{"input"}),
-	commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bombwatch_sqlite_commit_seconds",
-		Help: "Time to hand a batch to SQLite (the transaction may run on after).", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8)}),
-	commitFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "bombwatch_state_commit_failures_total",
-		Help: "Attempts to save the state that failed; reading pauses until one succeeds."}),
-	registry: prometheus.NewRegistry(),
+
+	mu     sync.Mutex
+	health error // what /healthz says: nil while the state is saved
 }
 
-// health is what /healthz says: nil while the state is saved.
-var health struct {
-	sync.Mutex
-	err error
+// NewMetrics makes the metrics, registered in a registry of their own.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		lines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_lines_read_total",
+			Help: "Lines read, by input."}, []string{"input"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_lines_skipped_total",
+			Help: "Lines skipped as longer than 64 KiB, by input."}, []string{"input"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_events_total",
+			Help: "Events run through the rules, by kind."}, []string{"kind"}),
+		detections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_detections_total",
+			Help: "Blocks started and lifted, by rule."}, []string{"rule", "event"}),
+		actionFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_action_failures_total",
+			Help: "Actions that failed, by action."}, []string{"action"}),
+		actionsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bombwatch_actions_dropped_total",
+			Help: "Actions not run because too many were waiting (10,000), by action."}, []string{"action"}),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bombwatch_blocks_active",
+			Help: "Blocks in force, by rule."}, []string{"rule"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "bombwatch_input_lag_seconds",
+			Help: "How long the events of an input waiting to be counted have been read; 0 when none waits."}, []string{"input"}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bombwatch_sqlite_commit_seconds",
+			Help: "Time to hand a batch to SQLite (the transaction may run on after).", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8)}),
+		commitFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "bombwatch_state_commit_failures_total",
+			Help: "Attempts to save the state that failed; reading pauses until one succeeds."}),
+		registry: prometheus.NewRegistry(),
+	}
+	m.registry.MustRegister(m.lines, m.skipped, m.events, m.detections,
+		m.actionFailures, m.actionsDropped, m.active, m.lag, m.commitSeconds, m.commitFailures)
+	return m
 }
 
-func setHealth(err error) {
-	health.Lock()
-	defer health.Unlock()
-	health.err = err
-}
-
-func init() {
-	metrics.registry.MustRegister(metrics.lines, metrics.skipped, metrics.events, metrics.detections,
-		metrics.actionFailures, metrics.actionsDropped, metrics.active, metrics.lag, metrics.commitSeconds, metrics.commitFailures)
+func (m *Metrics) setHealth(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.health = err
 }
 
 // Serve serves /metrics and /healthz on ln until ctx is done.
-func Serve(ctx context.Context, ln net.Listener, log *slog.Logger) error {
+func (m *Metrics) Serve(ctx context.Context, ln net.Listener, log *slog.Logger) error {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(metrics.registry, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		health.Lock()
-		err := health.err
-		health.Unlock()
+		m.mu.Lock()
+		err := m.health
+		m.mu.Unlock()
 		if err != nil {
 			http.Error(w, "state not saved: "+err.Error(), http.StatusServiceUnavailable)
 			return

@@ -61,19 +61,20 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 			cancel()
 		}
 	}()
+	metrics := daemon.NewMetrics()
 	if cfg.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.Listen)
 		if err != nil {
 			return fmt.Errorf("listen: %w", err)
 		}
 		go func() {
-			if err := daemon.Serve(ctx, ln, logger); err != nil {
+			if err := metrics.Serve(ctx, ln, logger); err != nil {
 				logger.Error("metrics", "addr", cfg.Listen, "err", err)
 			}
 		}()
 	}
 	var mu sync.Mutex
-	opts := daemon.Options{Load: load, Logger: logger, Reload: reload, Now: time.Now}
+	opts := daemon.Options{Load: load, Logger: logger, Reload: reload, Now: time.Now, Metrics: metrics}
 	if *logClock {
 		opts.Now = nil
 	}

@@ -1,5 +1,6 @@
 // Package actions does something about a detection: logs it, runs a hook,
-// and (later) blocks the key in a firewall or an MTA map, and undoes it when
+// mails the postmaster, blocks the key in a firewall (nftables, iptables
+// with ipset) or an MTA map (Postfix, sendmail, qmail), and undoes it when
 // the block ends.
 //
 // Actions know nothing of parsers or mail: they receive a Detection (a

@@ -3,9 +3,11 @@ package parsers
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +60,12 @@ func TestAnnotatedLogs(t *testing.T) {
 					got = append(got, string(e.AppendJSON(nil)))
 				})
 				if want == nil || wantLine != n {
+					// Lines without an annotation are the ones an event is
+					// built from (an smtpd line before its qmgr line): they
+					// must complete none.
+					if len(got) > 0 {
+						t.Errorf("%s:%d: completes %s but has no \"# want:\" line", file, n, got)
+					}
 					continue
 				}
 				checked++
@@ -187,7 +195,9 @@ func TestQueueIsBounded(t *testing.T) {
 }
 
 // TestHostileLines feeds lines that have broken real parsers: none may
-// panic, and none may yield an event with a field it did not have.
+// panic, and none may yield an event with a field it did not have — a
+// client, size or sender the line does not hold, a negative count other
+// than -1 (not logged), no time, or JSON that does not parse.
 func TestHostileLines(t *testing.T) {
 	lines := []string{
 		"Nov 20 10:00:00 mx postfix/qmgr[1]: ABCDE12345: from=<",
@@ -207,7 +217,23 @@ func TestHostileLines(t *testing.T) {
 		f, _ := Lookup(name)
 		p := f.New(Options{Reference: testReference})
 		for i, l := range lines {
-			p.Parse([]byte(l), int64(i+1), func(e *Event) { _ = e.AppendJSON(nil) })
+			p.Parse([]byte(l), int64(i+1), func(e *Event) {
+				js := e.AppendJSON(nil)
+				switch {
+				case !json.Valid(js):
+					t.Errorf("%s, line %q: invalid JSON %s", name, l, js)
+				case e.Time.IsZero():
+					t.Errorf("%s, line %q: an event without a time", name, l)
+				case e.Size < -1 || e.NRcpt < -1 || e.UID < -1: // -1: not logged
+					t.Errorf("%s, line %q: size %d, nrcpt %d, uid %d", name, l, e.Size, e.NRcpt, e.UID)
+				case e.ClientIP.IsValid() && !strings.Contains(l, e.ClientIP.String()):
+					t.Errorf("%s, line %q: a client %s the line does not hold", name, l, e.ClientIP)
+				case e.Size > 0 && !strings.Contains(l, strconv.FormatInt(e.Size, 10)):
+					t.Errorf("%s, line %q: a size %d the line does not hold", name, l, e.Size)
+				case e.HasSender && e.Sender != "" && !strings.Contains(strings.ToLower(l), e.Sender):
+					t.Errorf("%s, line %q: a sender %q the line does not hold", name, l, e.Sender)
+				}
+			})
 		}
 	}
 }

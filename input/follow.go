@@ -291,9 +291,14 @@ func (f *Follower) openCurrent() (*os.File, Identity, []byte, time.Time) {
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 		cur.Device, cur.Inode = uint64(sys.Dev), sys.Ino
 	}
+	return c, cur, readHead(c), st.ModTime()
+}
+
+// readHead reads the first bytes of a file that fingerprints take.
+func readHead(r io.ReaderAt) []byte {
 	head := make([]byte, fingerprintSize)
-	n, _ := c.ReadAt(head, 0)
-	return c, cur, head[:n], st.ModTime()
+	n, _ := r.ReadAt(head, 0)
+	return head[:n]
 }
 
 // stillCurrent reports whether the file at the follower's path is still
@@ -617,11 +622,10 @@ func (f *Follower) truncated(fn func([]byte, Pos)) {
 // ensureFingerprint takes the fingerprint of a file being read from its
 // start, once it has bytes.
 func (f *Follower) ensureFingerprint() {
-	head := make([]byte, fingerprintSize)
-	n, _ := f.file.ReadAt(head, 0)
-	f.id.Fingerprint = Fingerprint(head[:n])
+	head := readHead(f.file)
+	f.id.Fingerprint = Fingerprint(head)
 	f.emptyAt = time.Time{}
-	if n == 0 {
+	if len(head) == 0 {
 		if st, err := f.file.Stat(); err == nil {
 			f.emptyAt = st.ModTime()
 		}
@@ -648,20 +652,19 @@ func (f *Follower) copiedWhileEmpty(fn func([]byte, Pos)) {
 	}
 	// The file followed itself, renamed since — or compressed under
 	// another inode (delaycompress) — holds what it holds now.
-	head := make([]byte, fingerprintSize)
-	n, _ := f.file.ReadAt(head, 0)
-	own := Identity{Fingerprint: Fingerprint(head[:n])}
+	head := readHead(f.file)
+	own := Identity{Fingerprint: Fingerprint(head)}
 	renamed := slices.ContainsFunc(newer, func(r *Reader) bool {
-		return r.ID.Inode == f.id.Inode && r.ID.Device == f.id.Device || n > 0 && readerIs(r, own)
+		return r.ID.Inode == f.id.Inode && r.ID.Device == f.id.Device || len(head) > 0 && readerIs(r, own)
 	})
 	for _, r := range newer {
 		if renamed {
 			// The file followed was renamed, not copied: Poll reads it
 			// to its end, then the files rotated after it, in order.
 			r.Close()
-			continue
+		} else {
+			f.readToEnd(r, fn)
 		}
-		f.readToEnd(r, fn)
 	}
 }
 

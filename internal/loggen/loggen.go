@@ -359,7 +359,9 @@ func every(n int, step time.Duration) []time.Duration {
 func (g *generator) bombs(set int) {
 	names := bombNames[g.o.Format]
 	start := g.t.Add(time.Second)
-	net := func(n byte, host int) netip.Addr { return netip.AddrFrom4([4]byte{203, names.net + n, byte(set % 256), byte(host)}) }
+	net := func(n byte, host int) netip.Addr {
+		return netip.AddrFrom4([4]byte{203, names.net + n, byte(set % 256), byte(host)})
+	}
 	msg := func(t time.Time, sender string, client netip.Addr) *message {
 		return &message{t: t, sender: sender, client: client, size: 3000, rcpts: g.recipients(1), uid: -1}
 	}
@@ -409,7 +411,9 @@ func (g *generator) bombs(set int) {
 		})
 	botnet := netip.PrefixFrom(net(5, 0), 24)
 	g.plant(Bomb{Kind: "botnet", KeyType: "client_net", Key: botnet.String(), Rules: []string{"botnet"}}, start, every(150, 333*time.Millisecond),
-		func(i int, t time.Time) { g.write(msg(t, fmt.Sprintf("offer%d@deals%d.example", i, i%40), net(5, 1+i))) })
+		func(i int, t time.Time) {
+			g.write(msg(t, fmt.Sprintf("offer%d@deals%d.example", i, i%40), net(5, 1+i)))
+		})
 	guesser := net(6, 200)
 	g.plant(Bomb{Kind: "sasl-guessing", KeyType: "client_ip", Key: guesser.String(), Rules: []string{"sasl-guessing"}}, start, every(30, 20*time.Second),
 		func(i int, t time.Time) { g.authFailed(t, guesser, fmt.Sprintf("admin%d", i%3)) })

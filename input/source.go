@@ -218,7 +218,15 @@ func openSource(spec Spec, files []string, o Options) (*Source, error) {
 		if pos, ok := o.Positions[abs]; ok {
 			how := s.fol.Resume(Identity{Device: pos.Device, Inode: pos.Inode, Fingerprint: pos.Fingerprint}, pos.Offset, pos.Line)
 			in, _ := s.fol.Resumed()
-			s.log.Info("input", "path", abs, "resume", how, "in", in, "offset", pos.Offset, "line", pos.Line)
+			if how == "new" {
+				// Rotated out of what logrotate keeps while bombwatch was
+				// down (or killed again and again before it could save):
+				// what the file held after the position is lost.
+				s.log.Warn("input: the file of the saved position is gone; reading the current one from its start: lines between were not read",
+					"path", abs, "offset", pos.Offset, "line", pos.Line)
+			} else {
+				s.log.Info("input", "path", abs, "resume", how, "in", in, "offset", pos.Offset, "line", pos.Line)
+			}
 			s.Stats.Resumed = how != "new"
 			if path, off := s.fol.Resumed(); off > 0 {
 				s.warm = func(p parsers.Parser) { warm(p, path, off) }

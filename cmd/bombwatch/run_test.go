@@ -540,3 +540,29 @@ func TestOneDaemonPerState(t *testing.T) {
 		t.Errorf("a replay after the daemon: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestRunSaysWhenTheSavedFileIsGone: a log whose saved file was removed
+// while the daemon was down (rotated out of what logrotate keeps) is read
+// from the start of the current file, and the daemon warns that the lines
+// in between were not read.
+func TestRunSaysWhenTheSavedFileIsGone(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "mail.log")
+	data := genLog(t, "postfix", 400, 9)
+	half := bytes.LastIndexByte(data[:len(data)/2], '\n') + 1
+	appendFile(t, log, data[:half])
+	cfg := writeConfig(t, dir, fmt.Sprintf("  - {path: %s, format: postfix, start: beginning, poll: 50ms}\n", log))
+	d := startRunning(t, cfg)
+	waitRead(t, filepath.Join(dir, "state.db"), log, int64(half))
+	if code, _ := d.stop(t); code != 0 {
+		t.Fatalf("exit %d\n%s", code, d.stderr)
+	}
+	os.Remove(log)
+	appendFile(t, log, data[half:])
+	d = startRunning(t, cfg)
+	defer d.stop(t)
+	waitRead(t, filepath.Join(dir, "state.db"), log, int64(len(data)-half))
+	if !strings.Contains(d.stderr.String(), "level=WARN msg=\"input: the file of the saved position is gone") {
+		t.Errorf("no warning that lines were lost:\n%s", d.stderr)
+	}
+}

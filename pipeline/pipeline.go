@@ -67,6 +67,13 @@ type Pipeline struct {
 	events    int          // since the last commit
 	pruned    time.Time    // when stats were last pruned
 
+	// files name the log files windows' tags refer to (see tag): IDs
+	// from 1, in the order first seen over the store's life.
+	files    []string
+	fileIDs  map[string]uint64
+	lastFile string // the last event's, and its ID: most events come
+	lastFID  uint64 // from the file the one before came from
+
 	// unsaved holds the blocks started since the last commit: action
 	// outcomes reported meanwhile are written on them, not to the store.
 	mu      sync.Mutex
@@ -166,6 +173,55 @@ func (p *Pipeline) Event(e *parsers.Event) {
 	}
 }
 
+// lineBits is how many bits of a tag are the line number.
+const lineBits = 40
+
+// tag is where e was logged, for the windows to keep with what they count
+// (a block's evidence): the file's ID and the line. 0 when unknown.
+func (p *Pipeline) tag(e *parsers.Event) uint64 {
+	if e.File == "" || e.Line <= 0 || e.Line >= 1<<lineBits {
+		return 0
+	}
+	if e.File != p.lastFile {
+		id, ok := p.fileIDs[e.File]
+		if !ok {
+			if p.fileIDs == nil {
+				p.fileIDs = map[string]uint64{}
+			}
+			p.files = append(p.files, e.File)
+			id = uint64(len(p.files))
+			p.fileIDs[e.File] = id
+			p.batch.Files = append(p.batch.Files, e.File)
+		}
+		p.lastFile, p.lastFID = e.File, id
+	}
+	return p.lastFID<<lineBits | uint64(e.Line)
+}
+
+// maxEvidence bounds a block's evidence where limit+1 would be more: a
+// bytes limit, or a burst score's events (the newest add the most).
+const (
+	maxEvidence      = 1000
+	maxBurstEvidence = 100
+)
+
+// evidence is what a block keeps of the entries its measure counted: the
+// newest n, where each was logged.
+func (p *Pipeline) evidence(entries []window.Entry, n int) []state.Evidence {
+	if len(entries) > n {
+		entries = entries[len(entries)-n:]
+	}
+	out := make([]state.Evidence, 0, len(entries))
+	for _, en := range entries {
+		ev := state.Evidence{Time: en.Time, Amount: en.Amount, Date: en.Date}
+		if id := en.Tag >> lineBits; id > 0 && id <= uint64(len(p.files)) {
+			ev.File, ev.Line = p.files[id-1], int64(en.Tag&(1<<lineBits-1))
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
 // measure adds the event to the rule's windows, and starts, keeps or lifts
 // the key's block.
 func (p *Pipeline) measure(r *rule, key []byte, e *parsers.Event) {
@@ -182,9 +238,11 @@ func (p *Pipeline) measure(r *rule, key []byte, e *parsers.Event) {
 	crossed := -1
 	var value, limit int64
 	r.values = r.values[:0] // by window, for adapt's history
+	tag := p.tag(e)
 	for i, w := range r.windows {
 		l := r.limit(i, key, e.Time)
 		v := w.AddUpTo(key, e.Time, amount, l)
+		w.Tag(tag)
 		r.values = append(r.values, v)
 		if v > l && crossed < 0 {
 			crossed, value, limit = i, v, l
@@ -212,7 +270,8 @@ func (p *Pipeline) measure(r *rule, key []byte, e *parsers.Event) {
 		p.scheduleRelease(a)
 	case a == nil && crossed >= 0:
 		w := r.windows[crossed]
-		a = p.block(r, string(key), e, float64(value), float64(limit), w.Per())
+		a = p.block(r, string(key), e, float64(value), float64(limit), w.Per(),
+			p.evidence(w.Entries(string(key), e.Time), int(min(limit+1, maxEvidence))))
 		if r.forgive > 0 {
 			w.Forgive(a.Key, r.forgive, e.Time)
 		}
@@ -227,6 +286,7 @@ func (p *Pipeline) measure(r *rule, key []byte, e *parsers.Event) {
 // threshold it passed.
 func (p *Pipeline) burst(r *rule, key []byte, e *parsers.Event) {
 	et, ed, hasDate := r.burst.Add(key, e.Time, e.Date)
+	r.burst.Tag(p.tag(e))
 	if a := r.blocked[string(key)]; a != nil {
 		if r.onClients {
 			p.enforceOn(a, e)
@@ -244,7 +304,7 @@ func (p *Pipeline) burst(r *rule, key []byte, e *parsers.Event) {
 	default: // E{d} above soft and above E{t}
 		value, limit = ed, r.soft
 	}
-	p.block(r, string(key), e, value, limit, r.burst.Expire())
+	p.block(r, string(key), e, value, limit, r.burst.Expire(), p.evidence(r.burst.Entries(string(key), e.Time), maxBurstEvidence))
 }
 
 // Advance moves the clock to t, if later, and lifts the blocks that ended
@@ -283,11 +343,12 @@ func (p *Pipeline) Advance(t time.Time) {
 
 // block starts a block of key by rule r, because event e made its measure
 // value.
-func (p *Pipeline) block(r *rule, key string, e *parsers.Event, value, limit float64, per time.Duration) *active {
+func (p *Pipeline) block(r *rule, key string, e *parsers.Event, value, limit float64, per time.Duration, evidence []state.Evidence) *active {
 	a := &active{rule: r, Block: state.Block{
 		ID: p.newID(), Rule: r.name, KeyType: r.keyType, Key: key,
 		Since: e.Time, Value: value, Limit: limit, Window: per,
 		Actions: make(map[string]string, len(r.actions)), File: e.File, Line: e.Line,
+		Evidence: evidence,
 	}}
 	if d := p.blockLength(r, key, e.Time); d > 0 {
 		a.Until = e.Time.Add(d)
@@ -604,7 +665,7 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 				w.Flush(func(string, window.State) {})
 			}
 			if r.burst != nil {
-				r.burst.Flush(func(string, []int64, []int64) {})
+				r.burst.Flush(func(string, []int64, []int64, []uint64) {})
 			}
 		}
 		p.mu.Lock() // action outcomes come in from the Executor's goroutines
@@ -619,13 +680,13 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 		for name, w := range r.stores() {
 			w.Flush(func(key string, st window.State) {
 				b.Windows = append(b.Windows, state.Window{Rule: name, Key: key, Delete: st.Empty(),
-					Times: slices.Clone(st.Times), Amounts: slices.Clone(st.Amounts), Offset: st.Offset, Touched: st.Touched})
+					Times: slices.Clone(st.Times), Amounts: slices.Clone(st.Amounts), Tags: slices.Clone(st.Tags), Offset: st.Offset, Touched: st.Touched})
 			})
 		}
 		if r.burst != nil {
-			r.burst.Flush(func(key string, times, dates []int64) {
+			r.burst.Flush(func(key string, times, dates []int64, tags []uint64) {
 				b.Windows = append(b.Windows, state.Window{Rule: r.name + "/burst", Key: key, Delete: times == nil,
-					Times: slices.Clone(times), Dates: slices.Clone(dates)})
+					Times: slices.Clone(times), Dates: slices.Clone(dates), Tags: slices.Clone(tags)})
 			})
 		}
 	}

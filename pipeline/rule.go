@@ -418,6 +418,10 @@ func (p *Pipeline) restore() error {
 		return err
 	}
 	p.clock, p.positions = snap.Clock, snap.Positions
+	p.files, p.fileIDs = snap.Files, make(map[string]uint64, len(snap.Files))
+	for i, f := range snap.Files {
+		p.fileIDs[f] = uint64(i + 1)
+	}
 	stores := map[string]window.Saved{}
 	for _, r := range p.rules {
 		maps.Copy(stores, r.stores())
@@ -436,12 +440,12 @@ func (p *Pipeline) restore() error {
 	}
 	err = p.opts.Store.Windows(func(w *state.Window) {
 		if win := stores[w.Rule]; win != nil {
-			win.Restore(w.Key, window.State{Times: w.Times, Amounts: w.Amounts, Offset: w.Offset, Touched: w.Touched})
+			win.Restore(w.Key, window.State{Times: w.Times, Amounts: w.Amounts, Tags: w.Tags, Offset: w.Offset, Touched: w.Touched})
 			return
 		}
 		if name, ok := strings.CutSuffix(w.Rule, "/burst"); ok {
 			if r := p.byName[name]; r != nil && r.burst != nil {
-				r.burst.Restore(w.Key, w.Times, w.Dates)
+				r.burst.Restore(w.Key, w.Times, w.Dates, w.Tags)
 			}
 		}
 		// Anything else is a window of a rule no longer in the config.

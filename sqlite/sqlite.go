@@ -100,6 +100,13 @@ var migrations = []string{
 	// What a parser counted and the log may name again (Postfix's queue
 	// IDs of messages not yet removed), one per line, with the position.
 	`ALTER TABLE positions ADD COLUMN counted TEXT NOT NULL DEFAULT '';`,
+	// What a block's rule counted (JSON, see state.Evidence), and the log
+	// file names windows' tags refer to, by id.
+	`ALTER TABLE blocks ADD COLUMN evidence TEXT NOT NULL DEFAULT '';
+	CREATE TABLE files (
+		id   INTEGER PRIMARY KEY, -- a tag's file, from 1
+		name TEXT NOT NULL
+	);`,
 }
 
 // Store is a state.Store in an SQLite file.
@@ -398,7 +405,19 @@ func (s *Store) Load() (*state.Snapshot, error) {
 	if clock.Valid {
 		snap.Clock = time.Unix(0, clock.Int64).UTC()
 	}
-	return snap, nil
+	frow, err := s.db.Query(`SELECT name FROM files ORDER BY id`)
+	if err != nil {
+		return nil, s.wrap("load files", err)
+	}
+	defer frow.Close()
+	for frow.Next() {
+		var name string
+		if err := frow.Scan(&name); err != nil {
+			return nil, s.wrap("load files", err)
+		}
+		snap.Files = append(snap.Files, name)
+	}
+	return snap, s.wrap("load files", frow.Err())
 }
 
 // Generation counts the batches committed to this database, over its
@@ -486,6 +505,11 @@ func (s *Store) Commit(b *state.Batch) error {
 			}
 		}
 	}
+	for _, name := range b.Files {
+		if _, err := tx.Exec(`INSERT INTO files (name) VALUES (?)`, name); err != nil {
+			return s.wrap("commit files", err)
+		}
+	}
 	for _, bl := range b.Blocks {
 		if bl.Actions == nil {
 			bl.Actions = map[string]string{}
@@ -494,10 +518,18 @@ func (s *Store) Commit(b *state.Batch) error {
 		if err != nil {
 			return s.wrap("commit blocks", err)
 		}
-		_, err = tx.Exec(`INSERT OR REPLACE INTO blocks (id, rule, key_type, key, since, until, value, lim, window, actions, ended, end_reason, file, line)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		evidence := ""
+		if len(bl.Evidence) > 0 {
+			e, err := json.Marshal(bl.Evidence)
+			if err != nil {
+				return s.wrap("commit blocks", err)
+			}
+			evidence = string(e)
+		}
+		_, err = tx.Exec(`INSERT OR REPLACE INTO blocks (id, rule, key_type, key, since, until, value, lim, window, actions, ended, end_reason, file, line, evidence)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			bl.ID, bl.Rule, bl.KeyType, bl.Key, bl.Since.UnixNano(), nullTime(bl.Until), bl.Value, bl.Limit,
-			int64(bl.Window), string(actions), nullTime(bl.Ended), bl.EndReason, bl.File, bl.Line)
+			int64(bl.Window), string(actions), nullTime(bl.Ended), bl.EndReason, bl.File, bl.Line, evidence)
 		if err != nil {
 			return s.wrap("commit blocks", err)
 		}
@@ -592,7 +624,7 @@ func (s *Store) SetActionStatus(id int64, action, status string) error {
 // Blocks returns the blocks in force, or with activeOnly false every block
 // in force at some time after since.
 func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) {
-	q := `SELECT id, rule, key_type, key, since, until, value, lim, window, actions, ended, end_reason, file, line FROM blocks `
+	q := `SELECT id, rule, key_type, key, since, until, value, lim, window, actions, ended, end_reason, file, line, evidence FROM blocks `
 	var args []any
 	if activeOnly {
 		q += `WHERE ended IS NULL ORDER BY id`
@@ -610,9 +642,14 @@ func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) 
 		var b state.Block
 		var sinceNS, window int64
 		var until, ended sql.NullInt64
-		var actions string
-		if err := rows.Scan(&b.ID, &b.Rule, &b.KeyType, &b.Key, &sinceNS, &until, &b.Value, &b.Limit, &window, &actions, &ended, &b.EndReason, &b.File, &b.Line); err != nil {
+		var actions, evidence string
+		if err := rows.Scan(&b.ID, &b.Rule, &b.KeyType, &b.Key, &sinceNS, &until, &b.Value, &b.Limit, &window, &actions, &ended, &b.EndReason, &b.File, &b.Line, &evidence); err != nil {
 			return nil, s.wrap("read blocks", err)
+		}
+		if evidence != "" {
+			if err := json.Unmarshal([]byte(evidence), &b.Evidence); err != nil {
+				return nil, s.wrap(fmt.Sprintf("read block %d evidence", b.ID), err)
+			}
 		}
 		b.Since = time.Unix(0, sinceNS).UTC()
 		b.Window = time.Duration(window)
@@ -675,8 +712,9 @@ func nullTime(t time.Time) any {
 }
 
 // encodeWindow writes a window: a version byte (1), then the times
-// (encodeTimes), then flags (1: amounts follow, 2: dates follow) and the
-// amounts and dates as varints, then the offset and the touched time.
+// (encodeTimes), then flags (1: amounts follow, 2: dates follow, 4: tags
+// follow) and the amounts and dates as varints and the tags as uvarints,
+// then the offset and the touched time.
 func encodeWindow(buf []byte, w *state.Window) []byte {
 	buf = append(buf, 1)
 	buf = binary.AppendUvarint(buf, uint64(len(w.Times)))
@@ -688,12 +726,20 @@ func encodeWindow(buf []byte, w *state.Window) []byte {
 	if w.Dates != nil {
 		flags |= 2
 	}
+	if len(w.Tags) == len(w.Times) && len(w.Tags) > 0 {
+		flags |= 4
+	}
 	buf = append(buf, flags)
 	for _, a := range w.Amounts {
 		buf = binary.AppendVarint(buf, a)
 	}
 	for _, d := range w.Dates {
 		buf = binary.AppendVarint(buf, d)
+	}
+	if flags&4 != 0 {
+		for _, t := range w.Tags {
+			buf = binary.AppendUvarint(buf, t)
+		}
 	}
 	buf = binary.AppendVarint(buf, w.Offset)
 	return binary.AppendVarint(buf, w.Touched)
@@ -754,6 +800,18 @@ func decodeWindow(b []byte, w *state.Window) error {
 			}
 			(*set.dst)[i] = v
 		}
+	}
+	w.Tags = w.Tags[:0]
+	if flags&4 != 0 {
+		for range n {
+			v, k := binary.Uvarint(b)
+			if k <= 0 {
+				return errCorrupt
+			}
+			w.Tags, b = append(w.Tags, v), b[k:]
+		}
+	} else {
+		w.Tags = nil
 	}
 	var ok1, ok2 bool
 	w.Offset, ok1 = read()

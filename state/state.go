@@ -44,6 +44,23 @@ type Block struct {
 	// Ended is when the block was lifted, zero while it is in force.
 	Ended     time.Time
 	EndReason string // "expired", "unban"
+	// Evidence are the events the rule counted in the window that was
+	// crossed, oldest first, the crossing one last: at most the limit+1
+	// newest (the burst measure's: its newest 100 terms).
+	Evidence []Evidence
+}
+
+// Evidence is one counted event of a block: where it was logged. Count is
+// how many events it stands for — a window keeps the events of one
+// interval of its resolution as one entry, from the first — and Amount
+// what they added (bytes, recipients; the count for a count). Date is a
+// burst measure's Date: header.
+type Evidence struct {
+	File   string    `json:"file"`
+	Line   int64     `json:"line"`
+	Time   time.Time `json:"time"`
+	Amount int64     `json:"amount,omitempty"`
+	Date   time.Time `json:"date,omitzero"`
 }
 
 // Active reports whether the block is in force.
@@ -58,7 +75,10 @@ type Window struct {
 	Times   []int64
 	Amounts []int64 // nil: every event counts 1
 	Dates   []int64 // the burst measure's Date: headers; 0 where unknown
-	Offset  int64   // forgiveness
+	// Tags are where each entry's event was logged (see Files); nil when
+	// unknown.
+	Tags    []uint64
+	Offset  int64 // forgiveness
 	Touched int64
 	Delete  bool // the key is forgotten
 }
@@ -130,12 +150,16 @@ type Batch struct {
 	Clock      time.Time // the pipeline's clock: the newest event time
 	// Manual marks a change made by hand (`bans`), for ManualChanges.
 	Manual bool
+	// Files are log file names first seen since the last batch: the file
+	// of a window's tag is Snapshot.Files[tag>>40 - 1], in the order
+	// added over the store's life.
+	Files []string
 }
 
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
 	return len(b.Windows) == 0 && len(b.Blocks) == 0 && len(b.Ends) == 0 && len(b.Members) == 0 && len(b.Offenses) == 0 &&
-		len(b.Stats) == 0 && b.PruneStats.IsZero() && len(b.Positions) == 0 && b.Clock.IsZero() && !b.Manual
+		len(b.Stats) == 0 && b.PruneStats.IsZero() && len(b.Positions) == 0 && b.Clock.IsZero() && !b.Manual && len(b.Files) == 0
 }
 
 // Reset empties the batch for reuse.
@@ -151,6 +175,7 @@ func (b *Batch) Reset() {
 	b.Positions = b.Positions[:0]
 	b.Clock = time.Time{}
 	b.Manual = false
+	b.Files = b.Files[:0]
 }
 
 // Snapshot is the state loaded at start, but for the windows, which are
@@ -161,6 +186,7 @@ type Snapshot struct {
 	Offenses  []Offense
 	Positions map[string]Position
 	Clock     time.Time
+	Files     []string // see Batch.Files
 }
 
 // Store keeps state. Commit and Load are called from one goroutine;
@@ -197,6 +223,7 @@ type Memory struct {
 	clock     time.Time
 	nextID    int64
 	manual    int64
+	files     []string
 }
 
 // NewMemory returns an empty Memory store.
@@ -207,7 +234,7 @@ func NewMemory() *Memory {
 func (m *Memory) Load() (*Snapshot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := &Snapshot{Positions: maps.Clone(m.positions), Clock: m.clock}
+	s := &Snapshot{Positions: maps.Clone(m.positions), Clock: m.clock, Files: slices.Clone(m.files)}
 	for _, o := range m.offenses {
 		s.Offenses = append(s.Offenses, o)
 	}
@@ -237,7 +264,7 @@ func (m *Memory) Commit(b *Batch) error {
 		if w.Delete {
 			delete(m.windows, k)
 		} else {
-			w.Times, w.Amounts, w.Dates = slices.Clone(w.Times), slices.Clone(w.Amounts), slices.Clone(w.Dates)
+			w.Times, w.Amounts, w.Dates, w.Tags = slices.Clone(w.Times), slices.Clone(w.Amounts), slices.Clone(w.Dates), slices.Clone(w.Tags)
 			m.windows[k] = w
 		}
 	}
@@ -247,6 +274,7 @@ func (m *Memory) Commit(b *Batch) error {
 	for _, bl := range b.Blocks {
 		bl.Actions = maps.Clone(bl.Actions)
 		bl.Members = slices.Clone(bl.Members)
+		bl.Evidence = slices.Clone(bl.Evidence)
 		m.blocks[bl.ID] = bl
 	}
 	for _, mb := range b.Members {
@@ -270,6 +298,7 @@ func (m *Memory) Commit(b *Batch) error {
 	if b.Manual {
 		m.manual++
 	}
+	m.files = append(m.files, b.Files...)
 	return nil
 }
 

@@ -25,12 +25,14 @@ type Burst struct {
 	expire time.Duration
 	keys   map[string]*burstSeries
 	dirty  []string
+	last   *burstSeries // of the last Add, for Tag
 }
 
 type burstSeries struct {
 	key   string
-	times []int64 // log times, Unix ns, oldest first
-	dates []int64 // Date: headers, Unix ns; 0 where unknown
+	times []int64  // log times, Unix ns, oldest first
+	dates []int64  // Date: headers, Unix ns; 0 where unknown
+	tags  []uint64 // see Tag; nil while none was given
 	dirty bool
 }
 
@@ -71,6 +73,9 @@ func (b *Burst) Add(key []byte, t, date time.Time) (et, ed float64, hasDate bool
 	if drop > 0 {
 		s.times = append(s.times[:0], s.times[drop:]...)
 		s.dates = append(s.dates[:0], s.dates[drop:]...)
+		if s.tags != nil {
+			s.tags = append(s.tags[:0], s.tags[drop:]...)
+		}
 	}
 	d := int64(0)
 	if !date.IsZero() {
@@ -89,7 +94,48 @@ func (b *Burst) Add(key []byte, t, date time.Time) (et, ed float64, hasDate bool
 	}
 	s.times = append(s.times, now)
 	s.dates = append(s.dates, d)
+	if s.tags != nil {
+		s.tags = append(s.tags, 0)
+	}
+	b.last = s
 	return et, ed, hasDate
+}
+
+// Tag tags the event the last Add recorded with where it was logged.
+func (b *Burst) Tag(tag uint64) {
+	s := b.last
+	if s == nil || tag == 0 || len(s.times) == 0 {
+		return
+	}
+	if s.tags == nil {
+		s.tags = make([]uint64, len(s.times), cap(s.times))
+	}
+	s.tags[len(s.tags)-1] = tag
+}
+
+// Entries returns the key's events within the expiry before t and at t,
+// oldest first, with their Date: headers: the terms of the score at t.
+func (b *Burst) Entries(key string, t time.Time) []Entry {
+	s := b.keys[key]
+	if s == nil {
+		return nil
+	}
+	since, upTo := t.UnixNano()-int64(b.expire), t.UnixNano()
+	var out []Entry
+	for i, at := range s.times {
+		if at <= since || at > upTo {
+			continue
+		}
+		e := Entry{Time: time.Unix(0, at).UTC(), Amount: 1}
+		if i < len(s.tags) {
+			e.Tag = s.tags[i]
+		}
+		if s.dates[i] != 0 {
+			e.Date = time.Unix(0, s.dates[i]).UTC()
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // Expired forgets the keys with no event within the expiry before t.
@@ -115,29 +161,32 @@ func IsBomb(et, ed float64, hasDate bool, soft, hard float64) bool {
 }
 
 // Flush calls save for every key changed since the last Flush with its
-// times and dates, or with nil for a key forgotten.
-func (b *Burst) Flush(save func(key string, times, dates []int64)) {
+// times, dates and tags (nil when none), or with nil for a key forgotten.
+func (b *Burst) Flush(save func(key string, times, dates []int64, tags []uint64)) {
 	for _, key := range b.dirty {
 		s := b.keys[key]
 		if s == nil {
-			save(key, nil, nil)
+			save(key, nil, nil, nil)
 			continue
 		}
 		if !s.dirty {
 			continue
 		}
 		s.dirty = false
-		save(key, s.times, s.dates)
+		save(key, s.times, s.dates, s.tags)
 	}
 	b.dirty = b.dirty[:0]
 }
 
 // Restore sets a key's events as saved by Flush.
-func (b *Burst) Restore(key string, times, dates []int64) {
+func (b *Burst) Restore(key string, times, dates []int64, tags []uint64) {
 	if len(times) == 0 {
 		return
 	}
 	s := &burstSeries{key: key, times: append([]int64(nil), times...), dates: make([]int64, len(times))}
 	copy(s.dates, dates)
+	if len(tags) == len(times) {
+		s.tags = append([]uint64(nil), tags...)
+	}
 	b.keys[key] = s
 }

@@ -21,6 +21,10 @@ type Measure interface {
 	Limit() int64
 	Per() time.Duration
 	Reset(key string)
+	// Tag tags the event the last Add recorded (see Window.Tag), and
+	// Entries returns what the measure at t counts, with the tags.
+	Tag(tag uint64)
+	Entries(key string, t time.Time) []Entry
 	Saved
 }
 
@@ -45,6 +49,7 @@ type Distinct struct {
 	res   int64
 	keys  map[string]*seen
 	dirty []string
+	last  *seen // of the last Add, for Tag
 }
 
 // seen is one key's values, by when each was last seen, oldest first.
@@ -52,6 +57,7 @@ type seen struct {
 	key     string
 	times   []int64
 	values  []int64
+	tags    []uint64 // nil while none was given (Tag)
 	touched int64
 	dirty   bool
 }
@@ -98,8 +104,43 @@ func (d *Distinct) AddUpTo(key []byte, t time.Time, value, limit int64) int64 {
 	s.expire(now - int64(d.per))
 	s.touched = now
 	s.see(value, now, min(limit, d.limit))
+	d.last = s
 	d.markDirty(s)
 	return int64(len(s.times))
+}
+
+// Tag tags the value the last Add saw with where that event was logged:
+// a value keeps the tag of the event that saw it last.
+func (d *Distinct) Tag(tag uint64) {
+	s := d.last
+	if s == nil || tag == 0 || len(s.times) == 0 {
+		return
+	}
+	if s.tags == nil {
+		s.tags = make([]uint64, len(s.times), cap(s.times))
+	}
+	s.tags[len(s.tags)-1] = tag
+}
+
+// Entries returns the values the key saw in (t-per, t], each at the time
+// it was seen last, oldest first: Amount is 1.
+func (d *Distinct) Entries(key string, t time.Time) []Entry {
+	s := d.keys[key]
+	if s == nil {
+		return nil
+	}
+	since := d.floor(t.UnixNano()) - int64(d.per)
+	var out []Entry
+	for i, at := range s.times {
+		if at > since {
+			var tag uint64
+			if i < len(s.tags) {
+				tag = s.tags[i]
+			}
+			out = append(out, Entry{Time: time.Unix(0, at).UTC(), Amount: 1, Tag: tag})
+		}
+	}
+	return out
 }
 
 // see moves value to the newest place, at t, dropping the oldest beyond
@@ -108,12 +149,26 @@ func (s *seen) see(value, t, limit int64) {
 	if i := slices.Index(s.values, value); i >= 0 {
 		s.times = slices.Delete(s.times, i, i+1)
 		s.values = slices.Delete(s.values, i, i+1)
+		if s.tags != nil {
+			s.tags = slices.Delete(s.tags, i, i+1)
+		}
 	}
 	s.times = append(s.times, t)
 	s.values = append(s.values, value)
+	if s.tags != nil {
+		s.tags = append(s.tags, 0)
+	}
 	if extra := int64(len(s.times)) - (limit + 1); extra > 0 {
-		s.times = slices.Delete(s.times, 0, int(extra))
-		s.values = slices.Delete(s.values, 0, int(extra))
+		s.drop(int(extra))
+	}
+}
+
+// drop forgets the n oldest values.
+func (s *seen) drop(n int) {
+	s.times = slices.Delete(s.times, 0, n)
+	s.values = slices.Delete(s.values, 0, n)
+	if s.tags != nil {
+		s.tags = slices.Delete(s.tags, 0, n)
 	}
 }
 
@@ -124,8 +179,7 @@ func (s *seen) expire(since int64) {
 		n++
 	}
 	if n > 0 {
-		s.times = slices.Delete(s.times, 0, n)
-		s.values = slices.Delete(s.values, 0, n)
+		s.drop(n)
 	}
 }
 
@@ -206,8 +260,13 @@ func (d *Distinct) Restore(key string, st State) {
 	for i, t := range st.Times {
 		t = max(d.floor(t), s.lastTime())
 		s.see(st.Amounts[i], t, d.limit)
+		if i < len(st.Tags) && st.Tags[i] != 0 {
+			d.last = s
+			d.Tag(st.Tags[i])
+		}
 		s.touched = max(s.touched, t)
 	}
+	d.last = nil
 	d.keys[key] = s
 }
 
@@ -228,7 +287,7 @@ func (d *Distinct) Flush(save func(key string, st State)) {
 			continue
 		}
 		s.dirty = false
-		save(key, State{Times: s.times, Amounts: s.values, Touched: s.touched})
+		save(key, State{Times: s.times, Amounts: s.values, Tags: s.tags, Touched: s.touched})
 	}
 	d.dirty = d.dirty[:0]
 }

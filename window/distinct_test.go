@@ -76,7 +76,8 @@ func TestDistinctMemoryIsBounded(t *testing.T) {
 }
 
 // BenchmarkDistinctMemory reports the memory a key costs a Distinct with
-// limit 5 once it has seen 6 values (bytes/key), and the time of an Add.
+// limit 5 once it has seen 6 values, each tagged as the pipeline tags it
+// (bytes/key), and the time of an Add.
 func BenchmarkDistinctMemory(b *testing.B) {
 	const keys = 100000
 	now := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
@@ -88,6 +89,7 @@ func BenchmarkDistinctMemory(b *testing.B) {
 		key := []byte(fmt.Sprintf("user%d", k))
 		for v := range 6 {
 			d.Add(key, now, int64(v))
+			d.Tag(1<<40 | uint64(k*6+v+1))
 		}
 	}
 	runtime.GC()
@@ -96,6 +98,7 @@ func BenchmarkDistinctMemory(b *testing.B) {
 	key := []byte("hot")
 	for i := 0; b.Loop(); i++ {
 		d.Add(key, now.Add(time.Duration(i)*time.Millisecond), int64(i%40))
+		d.Tag(1<<40 | uint64(i+1))
 	}
 	b.ReportMetric(perKey, "bytes/key")
 	runtime.KeepAlive(d)

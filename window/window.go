@@ -17,6 +17,7 @@ type Window struct {
 	res   int64 // ns; per is a multiple of it
 	keys  map[string]*series
 	dirty []string
+	last  *series // of the last Add, for Tag
 }
 
 // New returns a Window of length per for sums compared with limit.
@@ -74,6 +75,9 @@ type series struct {
 	key     string // the map's key, so that marking it dirty costs nothing
 	times   []int64
 	amounts []int64 // nil while every amount is 1
+	// tags are what the caller tagged each entry's first event with
+	// (Tag): nil while none was.
+	tags    []uint64
 	head    int
 	sum     int64 // of the kept events
 	offset  int64 // forgiveness: added to the sum until the key is idle
@@ -114,12 +118,64 @@ func (w *Window) AddUpTo(key []byte, t time.Time, amount, limit int64) int64 {
 	now := max(w.floor(t.UnixNano()), s.touched)
 	s.expire(now - int64(w.per))
 	s.touched = now
+	w.last = nil
 	if amount > 0 {
 		s.push(now, amount)
 		s.trim(min(limit, w.limit))
+		w.last = s
 	}
 	w.markDirty(s)
 	return s.sum + s.offset
+}
+
+// Tag tags the event the last Add recorded with tag (not 0): where it was
+// logged, for the pipeline. An entry keeps the tag of its first event.
+// Tags cost 8 bytes an entry, and are kept and saved with the entries.
+func (w *Window) Tag(tag uint64) {
+	s := w.last
+	if s == nil || tag == 0 {
+		return
+	}
+	n := len(s.times)
+	if s.tags == nil { // from now on as long as times (push)
+		s.tags = make([]uint64, n, cap(s.times))
+	}
+	if s.tags[n-1] == 0 {
+		s.tags[n-1] = tag
+	}
+}
+
+// Entry is one kept entry of a key: the events of one interval of the
+// resolution, from its first; a Burst's event, with its Date: header.
+type Entry struct {
+	Time   time.Time
+	Amount int64
+	Tag    uint64
+	Date   time.Time // Burst only; zero when unknown
+}
+
+// Entries returns the key's kept entries in (t-per, t], oldest first:
+// those whose sum the measure is, up to the limit and one more.
+func (w *Window) Entries(key string, t time.Time) []Entry {
+	s := w.keys[key]
+	if s == nil {
+		return nil
+	}
+	since := w.floor(t.UnixNano()) - int64(w.per)
+	var out []Entry
+	for i := s.head; i < len(s.times); i++ {
+		if s.times[i] > since {
+			out = append(out, Entry{Time: time.Unix(0, s.times[i]).UTC(), Amount: s.amount(i), Tag: s.tag(i)})
+		}
+	}
+	return out
+}
+
+func (s *series) tag(i int) uint64 {
+	if i < len(s.tags) {
+		return s.tags[i]
+	}
+	return 0
 }
 
 // Value returns the key's measure at t without adding an event.
@@ -168,7 +224,7 @@ func (w *Window) Forgive(key string, n int64, t time.Time) {
 		s = &series{key: key}
 		w.keys[key] = s
 	}
-	s.times, s.amounts, s.head, s.sum = s.times[:0], nil, 0, 0
+	s.times, s.amounts, s.tags, s.head, s.sum = s.times[:0], nil, nil, 0, 0
 	s.offset = -n
 	s.touched = max(s.touched, w.floor(t.UnixNano()))
 	w.markDirty(s)
@@ -210,6 +266,9 @@ func (s *series) push(t, amount int64) {
 	if s.amounts != nil {
 		s.amounts = append(s.amounts, amount)
 	}
+	if s.tags != nil {
+		s.tags = append(s.tags, 0)
+	}
 	s.sum += amount
 }
 
@@ -223,6 +282,9 @@ func (s *series) expire(since int64) {
 		s.times, s.head, s.sum = s.times[:0], 0, 0
 		if s.amounts != nil {
 			s.amounts = s.amounts[:0]
+		}
+		if s.tags != nil {
+			s.tags = s.tags[:0]
 		}
 		if s.touched <= since {
 			s.offset = 0
@@ -264,6 +326,10 @@ func (s *series) compact() {
 		copy(s.amounts, s.amounts[s.head:])
 		s.amounts = s.amounts[:n]
 	}
+	if s.tags != nil {
+		copy(s.tags, s.tags[s.head:])
+		s.tags = s.tags[:n]
+	}
 	s.head = 0
 }
 
@@ -300,11 +366,12 @@ func (w *Window) Reset(key string) {
 }
 
 // State is a key's saved window: times in Unix nanoseconds, oldest first;
-// amounts (nil when all are 1); the forgiveness offset and when the key was
-// last touched. The zero State is a forgotten key.
+// amounts (nil when all are 1); tags (nil when none); the forgiveness
+// offset and when the key was last touched. The zero State is a forgotten key.
 type State struct {
 	Times   []int64
 	Amounts []int64
+	Tags    []uint64 // nil: none
 	Offset  int64
 	Touched int64
 }
@@ -329,8 +396,13 @@ func (w *Window) Restore(key string, st State) {
 			t = s.times[n-1]
 		}
 		s.push(t, a)
+		if i < len(st.Tags) && st.Tags[i] != 0 {
+			w.last = s
+			w.Tag(st.Tags[i])
+		}
 		s.touched = max(s.touched, t)
 	}
+	w.last = nil
 	s.trim(w.limit)
 	w.keys[key] = s
 }
@@ -352,6 +424,9 @@ func (w *Window) Flush(save func(key string, st State)) {
 		st := State{Times: s.times[s.head:], Offset: s.offset, Touched: s.touched}
 		if s.amounts != nil {
 			st.Amounts = s.amounts[s.head:]
+		}
+		if s.tags != nil {
+			st.Tags = s.tags[s.head:]
 		}
 		save(key, st)
 	}

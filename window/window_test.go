@@ -319,8 +319,9 @@ func BenchmarkAdd(b *testing.B) {
 	}
 }
 
-// BenchmarkMillionKeys sends events from 1M distinct keys through a window
-// and reports the memory per active key.
+// BenchmarkMillionKeys sends events from 1M distinct keys through a window,
+// each tagged as the pipeline tags it, and reports the memory per active
+// key.
 func BenchmarkMillionKeys(b *testing.B) {
 	const n = 1 << 20
 	keys := make([][]byte, n)
@@ -334,6 +335,7 @@ func BenchmarkMillionKeys(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		w.Add(keys[i%n], t0.Add(time.Duration(i)*time.Microsecond), 1)
+		w.Tag(1<<40 | uint64(i+1))
 		i++
 	}
 	b.StopTimer()

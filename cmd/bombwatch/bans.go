@@ -33,10 +33,13 @@ type banJSON struct {
 	// Members are the client addresses enforced for a rule that enforces
 	// on clients.
 	Members []string `json:"members,omitempty"`
+	// Evidence are the events the rule counted (file, line, time; at
+	// most the limit+1), kept with the block; absent for a ban by hand.
+	Evidence []state.Evidence `json:"evidence,omitempty"`
 }
 
 func toBanJSON(b state.Block) banJSON {
-	j := banJSON{Rule: b.Rule, KeyType: b.KeyType, Key: b.Key, Since: b.Since.UTC(), Actions: b.Actions, ID: b.ID, Value: b.Value, Limit: b.Limit, Members: b.Members}
+	j := banJSON{Rule: b.Rule, KeyType: b.KeyType, Key: b.Key, Since: b.Since.UTC(), Actions: b.Actions, ID: b.ID, Value: b.Value, Limit: b.Limit, Members: b.Members, Evidence: b.Evidence}
 	if j.Actions == nil {
 		j.Actions = map[string]string{}
 	}

@@ -4,17 +4,19 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"net/netip"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/bombwatch/bombwatch/actions"
 	"github.com/bombwatch/bombwatch/config"
 	"github.com/bombwatch/bombwatch/input"
 	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/report"
 	"github.com/bombwatch/bombwatch/sqlite"
+	"github.com/bombwatch/bombwatch/state"
+	"github.com/bombwatch/bombwatch/window"
 )
 
 // parseWhen reads --since and --until: a duration back from end, an RFC
@@ -73,12 +75,12 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// Networks are summed as the rules see them: the first rule on
-	// client networks says the prefix.
+	// Networks are summed as the rules see them: the last rule on client
+	// networks says the prefix — the admin's own, which come after the
+	// built-in botnet rule's /24 and /48.
 	for _, r := range cfg.Rules {
 		if (r.Key == "client_net" || r.Of == "client_net") && r.Prefix != nil {
 			o.Net4, o.Net6 = r.Prefix.IPv4, r.Prefix.IPv6
-			break
 		}
 	}
 	if *whatIf != "" {
@@ -159,7 +161,8 @@ func slicesContains(list []string, s string) bool {
 }
 
 // runExplain says why a key was blocked: the rule, its arithmetic, and the
-// log lines that made it, read again from the log when it is still there.
+// events it counted, as kept with the block, with their log lines when the
+// log still holds them.
 func runExplain(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("explain", stderr, "KEY [-c FILE] [--db FILE]")
 	cfgPath := fs.String("c", "", "config `file` (default: the built-in config)")
@@ -193,17 +196,25 @@ func runExplain(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	found := 0
+	lines := logLines{loc: loc}
 	for _, b := range blocks {
 		if b.Key != key {
 			continue
 		}
 		found++
+		rule := ruleNamed(cfg, b.Rule)
 		fmt.Fprintf(stdout, "Block %d by rule %s: %s %s\n", b.ID, b.Rule, b.KeyType, safeText(b.Key))
-		fmt.Fprintf(stdout, "  %s > %s within %s at %s", num(b.Value), num(b.Limit), b.Window, b.Since.UTC().Format(time.RFC3339Nano))
+		at := ""
 		if b.File != "" {
-			fmt.Fprintf(stdout, " (%s:%d)", safeText(b.File), b.Line)
+			at = fmt.Sprintf(" (%s:%d)", safeText(b.File), b.Line)
 		}
-		fmt.Fprintln(stdout)
+		burst := rule != nil && rule.Measure == "burst"
+		if burst {
+			fmt.Fprintf(stdout, "  burst score %s > %s at %s%s\n", num(b.Value), num(b.Limit), b.Since.UTC().Format(time.RFC3339Nano), at)
+		} else {
+			fmt.Fprintf(stdout, "  %s > %s within %s at %s%s\n", num(b.Value), num(b.Limit), b.Window, b.Since.UTC().Format(time.RFC3339Nano), at)
+			explainLimit(stdout, rule, &b)
+		}
 		switch {
 		case !b.Ended.IsZero():
 			fmt.Fprintf(stdout, "  ended %s (%s)\n", b.Ended.UTC().Format(time.RFC3339), b.EndReason)
@@ -212,17 +223,26 @@ func runExplain(args []string, stdout, stderr io.Writer) error {
 		default:
 			fmt.Fprintln(stdout, "  in force, with no end by time")
 		}
-		if b.File == "" {
+		if len(b.Evidence) == 0 {
+			fmt.Fprintln(stdout, "  no evidence kept: a ban by hand, or a block made before bombwatch kept what its rule counted")
 			continue
 		}
-		lines, err := evidence(b.File, b.Line, b.KeyType, b.Key, b.Since.Add(-b.Window), b.Since, loc)
-		if err != nil {
-			fmt.Fprintf(stdout, "  the log lines cannot be read again: %v\n", err)
+		if burst {
+			explainBurst(stdout, rule, &b, &lines)
 			continue
 		}
-		fmt.Fprintf(stdout, "  the %d events of the window, from the log:\n", len(lines))
-		for _, l := range lines {
-			fmt.Fprintf(stdout, "    %s\n", l)
+		n := int64(0)
+		for _, ev := range b.Evidence {
+			n += max(ev.Amount, 1)
+		}
+		fmt.Fprintf(stdout, "  what the rule counted, kept with the block (%d entries):\n", len(b.Evidence))
+		res := window.Resolution(b.Window)
+		for _, ev := range b.Evidence {
+			fmt.Fprintf(stdout, "    %s", ev.Time.UTC().Format(time.RFC3339Nano))
+			if ev.Amount > 1 {
+				fmt.Fprintf(stdout, " +%d (the events of one %s interval, from the first)", ev.Amount, res)
+			}
+			fmt.Fprintf(stdout, "  %s\n", lines.show(ev, res))
 		}
 	}
 	if found == 0 {
@@ -231,52 +251,150 @@ func runExplain(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func num(v float64) string { return fmt.Sprint(v) }
+// num prints a measure: a count as it is, a score to 4 decimals.
+func num(v float64) string { return strconv.FormatFloat(math.Round(v*1e4)/1e4, 'f', -1, 64) }
 
-// evidence reads the log again up to the line that crossed the limit, and
-// returns the lines of the key's events within the window before it.
-func evidence(file string, upTo int64, keyType, key string, from, to time.Time, loc *time.Location) ([]string, error) {
-	src, err := input.OpenSource(input.Spec{Path: file, Format: "auto"}, input.Options{Location: loc})
-	if err != nil {
-		return nil, err
-	}
-	defer src.Close()
-	var out []string
-	match := matcher(keyType, key)
-	err = src.EachLine(func(line []byte, n int64, p parsers.Parser) {
-		if n > upTo {
-			return
+// ruleNamed is the config's rule of that name, nil when there is none.
+func ruleNamed(cfg *config.Config, name string) *config.Rule {
+	for i := range cfg.Rules {
+		if cfg.Rules[i].Name == name {
+			return &cfg.Rules[i]
 		}
-		text := string(line)
-		p.Parse(line, n, func(e *parsers.Event) {
-			if e.Time.After(from) && !e.Time.After(to) && match(e) {
-				out = append(out, fmt.Sprintf("%s:%d: %s", safeText(file), n, report.Clean(text)))
-			}
-		})
-	})
-	return out, err
+	}
+	return nil
 }
 
-// matcher tells whether an event has the key.
-func matcher(keyType, key string) func(*parsers.Event) bool {
-	switch keyType {
-	case "sender":
-		return func(e *parsers.Event) bool {
-			return e.HasSender && (actions.FoldAddress(e.Sender) == key || e.Sender == "" && key == "<>")
-		}
-	case "sender_domain":
-		return func(e *parsers.Event) bool { return e.SenderDomain() == key }
-	case "client_ip", "client_net":
-		p, err := netip.ParsePrefix(key)
-		if err != nil {
-			a, _ := netip.ParseAddr(key)
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		return func(e *parsers.Event) bool { return e.ClientIP.IsValid() && p.Contains(e.ClientIP) }
-	case "sasl_user":
-		return func(e *parsers.Event) bool { return e.SASLUser == key }
-	case "uid":
-		return func(e *parsers.Event) bool { return fmt.Sprint(e.UID) == key }
+// explainLimit says where a limit raised by adapt came from.
+func explainLimit(w io.Writer, rule *config.Rule, b *state.Block) {
+	if rule == nil || rule.Adapt == nil {
+		return
 	}
-	return func(*parsers.Event) bool { return false }
+	base := rule.Limit
+	for _, win := range rule.Windows {
+		if time.Duration(win.Per) == b.Window {
+			base = win.Limit
+		}
+	}
+	if base <= 0 || b.Limit <= float64(base) {
+		fmt.Fprintf(w, "  the rule's own limit: this key had no history over %s that raised it (adapt)\n", config.FormatDuration(time.Duration(rule.Adapt.History)))
+		return
+	}
+	a := rule.Adapt
+	fmt.Fprintf(w, "  the rule's limit is %d; adapt raised this key's to %s: %s times the most it reached in %s, unblocked, over the last %s",
+		base, num(b.Limit), num(a.Factor), b.Window, config.FormatDuration(time.Duration(a.History)))
+	if b.Limit >= a.Max*float64(base) {
+		fmt.Fprintf(w, ", capped at %s times the limit\n", num(a.Max))
+	} else {
+		fmt.Fprintf(w, " (%s)\n", num(math.Round(b.Limit/a.Factor*100)/100))
+	}
+}
+
+// explainBurst shows FML's arithmetic: the score at the crossing event is
+// Σ 1/max(|t−tᵢ|, ε) over the key's earlier events, over log times (ε 1 s)
+// or over their Date: headers (ε 3 s).
+func explainBurst(w io.Writer, rule *config.Rule, b *state.Block, lines *logLines) {
+	evs := b.Evidence
+	last := evs[len(evs)-1]
+	overDates := false
+	var et, ed float64
+	for _, ev := range evs[:len(evs)-1] {
+		et += 1 / max(last.Time.Sub(ev.Time).Seconds(), window.BurstEpsilon.Seconds())
+		if !ev.Date.IsZero() && !last.Date.IsZero() {
+			ed += 1 / max(math.Abs(last.Date.Sub(ev.Date).Seconds()), window.BurstDateEpsilon.Seconds())
+		}
+	}
+	if math.Abs(ed-b.Value) < math.Abs(et-b.Value) {
+		overDates = true
+	}
+	what, eps := "their log times", window.BurstEpsilon
+	if overDates {
+		what, eps = "their Date: headers", window.BurstDateEpsilon
+	}
+	fmt.Fprintf(w, "  FML's burst score: at each message, the sum over the key's earlier messages within %s of 1/max(|t − tᵢ|, %s), over %s\n",
+		config.FormatDuration(time.Duration(rule.Expire)), eps, what)
+	fmt.Fprintf(w, "  soft %s, hard %s; at the crossing message (%s):\n", num(rule.Soft), num(rule.Hard), last.Time.UTC().Format(time.RFC3339Nano))
+	sum := 0.0
+	for _, ev := range evs[:len(evs)-1] {
+		gap := last.Time.Sub(ev.Time)
+		if overDates {
+			gap = last.Date.Sub(ev.Date)
+		}
+		term := 1 / max(math.Abs(gap.Seconds()), eps.Seconds())
+		sum += term
+		fmt.Fprintf(w, "    + 1/max(%s, %s) = %.4f  %s\n", gap.Abs().Round(time.Millisecond), eps, term, lines.show(ev, 0))
+	}
+	fmt.Fprintf(w, "    = %.4f", sum)
+	if d := b.Value - sum; d > 0.0005 {
+		fmt.Fprintf(w, ", and %.4f from older messages not kept", d)
+	}
+	fmt.Fprintf(w, "  (the score: %s)\n", num(b.Value))
+	fmt.Fprintf(w, "    the crossing message: %s\n", lines.show(last, 0))
+}
+
+// logLines reads the lines evidence names from the logs, once per file.
+type logLines struct {
+	loc   *time.Location
+	files map[string]map[int64]string // file → line → text
+}
+
+// show is where ev was logged, and the line's text when the file still
+// holds, at that line, an event of that time (within res): a rotated log
+// holds other lines under the same name.
+func (l *logLines) show(ev state.Evidence, res time.Duration) string {
+	if ev.File == "" {
+		return "(where it was logged was not kept)"
+	}
+	where := fmt.Sprintf("%s:%d", safeText(ev.File), ev.Line)
+	if l.files == nil {
+		l.files = map[string]map[int64]string{}
+	}
+	lines, ok := l.files[ev.File]
+	if !ok {
+		lines = l.read(ev.File)
+		l.files[ev.File] = lines
+	}
+	text, ok := lines[ev.Line]
+	if !ok {
+		return where + " (the log no longer holds it)"
+	}
+	if !l.matches(text, ev, res) {
+		return where + " (the log holds another line there now: rotated?)"
+	}
+	return where + ": " + report.Clean(text)
+}
+
+// read reads a log's lines whose events a block may name: all of them,
+// kept by number. Evidence is read for the few blocks of one key, so a
+// log read once is enough.
+func (l *logLines) read(file string) map[int64]string {
+	out := map[int64]string{}
+	r, err := input.Open(file)
+	if err != nil {
+		return out
+	}
+	defer r.Close()
+	for {
+		line, err := r.Next()
+		if err != nil {
+			return out
+		}
+		out[r.Line()] = string(line)
+	}
+}
+
+// matches reports whether text is a line logged at ev's time.
+func (l *logLines) matches(text string, ev state.Evidence, res time.Duration) bool {
+	ok := false
+	for _, f := range parsers.Names() {
+		format, _ := parsers.Lookup(f)
+		p := format.New(parsers.Options{Location: l.loc, Reference: ev.Time})
+		p.Parse([]byte(text), ev.Line, func(e *parsers.Event) {
+			d := e.Time.Sub(ev.Time)
+			ok = ok || d >= 0 && d < max(res, time.Millisecond) || d.Abs() < time.Millisecond
+		})
+		if ok {
+			return true
+		}
+	}
+	return false
 }

@@ -11,10 +11,13 @@ import (
 // network is blocked, those addresses are — not the neighbours that sent
 // nothing. A key keeps at most max of them, the most recently seen; a
 // window that crosses limit holds at most limit+1 events, so limit+1
-// addresses are all that can have contributed to it.
+// addresses are all that can have contributed to it. They are saved with
+// the windows, so that a block made after a restart is enforced on the
+// addresses that sent before it too.
 type contributors struct {
-	max  int
-	keys map[string][]seenAddr // oldest first
+	max   int
+	keys  map[string][]seenAddr // oldest first
+	dirty map[string]bool       // changed since the last flush
 }
 
 type seenAddr struct {
@@ -23,7 +26,7 @@ type seenAddr struct {
 }
 
 func newContributors(max int) *contributors {
-	return &contributors{max: max, keys: map[string][]seenAddr{}}
+	return &contributors{max: max, keys: map[string][]seenAddr{}, dirty: map[string]bool{}}
 }
 
 // add notes that key's event at t came from addr.
@@ -43,6 +46,7 @@ func (c *contributors) add(key []byte, addr netip.Addr, t time.Time) {
 		list = slices.Delete(list, 0, len(list)-c.max)
 	}
 	c.keys[string(key)] = list
+	c.dirty[string(key)] = true
 }
 
 // since returns the addresses key's events came from after since.
@@ -61,6 +65,33 @@ func (c *contributors) expire(since time.Time) {
 	for k, list := range c.keys {
 		if len(list) == 0 || !list[len(list)-1].at.After(since) {
 			delete(c.keys, k)
+			c.dirty[k] = true
 		}
 	}
+}
+
+// flush calls save for every key changed since the last flush, with its
+// addresses and when each was seen (nil for a key forgotten).
+func (c *contributors) flush(save func(key string, times []int64, addrs []netip.Addr)) {
+	for k := range c.dirty {
+		list := c.keys[k]
+		var times []int64
+		var addrs []netip.Addr
+		for _, s := range list {
+			times, addrs = append(times, s.at.UnixNano()), append(addrs, s.addr)
+		}
+		save(k, times, addrs)
+	}
+	clear(c.dirty)
+}
+
+// restore sets a key's addresses as flush saved them.
+func (c *contributors) restore(key string, times []int64, addrs []netip.Addr) {
+	if len(times) != len(addrs) {
+		return
+	}
+	for i, a := range addrs {
+		c.add([]byte(key), a, time.Unix(0, times[i]).UTC())
+	}
+	delete(c.dirty, key)
 }

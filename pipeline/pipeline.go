@@ -667,6 +667,9 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 			if r.burst != nil {
 				r.burst.Flush(func(string, []int64, []int64, []uint64) {})
 			}
+			if r.seenFrom != nil {
+				clear(r.seenFrom.dirty)
+			}
 		}
 		p.mu.Lock() // action outcomes come in from the Executor's goroutines
 		clear(p.unsaved)
@@ -681,6 +684,12 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 			w.Flush(func(key string, st window.State) {
 				b.Windows = append(b.Windows, state.Window{Rule: name, Key: key, Delete: st.Empty(),
 					Times: slices.Clone(st.Times), Amounts: slices.Clone(st.Amounts), Tags: slices.Clone(st.Tags), Offset: st.Offset, Touched: st.Touched})
+			})
+		}
+		if r.seenFrom != nil {
+			r.seenFrom.flush(func(key string, times []int64, addrs []netip.Addr) {
+				b.Windows = append(b.Windows, state.Window{Rule: r.name + "/members", Key: key, Delete: len(times) == 0,
+					Times: times, Addrs: addrs})
 			})
 		}
 		if r.burst != nil {

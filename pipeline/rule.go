@@ -443,6 +443,12 @@ func (p *Pipeline) restore() error {
 			win.Restore(w.Key, window.State{Times: w.Times, Amounts: w.Amounts, Tags: w.Tags, Offset: w.Offset, Touched: w.Touched})
 			return
 		}
+		if name, ok := strings.CutSuffix(w.Rule, "/members"); ok {
+			if r := p.byName[name]; r != nil && r.seenFrom != nil {
+				r.seenFrom.restore(w.Key, w.Times, w.Addrs)
+			}
+			return
+		}
 		if name, ok := strings.CutSuffix(w.Rule, "/burst"); ok {
 			if r := p.byName[name]; r != nil && r.burst != nil {
 				r.burst.Restore(w.Key, w.Times, w.Dates, w.Tags)

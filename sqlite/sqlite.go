@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -713,7 +714,8 @@ func nullTime(t time.Time) any {
 
 // encodeWindow writes a window: a version byte (1), then the times
 // (encodeTimes), then flags (1: amounts follow, 2: dates follow, 4: tags
-// follow) and the amounts and dates as varints and the tags as uvarints,
+// follow, 8: addresses follow) and the amounts and dates as varints, the
+// tags as uvarints and the addresses as a length byte and their bytes,
 // then the offset and the touched time.
 func encodeWindow(buf []byte, w *state.Window) []byte {
 	buf = append(buf, 1)
@@ -729,6 +731,9 @@ func encodeWindow(buf []byte, w *state.Window) []byte {
 	if len(w.Tags) == len(w.Times) && len(w.Tags) > 0 {
 		flags |= 4
 	}
+	if len(w.Addrs) == len(w.Times) && len(w.Addrs) > 0 {
+		flags |= 8
+	}
 	buf = append(buf, flags)
 	for _, a := range w.Amounts {
 		buf = binary.AppendVarint(buf, a)
@@ -739,6 +744,12 @@ func encodeWindow(buf []byte, w *state.Window) []byte {
 	if flags&4 != 0 {
 		for _, t := range w.Tags {
 			buf = binary.AppendUvarint(buf, t)
+		}
+	}
+	if flags&8 != 0 {
+		for _, a := range w.Addrs {
+			b := a.AsSlice()
+			buf = append(append(buf, byte(len(b))), b...)
 		}
 	}
 	buf = binary.AppendVarint(buf, w.Offset)
@@ -812,6 +823,21 @@ func decodeWindow(b []byte, w *state.Window) error {
 		}
 	} else {
 		w.Tags = nil
+	}
+	w.Addrs = w.Addrs[:0]
+	if flags&8 != 0 {
+		for range n {
+			if len(b) < 1 || len(b) < 1+int(b[0]) {
+				return errCorrupt
+			}
+			a, ok := netip.AddrFromSlice(b[1 : 1+int(b[0])])
+			if !ok {
+				return errCorrupt
+			}
+			w.Addrs, b = append(w.Addrs, a), b[1+int(b[0]):]
+		}
+	} else {
+		w.Addrs = nil
 	}
 	var ok1, ok2 bool
 	w.Offset, ok1 = read()

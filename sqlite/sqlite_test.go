@@ -1,8 +1,10 @@
 package sqlite
 
 import (
+	"net/netip"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -21,10 +23,13 @@ func TestRoundTrip(t *testing.T) {
 		Windows: []state.Window{
 			{Rule: "r", Key: "a@example.org", Times: []int64{t0.UnixNano(), t0.UnixNano() + 5, t0.UnixNano() + 5e9}, Touched: t0.UnixNano() + 5e9},
 			{Rule: "r", Key: "gone", Times: []int64{1}},
-			{Rule: "b", Key: "x", Times: []int64{1, 2}, Amounts: []int64{300, 4000}, Dates: []int64{0, 99}, Offset: -3, Touched: 7},
+			{Rule: "b", Key: "x", Times: []int64{1, 2}, Amounts: []int64{300, 4000}, Dates: []int64{0, 99}, Tags: []uint64{1<<40 | 7, 0},
+				Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")}, Offset: -3, Touched: 7},
 		},
+		Files: []string{"/var/log/mail.log", "/var/log/mail.log.1"},
 		Blocks: []state.Block{
-			{ID: 1, Rule: "r", KeyType: "sender", Key: "a@example.org", Since: t0, Until: t0.Add(time.Hour), Value: 11, Limit: 10, Window: time.Minute, Actions: map[string]string{"log": state.Applied}},
+			{ID: 1, Rule: "r", KeyType: "sender", Key: "a@example.org", Since: t0, Until: t0.Add(time.Hour), Value: 11, Limit: 10, Window: time.Minute, Actions: map[string]string{"log": state.Applied},
+				Evidence: []state.Evidence{{File: "/var/log/mail.log", Line: 7, Time: t0, Amount: 1}, {File: "/var/log/mail.log", Line: 9, Time: t0.Add(time.Second), Amount: 3}}},
 			{ID: 2, Rule: "r", KeyType: "sender", Key: "b", Since: t0, Value: 11, Limit: 10, Window: time.Minute},
 		},
 		Ends:      []state.End{{ID: 2, Time: t0.Add(time.Minute), Reason: "unban"}},
@@ -56,6 +61,7 @@ func TestRoundTrip(t *testing.T) {
 	err = s.Windows(func(w *state.Window) {
 		c := *w
 		c.Times = append([]int64(nil), w.Times...)
+		c.Tags, c.Addrs = slices.Clone(w.Tags), slices.Clone(w.Addrs)
 		windows = append(windows, c)
 	})
 	if err != nil || len(windows) != 2 || !reflect.DeepEqual(windows[1], b.Windows[0]) || !reflect.DeepEqual(windows[0], b.Windows[2]) {
@@ -69,6 +75,12 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if got := snap.Blocks[0].Actions; got["log"] != state.Applied || got["hook"] != state.Failed {
 		t.Errorf("actions = %v", got)
+	}
+	if got := snap.Blocks[0].Evidence; !reflect.DeepEqual(got, b.Blocks[0].Evidence) {
+		t.Errorf("evidence = %+v", got)
+	}
+	if !slices.Equal(snap.Files, b.Files) {
+		t.Errorf("files = %q", snap.Files)
 	}
 	// IDs come after the blocks saved, and two reservations never overlap.
 	if first, err := s.ReserveIDs(10); err != nil || first != 3 {

@@ -10,6 +10,7 @@ package state
 
 import (
 	"maps"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -77,7 +78,10 @@ type Window struct {
 	Dates   []int64 // the burst measure's Date: headers; 0 where unknown
 	// Tags are where each entry's event was logged (see Files); nil when
 	// unknown.
-	Tags    []uint64
+	Tags []uint64
+	// Addrs are, for the client addresses a network rule's key was sent
+	// from ("rule/members"), the address seen at each of Times.
+	Addrs   []netip.Addr
 	Offset  int64 // forgiveness
 	Touched int64
 	Delete  bool // the key is forgotten
@@ -265,6 +269,7 @@ func (m *Memory) Commit(b *Batch) error {
 			delete(m.windows, k)
 		} else {
 			w.Times, w.Amounts, w.Dates, w.Tags = slices.Clone(w.Times), slices.Clone(w.Amounts), slices.Clone(w.Dates), slices.Clone(w.Tags)
+			w.Addrs = slices.Clone(w.Addrs)
 			m.windows[k] = w
 		}
 	}

@@ -356,3 +356,49 @@ func TestEvidenceSurvivesARestart(t *testing.T) {
 		t.Errorf("evidence %q, want %q", got, want)
 	}
 }
+
+// TestMembersSurviveARestart: a network blocked after a restart is
+// enforced on the addresses that sent before the restart too, as one
+// replay of both logs enforces it.
+func TestMembersSurviveARestart(t *testing.T) {
+	base := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	part := func(from, to int) string {
+		var b strings.Builder
+		for i := from; i < to; i++ {
+			ts := base.Add(time.Duration(i) * time.Second).Format(time.RFC3339)
+			fmt.Fprintf(&b, "%s mx postfix/smtpd[1]: MB%06d: client=unknown[203.0.113.%d]\n", ts, i, 10+i)
+			fmt.Fprintf(&b, "%s mx postfix/qmgr[2]: MB%06d: from=<offer%d@deals.example>, size=10, nrcpt=1 (queue active)\n", ts, i, i)
+		}
+		return b.String()
+	}
+	first, second := writeFile(t, "one.log", part(0, 5)), writeFile(t, "two.log", part(5, 12))
+	cfg := writeFile(t, "c.yaml", "rules:\n  - {name: net, on: [accepted], key: client_net, measure: distinct, of: client_ip, limit: 10, per: 1m}\n")
+	members := func(db string) []string {
+		code, out, errOut := bombwatch(t, "bans", "list", "--json", "--db", db, "-c", cfg)
+		if code != 0 {
+			t.Fatal(errOut)
+		}
+		var bans []struct {
+			Rule, Key string
+			Members   []string
+		}
+		if err := json.Unmarshal([]byte(out), &bans); err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bans {
+			if b.Rule == "net" {
+				slices.Sort(b.Members)
+				return b.Members
+			}
+		}
+		return nil
+	}
+	db := replayDB(t, cfg, first)
+	if code, _, errOut := bombwatch(t, "replay", "-c", cfg, "--db", db, second); code != 0 {
+		t.Fatal(errOut)
+	}
+	want := members(replayDB(t, cfg, first, second))
+	if got := members(db); len(want) != 12 || !slices.Equal(got, want) {
+		t.Errorf("members after a restart %q, want %q (one replay)", got, want)
+	}
+}

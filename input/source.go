@@ -582,6 +582,7 @@ func (s *Source) readToEnd() {
 						continue
 					}
 				}
+				s.Finish(s.emitFn) // the end of the log: what the parser holds is what it is
 				s.filling.pos = s.readerPosition()
 				s.filling.eof = true
 				s.send()
@@ -852,6 +853,14 @@ func (f *Follower) modTime() time.Time {
 		return st.ModTime()
 	}
 	return time.Time{}
+}
+
+// Finish hands on, at the end of a finished log, what its parser holds
+// waiting for a later line (see parsers.Finisher).
+func (s *Source) Finish(emit func(*parsers.Event)) {
+	if f, ok := s.parser.(parsers.Finisher); ok {
+		f.Finish(emit)
+	}
 }
 
 // EachLine hands every line to fn with the source's parser, for tools that

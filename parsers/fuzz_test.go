@@ -1,12 +1,15 @@
 package parsers
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 )
 
 // fuzzParser checks what must hold for any input: no panic, and every event
-// encodes as valid JSON with a kind and a time.
+// encodes as valid JSON with a kind and a time. An input is up to 8 lines,
+// read in order, twice: a transaction's lines meet each other's state (a
+// sendmail from= line after its lost connection, a delivery after it).
 func fuzzParser(f *testing.F, format string, seeds []string) {
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -17,19 +20,23 @@ func fuzzParser(f *testing.F, format string, seeds []string) {
 	}
 	f.Fuzz(func(t *testing.T, line []byte) {
 		p := fm.New(Options{Reference: testReference})
-		// Twice, so that a line can meet its own correlation state.
-		for i := int64(1); i <= 2; i++ {
-			p.Parse(line, i, func(e *Event) {
-				b := e.AppendJSON(nil)
-				if !json.Valid(b) {
-					t.Fatalf("invalid JSON %s", b)
-				}
-				if e.Kind == KindNone || e.Time.IsZero() {
-					t.Fatalf("incomplete event %s", b)
-				}
-			})
+		lines := bytes.SplitN(line, []byte("\n"), 8)
+		n := int64(0)
+		for range 2 {
+			for _, l := range lines {
+				n++
+				p.Parse(l, n, func(e *Event) {
+					b := e.AppendJSON(nil)
+					if !json.Valid(b) {
+						t.Fatalf("invalid JSON %s", b)
+					}
+					if e.Kind == KindNone || e.Time.IsZero() {
+						t.Fatalf("incomplete event %s", b)
+					}
+				})
+				fm.Sniff(l)
+			}
 		}
-		fm.Sniff(line)
 	})
 }
 
@@ -64,6 +71,18 @@ func FuzzSendmail(f *testing.F) {
 		"Nov 20 11:00:06 mx sm-mta[406]: 5AKB00ff000406: lost input channel from host.example.net [192.0.2.50] to MTA after rcpt",
 		"Nov 20 11:00:07 mx sm-mta[407]: 5AKB00gg000407: some-host.example.org [192.0.2.194] did not issue MAIL/EXPN/VRFY/ETRN during connection to MTA",
 		"Nov 20 11:00:03 mx sm-mta[403]: 5AKB00cc000403: rejecting commands from [209.15.212.253] due to pre-greeting traffic after 0 seconds",
+		// Transactions of several lines.
+		"Nov 20 11:00:07 mx sm-mta[411]: 5AKB00jj000411: collect: premature EOM: unexpected close\n" +
+			"Nov 20 11:00:07 mx sm-mta[411]: 5AKB00jj000411: from=<half@example.com>, size=1400, class=0, nrcpts=1, proto=ESMTP, daemon=MTA, relay=[192.0.2.51]",
+		"Nov 20 11:00:08 mx sm-mta[412]: 5AKB00kk000412: <nobody@example.org>... User unknown\n" +
+			"Nov 20 11:00:08 mx sm-mta[412]: 5AKB00kk000412: <other@example.org>... User unknown\n" +
+			"Nov 20 11:00:08 mx sm-mta[412]: 5AKB00kk000412: from=<probe@spam.example>, size=0, class=0, nrcpts=0, proto=ESMTP, daemon=MTA, relay=[192.0.2.52]",
+		"Nov 20 10:00:04 mx sendmail[2004]: 5AKA00dd002004: from=maddingue, size=2039, class=0, nrcpts=1, msgid=<3@jupiter.example>, relay=maddingue@localhost\n" +
+			"Nov 20 10:00:05 mx sm-mta[2007]: 5AKA00de002007: from=<maddingue@jupiter.example>, size=2262, class=0, nrcpts=1, msgid=<3@jupiter.example>, proto=ESMTP, daemon=MTA, relay=localhost [127.0.0.1]\n" +
+			"Nov 20 10:00:05 mx sendmail[2004]: 5AKA00dd002004: to=cpan-testers@perl.org, ctladdr=maddingue (501/20), delay=00:00:01, mailer=relay, relay=localhost [127.0.0.1], stat=Sent",
+		"Nov 20 10:00:30 mx sm-mta[2010]: AUTH=server, relay=client.example.net [198.51.100.9], authid=dave, mech=PLAIN, bits=0\n" +
+			"Nov 20 10:00:31 mx sm-mta[2010]: 5AKA00ea002010: from=<dave@example.org>, size=300, class=0, nrcpts=1, proto=ESMTPA, daemon=MTA, relay=client.example.net [198.51.100.9]\n" +
+			"Nov 20 10:00:32 mx sm-mta[2011]: 5AKA00ea002010: to=<u@example.net>, delay=00:00:01, mailer=esmtp, stat=Sent",
 	})
 }
 

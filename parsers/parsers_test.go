@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -323,5 +324,39 @@ func TestQmailSMTPUIDIsNoLocalUser(t *testing.T) {
 	want := []int64{7791, 7791, 1001, -1, -1, 1001, 1001}
 	if !slices.Equal(uids, want) {
 		t.Errorf("uids %v, want %v", uids, want)
+	}
+}
+
+// TestSendmailTransactions: what sendmail's lines of one transaction
+// make together — each refused recipient one rejection with the client of
+// the from= line, and held lines handed on once the deciding line is
+// overdue.
+func TestSendmailTransactions(t *testing.T) {
+	lines := []string{
+		"Nov 20 11:00:08 mx sm-mta[412]: 5AKB00kk000412: <a@example.org>... User unknown",
+		"Nov 20 11:00:08 mx sm-mta[412]: 5AKB00kk000412: <b@example.org>... User unknown",
+		"Nov 20 11:00:09 mx sm-mta[412]: 5AKB00kk000412: from=<probe@spam.example>, size=0, class=0, nrcpts=0, proto=ESMTP, daemon=MTA, relay=[192.0.2.52]",
+		// A refusal whose from= line never comes, and a from= without
+		// msgid= no delivery follows: the one is handed on later, the
+		// other is no message.
+		"Nov 20 11:01:00 mx sm-mta[413]: 5AKB00ll000413: <c@example.org>... User unknown",
+		"Nov 20 11:01:00 mx sm-mta[414]: 5AKB00mm000414: from=<never@example.com>, size=0, class=0, nrcpts=1, proto=ESMTP, daemon=MTA, relay=[192.0.2.54]",
+		"Nov 20 11:30:00 mx sm-mta[415]: 5AKB00nn000415: from=<ok@example.com>, size=10, class=0, nrcpts=1, msgid=<9@example.com>, proto=ESMTP, daemon=MTA, relay=[192.0.2.55]",
+	}
+	p := newSendmail(Options{Reference: testReference})
+	var got []string
+	for i, l := range lines {
+		p.Parse([]byte(l), int64(i+1), func(e *Event) {
+			got = append(got, fmt.Sprintf("%d %s %s %s %s", e.Line, e.Kind, e.QueueID, e.ClientIP, e.Sender))
+		})
+	}
+	want := []string{
+		"3 rejected 5AKB00kk000412 192.0.2.52 probe@spam.example",
+		"3 rejected 5AKB00kk000412 192.0.2.52 probe@spam.example",
+		"6 rejected 5AKB00ll000413 invalid IP ",
+		"6 accepted 5AKB00nn000415 192.0.2.55 ok@example.com",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("events\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

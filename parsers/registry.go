@@ -46,6 +46,14 @@ type Resumable interface {
 	SetCounted([]string)
 }
 
+// Finisher is a parser that holds lines until a later one says what they
+// were (sendmail's transactions). At the end of a finished log, Finish
+// hands on what it holds as it is; a followed log has no end, and its
+// parser hands held lines on once the line they wait for is overdue.
+type Finisher interface {
+	Finish(emit func(*Event))
+}
+
 // MaxCounted bounds what a Resumable parser hands on to be saved.
 const MaxCounted = 4096
 

@@ -17,8 +17,24 @@ func init() {
 //	    msgid=<..>, proto=ESMTP, daemon=MTA, relay=host [192.0.2.1]
 //
 // and the authenticated user, when there is one, in an earlier line of the
-// same queue ID: "QID: AUTH=server, relay=..., authid=user, mech=PLAIN".
-// A "from=" line with nrcpts=0 is a transaction the server refused.
+// same queue ID ("QID: AUTH=server, relay=..., authid=user, mech=PLAIN"), or
+// of the same process and client without a queue ID: sendmail 8.17 logs
+// AUTH once per session, and a session may carry several messages.
+//
+// What a transaction was is known from all its lines (see held):
+//   - A message is accepted when it was queued: its "from=" line has a
+//     msgid=, or a delivery ("to=") of its queue ID follows. One the client
+//     abandoned ("collect: ... unexpected close", "lost input channel ...
+//     after data") is a lost connection, with its sender and size.
+//   - Each refused recipient is one rejection: "ruleset=check_rcpt ...
+//     reject=" and "<addr>... User unknown" alike, with the client the
+//     transaction's "from=" line names; that line, nrcpts=0, adds none.
+//   - A message submitted on the machine passes twice: the MSP
+//     ("from=root, ..., relay=root@localhost") hands it to the MTA
+//     ("from=<root@host>, ..., relay=localhost [127.0.0.1]"), both with its
+//     msgid. It is one accepted message, counted at the MSP's delivery line,
+//     which names the user's uid (ctladdr=root (0/0)), with the sender as
+//     the MTA qualified it.
 //
 // Clients appear as "host [ip]", "[ip]" or "host [ip] (may be forged)": in
 // relay= fields and before the messages about a session. Only the bracketed
@@ -34,16 +50,45 @@ type sendmail struct {
 	ev    Event
 	host  interner
 	strs  strtab
-	auth  map[string]sendmailAuth
+	auth  map[string]sendmailAuth // by queue ID
+	// sessions are AUTH lines without a queue ID, by process ID: the
+	// user is given to that process's messages from the same client.
+	sessions map[string]sendmailAuth
+	held     map[string]*sendmailHeld // by queue ID
+	// msp are local submissions waiting for the MSP's delivery line, by
+	// msgid and by the MSP's queue ID; counted are the msgids of those
+	// counted, whose MTA copy is not.
+	msp     map[string]*sendmailHeld
+	mspQIDs map[string]string
+	counted map[string]time.Time
+	refused map[string]time.Time // queue IDs with a ruleset rejection
+	swept   time.Time
 }
 
 type sendmailAuth struct {
 	user string
+	ip   netip.Addr // the client's, for a session's AUTH
 	seen time.Time
 }
 
+// sendmailHeld is what a transaction's lines said before the line that
+// decides what it was.
+type sendmailHeld struct {
+	events   []Event // rejected recipients, a lost connection
+	accepted *Event  // a "from=" without msgid=, until a delivery
+	msgid    string  // a local submission's
+	seen     time.Time
+}
+
+// sendmailHoldFor is how long a transaction's lines wait for the one that
+// decides: then its rejections and lost connection are handed on as they
+// are, and a "from=" no delivery followed is dropped.
+const sendmailHoldFor = 10 * time.Minute
+
 func newSendmail(o Options) Parser {
-	return &sendmail{clock: newClock(o), file: o.File, auth: make(map[string]sendmailAuth)}
+	return &sendmail{clock: newClock(o), file: o.File, auth: make(map[string]sendmailAuth),
+		sessions: map[string]sendmailAuth{}, held: map[string]*sendmailHeld{}, msp: map[string]*sendmailHeld{},
+		mspQIDs: map[string]string{}, counted: map[string]time.Time{}, refused: map[string]time.Time{}}
 }
 
 func isSendmailProgram(p []byte) bool {
@@ -76,6 +121,9 @@ func (s *sendmail) parseMessage(h *header, lineNo int64, emit func(*Event)) bool
 	if !isSendmailProgram(h.Program) {
 		return false
 	}
+	if h.Time.Sub(s.swept) > time.Minute {
+		s.sweep(lineNo, emit)
+	}
 	qid, rest, ok := queueID(h.Message)
 	if !ok {
 		rest = h.Message // ruleset=check_relay and daemon lines come without one
@@ -86,12 +134,42 @@ func (s *sendmail) parseMessage(h *header, lineNo int64, emit func(*Event)) bool
 	case hasPrefix(rest, "from="):
 		return s.from(qid, rest, lineNo, emit)
 	case hasPrefix(rest, "AUTH=server"):
-		if u, ok := sendmailAuthid(rest); ok && qid != nil {
+		u, ok := sendmailAuthid(rest)
+		switch {
+		case ok && qid != nil:
 			if len(s.auth) >= sendmailAuthMax {
 				s.auth = pruneTable(s.auth, s.h.Time.Add(-time.Hour), func(a sendmailAuth) time.Time { return a.seen })
 			}
 			s.auth[string(qid)] = sendmailAuth{user: string(u), seen: s.h.Time}
+		case ok && len(h.PID) > 0:
+			// "AUTH=server, relay=host [ip], authid=...": the relay is
+			// sendmail's, before the client's authid.
+			v, _ := cutPrefix(rest, "AUTH=server, relay=")
+			if i := bytes.Index(v, []byte(", authid=")); i >= 0 {
+				if _, ip := sendmailRelay(v[:i]); ip.IsValid() {
+					if len(s.sessions) >= sendmailAuthMax {
+						s.sessions = pruneTable(s.sessions, s.h.Time.Add(-time.Hour), func(a sendmailAuth) time.Time { return a.seen })
+					}
+					s.sessions[string(h.PID)] = sendmailAuth{user: string(u), ip: ip, seen: s.h.Time}
+				}
+			}
 		}
+		return true
+	case hasPrefix(rest, "to="):
+		return s.delivery(qid, rest, lineNo, emit)
+	case hasPrefix(rest, "collect: ") && bytes.HasSuffix(rest, []byte("unexpected close")):
+		if qid != nil {
+			e := s.event(LostConnection, qid, lineNo)
+			e.Reason = "data"
+			s.abandoned(qid, e, emit)
+		}
+		return true
+	case qid != nil && hasPrefix(rest, "<") && bytes.HasSuffix(rest, []byte("... User unknown")):
+		// "<addr>... User unknown": a refused recipient, whose client the
+		// transaction's from= line names.
+		e := s.event(Rejected, qid, lineNo)
+		e.Reason = "User unknown"
+		s.hold(qid).events = append(s.hold(qid).events, *e)
 		return true
 	case hasPrefix(rest, "ruleset=check_"):
 		return s.ruleset(qid, rest, lineNo, emit)
@@ -116,6 +194,18 @@ func (s *sendmail) parseMessage(h *header, lineNo int64, emit func(*Event)) bool
 		}
 		if i := bytes.Index(v, []byte(" to ")); i >= 0 {
 			v = v[:i]
+		}
+		if qid != nil {
+			// In a transaction: its from= line, which follows, gives
+			// the sender and size.
+			host, ip := sendmailClient(v)
+			if !ip.IsValid() {
+				return false
+			}
+			e := s.event(LostConnection, qid, lineNo)
+			e.ClientIP, e.ClientHost, e.Reason = ip, string(host), reason
+			s.abandoned(qid, e, emit)
+			return true
 		}
 		return s.client(LostConnection, qid, v, reason, lineNo, emit)
 	case hasPrefix(rest, "timeout waiting for input from "):
@@ -244,29 +334,236 @@ func (s *sendmail) from(qid, rest []byte, lineNo int64, emit func(*Event)) bool 
 	}
 	nrcpts := intField(tail, "nrcpts")
 	e := s.event(Accepted, qid, lineNo)
-	if nrcpts == 0 {
-		e.Kind = Rejected // no recipient was taken: the transaction was refused
-		e.Reason = "no valid recipients"
-	}
 	e.Sender = s.strs.sender(v[:sizeAt])
 	e.HasSender = true
 	e.Size = intField(tail, "size")
-	if e.Kind == Accepted {
-		e.NRcpt = nrcpts
-	}
-	if hadAuth {
-		e.SASLUser = auth.user
-	}
+	e.NRcpt = nrcpts
 	// relay= is the last field, after the client's msgid=: the last one is
 	// sendmail's.
-	if relay, ok := relayField(tail); ok {
+	relay, hasRelay := relayField(tail)
+	if hasRelay {
 		host, ip := sendmailRelay(relay)
 		if ip.IsValid() {
 			e.ClientIP, e.ClientHost = ip, s.strs.get(host)
 		}
 	}
+	if hadAuth {
+		e.SASLUser = auth.user
+	} else if a, ok := s.sessions[string(s.h.PID)]; ok && e.ClientIP.IsValid() && a.ip == e.ClientIP {
+		e.SASLUser = a.user
+		a.seen = s.h.Time
+		s.sessions[string(s.h.PID)] = a
+	}
+	msgid := sendmailMsgid(tail)
+	held := s.held[string(qid)]
+	delete(s.held, string(qid))
+	switch {
+	case hasRelay && !bytes.Contains(relay, []byte("[")) && msgid != nil:
+		// The MSP: counted at its delivery line, which names the uid.
+		s.trimMSP()
+		id := string(msgid)
+		m := &sendmailHeld{accepted: new(Event), msgid: id, seen: s.h.Time}
+		*m.accepted = *e
+		s.msp[id], s.mspQIDs[string(qid)] = m, id
+		return true
+	case e.ClientIP.IsLoopback() && msgid != nil && (s.msp[string(msgid)] != nil || !s.counted[string(msgid)].IsZero()):
+		// The MTA's copy of a local submission: its sender is the
+		// qualified one; the message is counted once, by the MSP's line.
+		if m := s.msp[string(msgid)]; m != nil {
+			m.accepted.Sender = e.Sender
+		}
+		return true
+	}
+	refused := !s.refused[string(qid)].IsZero()
+	delete(s.refused, string(qid))
+	if held != nil {
+		lost := false
+		for i := range held.events {
+			h := &held.events[i]
+			if !h.ClientIP.IsValid() {
+				h.ClientIP, h.ClientHost = e.ClientIP, e.ClientHost
+			}
+			if h.Kind == LostConnection {
+				lost = true
+				h.Sender, h.HasSender, h.Size, h.SASLUser = e.Sender, true, e.Size, e.SASLUser
+			} else {
+				refused = true
+				h.Sender, h.HasSender = e.Sender, true
+			}
+			h.Line = lineNo
+			emit(h)
+		}
+		if lost {
+			return true // abandoned: not queued
+		}
+	}
+	switch {
+	case nrcpts == 0 && refused:
+		return true // each refused recipient was counted
+	case nrcpts == 0:
+		// Refused in a way no line of its own said.
+		e.Kind, e.Reason, e.NRcpt = Rejected, "no valid recipients", -1
+	case msgid == nil:
+		// Queued only if a delivery follows.
+		h := s.hold(qid)
+		h.accepted = new(Event)
+		*h.accepted = *e
+		return true
+	}
 	emit(e)
 	return true
+}
+
+// sendmailMsgid reads the msgid= field of a from= line's tail, nil when it
+// has none.
+func sendmailMsgid(tail []byte) []byte {
+	i := sendmailFieldAt(tail, ", msgid=")
+	if i < 0 {
+		return nil
+	}
+	v := tail[i+len(", msgid="):]
+	if end := sendmailFieldAt(v, ", "); end >= 0 {
+		v = v[:end]
+	}
+	if len(v) == 0 {
+		return nil
+	}
+	return v
+}
+
+// hold returns what is held for a queue ID, made when there is none.
+func (s *sendmail) hold(qid []byte) *sendmailHeld {
+	h := s.held[string(qid)]
+	if h == nil {
+		if len(s.held) >= sendmailAuthMax {
+			// A full table: the oldest transactions are forgotten.
+			s.held = pruneTable(s.held, s.h.Time.Add(-sendmailHoldFor), func(h *sendmailHeld) time.Time { return h.seen })
+		}
+		h = &sendmailHeld{seen: s.h.Time}
+		s.held[string(qid)] = h
+	}
+	return h
+}
+
+// abandoned handles a transaction the client left: a from= waiting for
+// its delivery becomes a lost connection with its sender and size; else
+// the lost connection waits for the from= line.
+func (s *sendmail) abandoned(qid []byte, e *Event, emit func(*Event)) {
+	h := s.held[string(qid)]
+	if h != nil && h.accepted != nil {
+		a := h.accepted
+		e.Sender, e.HasSender, e.Size, e.SASLUser = a.Sender, a.HasSender, a.Size, a.SASLUser
+		if !e.ClientIP.IsValid() {
+			e.ClientIP, e.ClientHost = a.ClientIP, a.ClientHost
+		}
+		delete(s.held, string(qid))
+		emit(e)
+		return
+	}
+	h = s.hold(qid)
+	h.events = append(h.events, *e)
+}
+
+// delivery reads a "to=" line: the delivery that says a message was
+// queued, and the MSP's, which counts a local submission.
+func (s *sendmail) delivery(qid, rest []byte, lineNo int64, emit func(*Event)) bool {
+	if qid == nil {
+		return true
+	}
+	if msgid, ok := s.mspQIDs[string(qid)]; ok {
+		delete(s.mspQIDs, string(qid))
+		m := s.msp[msgid]
+		delete(s.msp, msgid)
+		if m == nil {
+			return true
+		}
+		e := m.accepted
+		if !bytes.Contains([]byte(e.Sender), []byte("@")) && e.Sender != "" {
+			e.Sender = e.Sender + "@" + string(bytes.ToLower(s.h.Host)) // as sendmail qualifies it, by its name
+		}
+		// "ctladdr=root (0/0)": the uid of the user who submitted it.
+		if i := bytes.Index(rest, []byte(", ctladdr=")); i >= 0 {
+			c := rest[i+len(", ctladdr="):]
+			if open := indexByte(c, '('); open >= 0 {
+				if uid, n := leadingInt(c[open+1:]); n > 0 && open+1+n < len(c) && c[open+1+n] == '/' {
+					e.UID = uid
+				}
+			}
+		}
+		e.Line, e.File = lineNo, s.file
+		s.counted[msgid] = s.h.Time
+		emit(e)
+		return true
+	}
+	if h := s.held[string(qid)]; h != nil && h.accepted != nil {
+		delete(s.held, string(qid))
+		h.accepted.Line = lineNo
+		for i := range h.events {
+			h.events[i].Line = lineNo
+			emit(&h.events[i])
+		}
+		emit(h.accepted)
+	}
+	return true
+}
+
+// Finish hands on, at the end of a finished log, the rejections and lost
+// connections whose from= line did not come, and the local submissions
+// whose MSP delivery line did not (without their uid).
+func (s *sendmail) Finish(emit func(*Event)) {
+	for q, h := range s.held {
+		for i := range h.events {
+			emit(&h.events[i])
+		}
+		delete(s.held, q)
+	}
+	for id, m := range s.msp {
+		if !bytes.Contains([]byte(m.accepted.Sender), []byte("@")) && m.accepted.Sender != "" {
+			m.accepted.Sender += "@" + string(bytes.ToLower(s.h.Host))
+		}
+		emit(m.accepted)
+		delete(s.msp, id)
+	}
+	clear(s.mspQIDs)
+}
+
+// trimMSP bounds the local submissions remembered.
+func (s *sendmail) trimMSP() {
+	if len(s.msp) >= sendmailAuthMax {
+		s.msp = pruneTable(s.msp, s.h.Time.Add(-sendmailHoldFor), func(m *sendmailHeld) time.Time { return m.seen })
+		for q, id := range s.mspQIDs {
+			if s.msp[id] == nil {
+				delete(s.mspQIDs, q)
+			}
+		}
+	}
+	if len(s.counted) >= sendmailAuthMax {
+		s.counted = pruneTable(s.counted, s.h.Time.Add(-time.Hour), func(t time.Time) time.Time { return t })
+	}
+}
+
+// sweep ends the transactions whose deciding line did not come within
+// sendmailHoldFor: their rejections and lost connection are handed on as
+// they are (on the line being read), a from= no delivery followed is not
+// a message.
+func (s *sendmail) sweep(lineNo int64, emit func(*Event)) {
+	s.swept = s.h.Time
+	cutoff := s.h.Time.Add(-sendmailHoldFor)
+	for q, h := range s.held {
+		if !h.seen.Before(cutoff) {
+			continue
+		}
+		delete(s.held, q)
+		for i := range h.events {
+			h.events[i].Line = lineNo
+			emit(&h.events[i])
+		}
+	}
+	for q, t := range s.refused {
+		if t.Before(cutoff) {
+			delete(s.refused, q)
+		}
+	}
 }
 
 // sendmailCounts reports whether b starts as sendmail writes the numbers
@@ -360,6 +657,12 @@ func (s *sendmail) ruleset(qid, rest []byte, lineNo int64, emit func(*Event)) bo
 		}
 	}
 	e.Reason = s.strs.reason(name, after[rejectAt+len(", reject="):])
+	if qid != nil && string(name) == "check_rcpt" {
+		if len(s.refused) >= sendmailAuthMax {
+			s.refused = pruneTable(s.refused, s.h.Time.Add(-sendmailHoldFor), func(t time.Time) time.Time { return t })
+		}
+		s.refused[string(qid)] = s.h.Time
+	}
 	emit(e)
 	return true
 }

@@ -184,7 +184,9 @@ func benchStage(stage, path, format, dir string) (benchResult, error) {
 	if stage == "parse" {
 		n := 0
 		emit := func(*parsers.Event) { n++ }
-		if err := src.EachLine(func(line []byte, no int64, p parsers.Parser) { p.Parse(line, no, emit) }); err != nil {
+		err = src.EachLine(func(line []byte, no int64, p parsers.Parser) { p.Parse(line, no, emit) })
+		src.Finish(emit)
+		if err != nil {
 			return r, err
 		}
 	} else {

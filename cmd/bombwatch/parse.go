@@ -105,6 +105,7 @@ func parseFile(w *bufio.Writer, name, format string, loc *time.Location, asJSON,
 			}
 		}
 	})
+	src.Finish(emit)
 	st.Skipped = src.Stats.Skipped
 	if stats {
 		for s, n := range shapes {

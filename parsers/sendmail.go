@@ -349,7 +349,7 @@ func (s *sendmail) from(qid, rest []byte, lineNo int64, emit func(*Event)) bool 
 	}
 	if hadAuth {
 		e.SASLUser = auth.user
-	} else if a, ok := s.sessions[string(s.h.PID)]; ok && e.ClientIP.IsValid() && a.ip == e.ClientIP {
+	} else if a, ok := s.sessions[string(s.h.PID)]; ok && e.ClientIP.IsValid() && a.ip == e.ClientIP && s.h.Time.Sub(a.seen) <= time.Hour {
 		e.SASLUser = a.user
 		a.seen = s.h.Time
 		s.sessions[string(s.h.PID)] = a

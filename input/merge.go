@@ -27,6 +27,7 @@ type Merger struct {
 	srcs  []*Source
 	wake  chan struct{}
 	ready bool // Next found nothing to hand on: Wake says when to try again
+	qmail qmailJoin
 }
 
 // NewMerger merges srcs, and starts their reading.
@@ -63,8 +64,17 @@ func (m *Merger) now() time.Time {
 // Next returns the next event, valid until the next call. When there is
 // none to hand on yet, it returns nil and how long to wait at most before
 // calling again (0: until Wake); done is set once every source is
-// finished.
+// finished. qmail's two logs are joined on the way (see qmailJoin).
 func (m *Merger) Next() (e *parsers.Event, wait time.Duration, done bool) {
+	for {
+		e, wait, done = m.next()
+		if e == nil || m.qmail.take(e) {
+			return e, wait, done
+		}
+	}
+}
+
+func (m *Merger) next() (e *parsers.Event, wait time.Duration, done bool) {
 	var best *Source
 	var bestTime time.Time
 	live, empty := 0, 0 // empty: live sources with no event waiting

@@ -17,9 +17,13 @@ const (
 	AuthFailed
 	LostConnection
 	Connect
+	// SessionEnd is no kind of the interface: a tcpserver session's end,
+	// which input's merger joins with qmail-send's messages (see
+	// input.Merger) and hands on as a lost connection or not at all.
+	SessionEnd
 )
 
-var kindNames = [...]string{"", "accepted", "rejected", "auth_failed", "lost_connection", "connect"}
+var kindNames = [...]string{"", "accepted", "rejected", "auth_failed", "lost_connection", "connect", "session_end"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -28,10 +32,10 @@ func (k Kind) String() string {
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
 
-// ParseKind is the inverse of Kind.String.
+// ParseKind is the inverse of Kind.String, for the interface's kinds.
 func ParseKind(s string) (Kind, bool) {
 	for i, n := range kindNames {
-		if i > 0 && n == s {
+		if i > 0 && Kind(i) != SessionEnd && n == s {
 			return Kind(i), true
 		}
 	}
@@ -64,6 +68,10 @@ type Event struct {
 	Duration time.Duration
 	// Date is the message's Date: header, when the MTA logged it.
 	Date time.Time
+	// PID is, for qmail, the process a line is about: a tcpserver
+	// session's (connect, session end) or the qmail-queue that queued a
+	// message (qp); 0 when none. Not in the JSON.
+	PID  int64
 	File string
 	Line int64
 }

@@ -26,6 +26,11 @@ func init() {
 //	tcpserver: deny 26163 mx.example.net:209.114.200.128:25 :192.0.2.1::1522
 //	tcpserver: end 26162 status 0
 //
+// ucspi-tcp6 writes IPv6 clients as "ok 26164 mx:::1:25 host:2001:db8::1::1523".
+// A message's qmail-queue is a child of its session's qmail-smtpd, and
+// qmail-send names its pid (qp): input's merger joins the two logs by it
+// (see input.Merger), here each line only says what it is about (PID).
+//
 // and rblsmtpd, in front of qmail-smtpd, its rejections:
 // "rblsmtpd: 192.0.2.1 pid 19597 sbl-xbl.spamhaus.org: 451 ...".
 
@@ -195,26 +200,50 @@ func (q *qmail) tcpserver(msg []byte, lineNo int64, emit func(*Event)) bool {
 	kind := Connect
 	rest, ok := cutPrefix(msg, "ok ")
 	if !ok {
+		if rest, ok = cutPrefix(msg, "end "); ok {
+			// "end P0 status S": the session is over (see SessionEnd).
+			pid, n := leadingInt(rest)
+			if n == 0 || pid <= 0 {
+				return false
+			}
+			e := q.event(SessionEnd, lineNo)
+			e.PID = pid
+			e.Reason = q.strs.reason(bytes.TrimSpace(rest[n:]))
+			emit(e)
+			return true
+		}
 		if rest, ok = cutPrefix(msg, "deny "); !ok {
-			return hasAnyPrefix(msg, []string{"pid ", "end ", "status: ", "warning: "})
+			return hasAnyPrefix(msg, []string{"pid ", "status: ", "warning: "})
 		}
 		kind = Rejected
 	}
-	// "PID LOCALHOST:LOCALIP:LOCALPORT REMOTEHOST:REMOTEIP:REMOTEINFO:REMOTEPORT"
+	pid, _ := leadingInt(rest)
+	// "PID LOCALHOST:LOCALIP:LOCALPORT REMOTEHOST:REMOTEIP:REMOTEINFO:REMOTEPORT";
+	// ucspi-tcp6 writes IPv6 addresses with their colons, so the remote
+	// part is read from its ends: the host before the first colon, the
+	// port after the last, the info before that, the address between.
 	remote := rest
 	if sp := bytes.LastIndexByte(rest, ' '); sp >= 0 {
 		remote = rest[sp+1:]
 	}
-	parts := bytes.SplitN(remote, []byte(":"), 4)
-	if len(parts) != 4 {
+	hostEnd := indexByte(remote, ':')
+	portAt := bytes.LastIndexByte(remote, ':')
+	if hostEnd < 0 || portAt <= hostEnd {
 		return false
 	}
-	ip := parseIP(parts[1])
+	infoAt := bytes.LastIndexByte(remote[:portAt], ':')
+	if infoAt <= hostEnd {
+		return false
+	}
+	ip := parseIP(remote[hostEnd+1 : infoAt])
 	if !ip.IsValid() {
 		return false
 	}
 	e := q.event(kind, lineNo)
-	e.ClientIP, e.ClientHost = ip, string(parts[0])
+	e.ClientIP, e.ClientHost = ip, string(remote[:hostEnd])
+	if kind == Connect {
+		e.PID = pid
+	}
 	if kind == Rejected {
 		e.Reason = "tcpserver deny"
 	}
@@ -268,6 +297,7 @@ func (q *qmail) info(rest []byte, lineNo int64, emit func(*Event)) bool {
 	}
 	sender := rest[:end]
 	tail := rest[end+len("> qp "):]
+	qp, _ := leadingInt(tail)
 	uid := int64(-1)
 	if at := lastIndex(tail, " uid "); at >= 0 {
 		if u, n := leadingInt(tail[at+len(" uid "):]); n > 0 {
@@ -281,6 +311,7 @@ func (q *qmail) info(rest []byte, lineNo int64, emit func(*Event)) bool {
 	e.HasSender = true
 	e.Size = size
 	e.UID = uid
+	e.PID = qp
 	if q.smtpUID(uid, sender) {
 		e.UID = -1 // came in by SMTP: not a local user's
 	}

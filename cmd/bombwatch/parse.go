@@ -83,6 +83,9 @@ func parseFile(w *bufio.Writer, name, format string, loc *time.Location, asJSON,
 	shapes := map[string]int64{}
 	var buf []byte
 	emit := func(e *parsers.Event) {
+		if e.Kind == parsers.SessionEnd {
+			return // a tcpserver session's end: an event only joined with qmail-send's log (replay, run)
+		}
 		st.Events[e.Kind.String()]++
 		if stats {
 			return

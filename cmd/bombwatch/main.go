@@ -60,6 +60,7 @@ func init() {
 		{"explain", "why a key was blocked: the rule, the arithmetic and the log lines", runExplain},
 		{"bans", "list, ban or unban by hand: what is enforced, not only the table", runBans},
 		{"check", "validate a config and print it as it takes effect", runCheck},
+		{"init", "write a config for this machine: its MTA's log, firewall and networks", runInit},
 		{"generate", "write a synthetic log with bombs, for demos and benchmarks", runGenerate},
 		{"bench", "measure the whole pipeline on synthetic logs: lines/s, MB/s, allocations, RSS", runBench},
 		{"version", "print the version, commit and Go version", runVersion},

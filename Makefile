@@ -11,7 +11,15 @@ FUZZ_TARGETS := FuzzPostfix FuzzSendmail FuzzQmail FuzzJournald FuzzSpoof
 
 export CGO_ENABLED := 1
 
-.PHONY: all build demo test vet fmt-check race fuzz-short fuzz soak bench compare samples clean
+.PHONY: all build demo test vet fmt-check race fuzz-short fuzz soak bench compare samples clean man deb install
+
+# make install: PREFIX for the program, man page and unit; DESTDIR to stage.
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SYSCONFDIR ?= /etc
+# The package's version: Debian wants a digit first.
+DEB_VERSION ?= 0.0.0~git$(shell git log -1 --format=%cd --date=format:%Y%m%d%H%M%S 2>/dev/null || date +%Y%m%d%H%M%S).$(COMMIT)
+DEB_ARCH    ?= $(shell $(GO) env GOARCH)
 
 all: build
 
@@ -87,3 +95,27 @@ samples: build
 
 clean:
 	rm -rf bin
+
+# The man page and the bash completion, made from the binary's own help and
+# the README's Config section (internal/mangen).
+man: build
+	$(GO) run ./internal/mangen -bin bin/bombwatch -readme README.md -version $(VERSION) > bin/bombwatch.8
+	gzip -9nf bin/bombwatch.8
+	$(GO) run ./internal/mangen -bin bin/bombwatch -completion > bin/bombwatch.bash
+
+# The Debian package, by nfpm (a Go tool dependency: go.mod's tool line).
+deb: man
+	VERSION=$(DEB_VERSION) ARCH=$(DEB_ARCH) $(GO) tool nfpm package -f packaging/nfpm.yaml -p deb -t bin/
+	@ls bin/*.deb
+
+# For those who build from source: the program in $(PREFIX)/sbin, the man
+# page, completion and unit (its ExecStart pointed there), and the config
+# — only where there is none.
+install: man
+	install -D -m 0755 bin/bombwatch $(DESTDIR)$(PREFIX)/sbin/bombwatch
+	install -D -m 0644 bin/bombwatch.8.gz $(DESTDIR)$(PREFIX)/share/man/man8/bombwatch.8.gz
+	install -D -m 0644 bin/bombwatch.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/bombwatch
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|/usr/sbin/bombwatch|$(PREFIX)/sbin/bombwatch|' packaging/bombwatch.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/bombwatch.service
+	install -d $(DESTDIR)$(SYSCONFDIR)/bombwatch/conf.d
+	[ -e $(DESTDIR)$(SYSCONFDIR)/bombwatch/bombwatch.yaml ] || install -m 0644 packaging/bombwatch.yaml $(DESTDIR)$(SYSCONFDIR)/bombwatch/bombwatch.yaml

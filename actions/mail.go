@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/smtp"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -20,6 +22,9 @@ type Mail struct {
 	ActionName string
 	To         []string
 	Sendmail   string // default /usr/sbin/sendmail
+	// SMTP, when set (host:port), is where notices go instead: the local
+	// MTA's port 25, for a daemon whose sandbox cannot run sendmail.
+	SMTP       string
 	Period     time.Duration
 	PerHour    int
 	DryRunOnly bool
@@ -61,6 +66,9 @@ func (m *Mail) Run(ctx context.Context, d Detection) (err error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	if m.SMTP != "" {
+		return m.sendSMTP(ctx, b.Bytes())
+	}
 	// Recipients are arguments after "--", never read from the headers.
 	args := append([]string{"-oi", "--"}, m.To...)
 	cmd := exec.CommandContext(ctx, orDefault(m.Sendmail, "/usr/sbin/sendmail"), args...)
@@ -69,6 +77,48 @@ func (m *Mail) Run(ctx context.Context, d Detection) (err error) {
 		return fmt.Errorf("sendmail: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// sendSMTP hands a notice to the MTA at m.SMTP: envelope sender
+// MAILER-DAEMON's null sender, so that a bounce of a notice loops nowhere.
+func (m *Mail) sendSMTP(ctx context.Context, msg []byte) error {
+	var dialer net.Dialer
+	conn, err := dialer.DialContext(ctx, "tcp", m.SMTP)
+	if err != nil {
+		return fmt.Errorf("smtp %s: %w", m.SMTP, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	host, _, _ := net.SplitHostPort(m.SMTP)
+	c, err := smtp.NewClient(conn, host)
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("smtp %s: %w", m.SMTP, err)
+	}
+	defer c.Close()
+	if err := c.Mail(""); err != nil {
+		return fmt.Errorf("smtp %s: MAIL: %w", m.SMTP, err)
+	}
+	for _, to := range m.To {
+		if !strings.Contains(to, "@") {
+			to += "@localhost" // a local name, as sendmail would take it
+		}
+		if err := c.Rcpt(to); err != nil {
+			return fmt.Errorf("smtp %s: RCPT %s: %w", m.SMTP, to, err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return fmt.Errorf("smtp %s: DATA: %w", m.SMTP, err)
+	}
+	if _, err := w.Write(bytes.ReplaceAll(msg, []byte("\n"), []byte("\r\n"))); err != nil {
+		return fmt.Errorf("smtp %s: %w", m.SMTP, err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("smtp %s: end of DATA: %w", m.SMTP, err)
+	}
+	return c.Quit()
 }
 
 // admit applies the negative cache and the hourly cap.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,6 +32,10 @@ type Script struct {
 	// own; the Executor's still applies).
 	Concurrency int
 	DryRunOnly  bool
+	// Launcher, when set, runs the program: bombwatch's hook-exec, which
+	// clears the ambient capabilities a hook would otherwise inherit (see
+	// HookLauncher).
+	Launcher []string
 	Retries
 	Logger *slog.Logger
 
@@ -77,6 +82,9 @@ func (s *Script) Run(ctx context.Context, d Detection) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if len(s.Launcher) > 0 {
+		args = append(slices.Clone(s.Launcher), args...)
+	}
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Env = env
 	// The detection as JSON on standard input, for hooks that want it all.
@@ -152,6 +160,25 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 		b.Buffer.Write(p[:min(len(p), room)])
 	}
 	return len(p), nil
+}
+
+// HookLauncher returns the launcher hooks need, nil when none: a daemon
+// given ambient capabilities (the packaged unit's CAP_NET_ADMIN, which nft
+// and iptables need) would pass them on to every hook, so hooks run
+// through "bombwatch hook-exec --", which clears them first.
+func HookLauncher() []string {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return nil
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapAmb:"); ok && strings.Trim(strings.TrimSpace(v), "0") != "" {
+			if exe, err := os.Executable(); err == nil {
+				return []string{exe, "hook-exec", "--"}
+			}
+		}
+	}
+	return nil
 }
 
 // Cap is the script's `concurrency`: the Executor runs no more at once.

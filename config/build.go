@@ -105,6 +105,7 @@ func BuildActions(cfg *Config, log *slog.Logger) (map[string]actions.Action, err
 func buildActions(cfg *Config, log *slog.Logger) (map[string]actions.Action, error) {
 	named := map[string]actions.Action{"log": &actions.Log{Logger: log}}
 	guard := actions.NewGuard(cfg.Ignore)
+	launcher := actions.HookLauncher()
 	for name, a := range cfg.Actions {
 		retries := actions.Retries(a.Retries)
 		switch a.Type {
@@ -112,7 +113,7 @@ func buildActions(cfg *Config, log *slog.Logger) (map[string]actions.Action, err
 			named[name] = &actions.Log{ActionName: name, Logger: log}
 		case "script":
 			named[name] = &actions.Script{ActionName: name, Command: a.Command, UnblockCommand: a.UnblockCommand,
-				Timeout: time.Duration(a.Timeout), Concurrency: a.Concurrency, DryRunOnly: a.DryRun, Retries: retries, Logger: log}
+				Timeout: time.Duration(a.Timeout), Concurrency: a.Concurrency, DryRunOnly: a.DryRun, Launcher: launcher, Retries: retries, Logger: log}
 		case "nft":
 			named[name] = &actions.NFT{ActionName: name, Table: a.Table, Ports: a.Ports, Verdict: a.Verdict, Guard: guard,
 				DryRunOnly: a.DryRun, Retries: retries, Logger: log}
@@ -123,7 +124,7 @@ func buildActions(cfg *Config, log *slog.Logger) (map[string]actions.Action, err
 			named[name] = &actions.Map{ActionName: name, Kind: a.Type, Path: a.Path, MapType: a.MapType, Reply: a.Reply, MTAConfig: a.MTAConfig,
 				Guard: guard, DryRunOnly: a.DryRun, Retries: retries, Logger: log}
 		case "mail":
-			named[name] = &actions.Mail{ActionName: name, To: a.To, Sendmail: a.Sendmail, Period: time.Duration(a.Period),
+			named[name] = &actions.Mail{ActionName: name, To: a.To, Sendmail: a.Sendmail, SMTP: a.SMTP, Period: time.Duration(a.Period),
 				PerHour: a.PerHour, DryRunOnly: a.DryRun, Retries: retries, Logger: log}
 		default:
 			return nil, fmt.Errorf("%s: actions.%s: type %q is not implemented", cfg.File, name, a.Type)

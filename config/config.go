@@ -163,8 +163,12 @@ type Act struct {
 	// mail
 	To       []string `yaml:"to,omitempty"`
 	Sendmail string   `yaml:"sendmail,omitempty"`
-	Period   Duration `yaml:"period,omitempty"`
-	PerHour  int      `yaml:"per_hour,omitempty"`
+	// SMTP, host:port, sends the mail action's notices over SMTP instead
+	// of through the sendmail program (whose setgid postdrop a sandbox
+	// with NoNewPrivileges stops).
+	SMTP    string   `yaml:"smtp,omitempty"`
+	Period  Duration `yaml:"period,omitempty"`
+	PerHour int      `yaml:"per_hour,omitempty"`
 }
 
 // ActionKeys says which rule keys each action type can enforce.
@@ -817,10 +821,10 @@ var (
 		"postfix_map":       {"path", "map_type", "reply", "mta_config"},
 		"sendmail_access":   {"path", "map_type", "reply", "mta_config"},
 		"qmail_badmailfrom": {"path"},
-		"mail":              {"to", "sendmail", "period", "per_hour"},
+		"mail":              {"to", "sendmail", "smtp", "period", "per_hour"},
 	}
 	allActionKeys = []string{"command", "unblock_command", "timeout", "concurrency", "table", "set", "ports", "verdict",
-		"path", "map_type", "reply", "mta_config", "to", "sendmail", "period", "per_hour"}
+		"path", "map_type", "reply", "mta_config", "to", "sendmail", "smtp", "period", "per_hour"}
 )
 
 func (d *decoder) action(n *yaml.Node, path string) Act {
@@ -844,8 +848,14 @@ func (d *decoder) action(n *yaml.Node, path string) Act {
 		"mta_config":      func(f string, v *yaml.Node) { d.str(v, f, &a.MTAConfig) },
 		"to":              func(f string, v *yaml.Node) { d.strs(v, f, &a.To) },
 		"sendmail":        func(f string, v *yaml.Node) { d.str(v, f, &a.Sendmail) },
-		"period":          func(f string, v *yaml.Node) { d.duration(v, f, &a.Period) },
-		"per_hour":        func(f string, v *yaml.Node) { d.integer(v, f, &a.PerHour) },
+		"smtp": func(f string, v *yaml.Node) {
+			d.str(v, f, &a.SMTP)
+			if _, port, err := net.SplitHostPort(a.SMTP); err != nil || port == "" {
+				d.errorf(v, f, "%q is not host:port (127.0.0.1:25)", a.SMTP)
+			}
+		},
+		"period":   func(f string, v *yaml.Node) { d.duration(v, f, &a.Period) },
+		"per_hour": func(f string, v *yaml.Node) { d.integer(v, f, &a.PerHour) },
 	})
 	for _, p := range ports {
 		port, err := strconv.Atoi(p)

@@ -79,6 +79,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
+	if args[0] == "hook-exec" { // the script action's, not the admin's
+		if err := runHookExec(args[1:], stdout, stderr); err != nil {
+			fmt.Fprintf(stderr, "bombwatch hook-exec: %v\n", err)
+			return exitFailure
+		}
+		return exitOK
+	}
 	for _, c := range commands {
 		if c.name != args[0] {
 			continue

@@ -603,15 +603,19 @@ func (f *Follower) cutInPlace() bool {
 }
 
 // truncated reads what copytruncate's copy holds beyond the position, and
-// starts the file again from 0.
+// the copies made after it, and starts the file again from 0 — as the
+// look at the copies found it: cut again while they were read (gzip copies
+// are slow to read), what it held then is in its newest copy (adopt).
 func (f *Follower) truncated(fn func([]byte, Pos)) {
 	f.Truncations++
 	pos := f.Position()
 	if r := findRotated(f.Path, f.id, pos.Offset, pos.Line); r != nil {
 		id, mod := r.ID, r.ModTime
 		f.readToEnd(r, fn)
-		if cur := f.readRotated(id, mod, fn); cur.file != nil { // copied and truncated again since
-			cur.file.Close() // the same file as f.file: copytruncate keeps it
+		if cur := f.readRotated(id, mod, fn); cur.file != nil {
+			f.closeFile() // cur is the same file: copytruncate keeps it
+			f.adopt(cur, fn)
+			return
 		}
 	}
 	f.seek(0)

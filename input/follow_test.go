@@ -409,3 +409,40 @@ func TestFollowResumeTellsARewrite(t *testing.T) {
 	var d collector
 	want(t, d.poll(t, h), strings.TrimSuffix(head, "\n"), "new one", "new two")
 }
+
+// TestFollowCopyTruncateWhileReadingCopies: the file followed is copied
+// and cut again while the follower reads the copies made of it before
+// (a busy moment, and gzip copies are slow to read): what it held when the
+// follower looked is in the newest copy, read before the file is read again
+// from its start.
+func TestFollowCopyTruncateWhileReadingCopies(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mail.log")
+	appendTo(t, path, "a1\na2\n")
+	f := NewFollower(path, true)
+	defer f.Close()
+	var c collector
+	want(t, c.poll(t, f), "a1", "a2")
+	appendTo(t, path, "a3\n")
+	copyTruncate(t, path, path+".1.gz", true) // a: a1..a3, a3 not read yet
+	appendTo(t, path, "b1\n")
+	os.Rename(path+".1.gz", path+".2.gz")
+	copyTruncate(t, path, path+".1.gz", true) // b
+	appendTo(t, path, "c1\n")
+	// While the follower reads b's copy, c is copied and cut, and d written.
+	var got []string
+	rotated := false
+	if err := f.Poll(func(l []byte, p Pos) {
+		got = append(got, string(l))
+		if string(l) == "b1" && !rotated {
+			rotated = true
+			os.Rename(path+".2.gz", path+".3.gz")
+			os.Rename(path+".1.gz", path+".2.gz")
+			copyTruncate(t, path, path+".1.gz", true)
+			appendTo(t, path, "d1\n")
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want(t, got, "a3", "b1", "c1", "d1")
+}

@@ -23,7 +23,7 @@ import (
 	"github.com/bombwatch/bombwatch/internal/safefile"
 	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/pipeline"
-	"github.com/bombwatch/bombwatch/sqlite"
+	_ "github.com/bombwatch/bombwatch/sqlite" // the embedded store, state.Open's default
 	"github.com/bombwatch/bombwatch/state"
 )
 
@@ -41,8 +41,8 @@ type Options struct {
 	OnDetection func(pipeline.Detection)
 	// Ready, when set, is closed once the inputs are followed.
 	Ready chan<- struct{}
-	// OpenStore opens the state; nil opens the config's SQLite file.
-	OpenStore func(path string) (state.Store, error)
+	// OpenStore opens the state; nil opens the config's (state.Open).
+	OpenStore func(dsn string) (state.Store, error)
 	// Metrics are counted here and served by Metrics.Serve; nil counts
 	// into a set of the daemon's own.
 	Metrics *Metrics
@@ -75,8 +75,8 @@ func Run(ctx context.Context, o Options) error {
 	for {
 		// One daemon per state, held across reloads: two would count every
 		// line twice and run every hook twice.
-		if lock == nil || lock.Path != cfg.State+".lock" {
-			l, err := safefile.LockState(cfg.State)
+		if scheme, path := state.Scheme(cfg.State); scheme == "sqlite" && (lock == nil || lock.Path != path+".lock") {
+			l, err := safefile.LockState(path)
 			if err != nil {
 				return err
 			}
@@ -97,7 +97,7 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 	log, metrics := o.Logger, o.Metrics
 	open := o.OpenStore
 	if open == nil {
-		open = func(path string) (state.Store, error) { return sqlite.Open(path) }
+		open = func(dsn string) (state.Store, error) { return state.Open(dsn, state.OpenOptions{}) }
 	}
 	store, err := open(cfg.State)
 	if err != nil {

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/bombwatch/bombwatch/parsers"
-	"github.com/bombwatch/bombwatch/sqlite"
 	"github.com/bombwatch/bombwatch/state"
 )
 
@@ -166,7 +165,7 @@ type WhatIfResult struct {
 }
 
 // Build makes a report from a state database.
-func Build(s *sqlite.Store, o Options) (*Report, error) {
+func Build(s state.Reader, o Options) (*Report, error) {
 	if o.Top <= 0 {
 		o.Top = 10
 	}

@@ -117,7 +117,21 @@ type Store struct {
 	gen  atomic.Int64 // see Generation
 }
 
-var _ state.Store = (*Store)(nil)
+var (
+	_ state.Store  = (*Store)(nil)
+	_ state.Reader = (*Store)(nil)
+)
+
+// SQLite is the embedded store: "sqlite:PATH", or a plain path, in a
+// state DSN (state.Open).
+func init() {
+	state.Register("sqlite", func(path string, o state.OpenOptions) (state.Store, error) {
+		if o.ReadOnly {
+			return OpenReadOnly(path)
+		}
+		return Open(path)
+	})
+}
 
 // Open opens or creates the database at path and brings its schema up to
 // date.
@@ -329,8 +343,24 @@ func decodeStats(b []byte, fn func(*state.Stat)) error {
 }
 
 // Stats calls fn for every stat of the minutes from first to last, both
-// included. A key's minute may come more than once: sum them.
+// included, and not pruned. A key's minute may come more than once: sum
+// them.
 func (s *Store) Stats(first, last int64, fn func(*state.Stat)) error {
+	// A batch's row spans its minutes: pruning drops whole rows, and the
+	// minutes before the cut that a row kept are not handed on.
+	var pruned sql.NullInt64
+	if err := s.db.QueryRow(`SELECT CAST(value AS INTEGER) FROM meta WHERE name = 'stats_pruned'`).Scan(&pruned); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return s.wrap("read stats", err)
+	}
+	if pruned.Valid {
+		first = max(first, pruned.Int64)
+	}
+	inRange := fn
+	fn = func(st *state.Stat) {
+		if st.Minute >= first && st.Minute <= last {
+			inRange(st)
+		}
+	}
 	rows, err := s.db.Query(`SELECT data FROM stats WHERE last_minute >= ? AND first_minute <= ?`, first, last)
 	if err != nil {
 		return s.wrap("read stats", err)
@@ -550,6 +580,10 @@ func (s *Store) Commit(b *state.Batch) error {
 	}
 	if !b.PruneStats.IsZero() {
 		if _, err := tx.Exec(`DELETE FROM stats WHERE last_minute < ?`, b.PruneStats.Unix()/60); err != nil {
+			return s.wrap("prune stats", err)
+		}
+		if _, err := tx.Exec(`INSERT INTO meta (name, value) VALUES ('stats_pruned', ?)
+			ON CONFLICT (name) DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))`, b.PruneStats.Unix()/60); err != nil {
 			return s.wrap("prune stats", err)
 		}
 	}

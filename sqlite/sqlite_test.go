@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bombwatch/bombwatch/state"
+	"github.com/bombwatch/bombwatch/state/statetest"
 )
 
 var t0 = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
@@ -177,10 +178,24 @@ func TestStatsRoundTrip(t *testing.T) {
 	}
 	got = got[:0]
 	s.Stats(0, 1000, func(st *state.Stat) { got = append(got, *st) })
-	if len(got) != 4 { // the first batch's newest minute is 161: kept whole
+	// The first batch's row is kept (its newest minute is 161), but only
+	// its minute 161 is handed on: the rest was pruned.
+	if len(got) != 1 || got[0] != stats[3] {
 		t.Errorf("after pruning before 161: %+v", got)
 	}
 	if err := decodeStats([]byte{0x02, 9}, func(*state.Stat) {}); err == nil {
 		t.Error("decoded a corrupt record")
 	}
+}
+
+// TestConforms: the SQLite store keeps the state.Store contract, opened
+// as every command opens it (state.Open).
+func TestConforms(t *testing.T) {
+	statetest.Run(t, func(t *testing.T) state.Store {
+		s, err := state.Open("sqlite:"+filepath.Join(t.TempDir(), "state.db"), state.OpenOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
 }

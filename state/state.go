@@ -213,6 +213,10 @@ type Store interface {
 	// the store's life: the daemon looks at it every second to pick up
 	// `bans ban` and `bans unban`.
 	ManualChanges() (int64, error)
+	// Stats calls fn for the stats saved of the minutes first to last
+	// (Unix time / 60; a minute's may come in several parts, to be
+	// summed): what reports read, with Blocks (Reader).
+	Stats(firstMinute, lastMinute int64, fn func(*Stat)) error
 	Close() error
 }
 
@@ -228,6 +232,7 @@ type Memory struct {
 	nextID    int64
 	manual    int64
 	files     []string
+	stats     []Stat
 }
 
 // NewMemory returns an empty Memory store.
@@ -304,6 +309,24 @@ func (m *Memory) Commit(b *Batch) error {
 		m.manual++
 	}
 	m.files = append(m.files, b.Files...)
+	m.stats = append(m.stats, b.Stats...)
+	if !b.PruneStats.IsZero() {
+		cut := b.PruneStats.Unix() / 60
+		m.stats = slices.DeleteFunc(m.stats, func(s Stat) bool { return s.Minute < cut })
+	}
+	return nil
+}
+
+// Stats calls fn for the stats of the minutes first to last (Unix time /
+// 60), as committed.
+func (m *Memory) Stats(first, last int64, fn func(*Stat)) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range m.stats {
+		if s := m.stats[i]; s.Minute >= first && s.Minute <= last {
+			fn(&s)
+		}
+	}
 	return nil
 }
 
@@ -343,7 +366,8 @@ func (m *Memory) Blocks(activeOnly bool, since time.Time) ([]Block, error) {
 	defer m.mu.Unlock()
 	var out []Block
 	for _, b := range m.blocks {
-		if activeOnly && !b.Active() || !activeOnly && b.Since.Before(since) && !b.Ended.After(since) && !b.Active() {
+		// Those in force, and — since a time — those that ended after it.
+		if activeOnly && !b.Active() || !activeOnly && !b.Active() && !b.Ended.After(since) {
 			continue
 		}
 		out = append(out, b)

@@ -14,7 +14,6 @@ import (
 
 	"github.com/bombwatch/bombwatch/actions"
 	"github.com/bombwatch/bombwatch/config"
-	"github.com/bombwatch/bombwatch/sqlite"
 	"github.com/bombwatch/bombwatch/state"
 )
 
@@ -77,7 +76,7 @@ func runBans(args []string, stdout, stderr io.Writer) error {
 		if len(rest) != 1 {
 			return usagef("list takes no argument")
 		}
-		store, err := sqlite.OpenReadOnly(db)
+		store, err := state.Open(db, state.OpenOptions{ReadOnly: true})
 		if err != nil {
 			return err
 		}
@@ -91,7 +90,7 @@ func runBans(args []string, stdout, stderr io.Writer) error {
 	if rest[0] != "ban" && rest[0] != "unban" {
 		return usagef("unknown %q: say list, ban KEY or unban KEY", rest[0])
 	}
-	store, err := sqlite.Open(db)
+	store, err := state.Open(db, state.OpenOptions{})
 	if err != nil {
 		return err
 	}
@@ -299,7 +298,7 @@ func firstLine(s string) string {
 // ban blocks key by hand: the block is saved whatever its actions did —
 // a running daemon, or the next start, applies what failed again — and an
 // action that failed is the error returned.
-func ban(cfg *config.Config, store *sqlite.Store, key, keyType, rule string, d time.Duration, stderr io.Writer) (state.Block, error) {
+func ban(cfg *config.Config, store state.Store, key, keyType, rule string, d time.Duration, stderr io.Writer) (state.Block, error) {
 	keyType, key, err := typeKey(key, keyType)
 	if err != nil {
 		return state.Block{}, usageError{err}
@@ -342,7 +341,7 @@ func ban(cfg *config.Config, store *sqlite.Store, key, keyType, rule string, d t
 	return b, nil
 }
 
-func unban(cfg *config.Config, store *sqlite.Store, key string, stderr io.Writer) ([]state.Block, error) {
+func unban(cfg *config.Config, store state.Store, key string, stderr io.Writer) ([]state.Block, error) {
 	if _, k, err := typeKey(key, ""); err == nil {
 		key = k // as it was saved
 	}

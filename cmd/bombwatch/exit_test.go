@@ -136,3 +136,29 @@ func TestReportNetworksAtTheRulesPrefix(t *testing.T) {
 		t.Errorf("report's top networks %q, want /26 ones", nets)
 	}
 }
+
+// TestStateDSN: every command opens its state from a DSN: a path and
+// sqlite:PATH are the same SQLite file; a store this build lacks is an
+// error that names the stores it has.
+func TestStateDSN(t *testing.T) {
+	_, cfg, log, db := floodState(t)
+	for _, args := range [][]string{
+		{"replay", "-c", cfg, "--db", "sqlite:" + db, log},
+		{"bans", "list", "-c", cfg, "--db", "sqlite:" + db, "--json"},
+		{"report", "-c", cfg, "--db", "sqlite:" + db, "--format", "json"},
+		{"explain", "flood@bomb.example", "-c", cfg, "--db", "sqlite:" + db},
+	} {
+		if code, _, errOut := bombwatch(t, args...); code != 0 {
+			t.Errorf("%v: exit %d: %s", args, code, errOut)
+		}
+	}
+	_, viaPath, _ := bombwatch(t, "bans", "list", "-c", cfg, "--db", db, "--json")
+	_, viaDSN, _ := bombwatch(t, "bans", "list", "-c", cfg, "--db", "sqlite:"+db, "--json")
+	if viaPath != viaDSN || !strings.Contains(viaPath, "flood@bomb.example") {
+		t.Errorf("a path and sqlite:PATH differ:\n%s\n%s", viaPath, viaDSN)
+	}
+	if code, _, errOut := bombwatch(t, "bans", "list", "--db", "postgres://u:secret@db.example/bw"); code != 1 ||
+		!strings.Contains(errOut, "no postgres store in this build") || strings.Contains(errOut, "secret") {
+		t.Errorf("a PostgreSQL DSN: exit %d: %s", code, errOut)
+	}
+}

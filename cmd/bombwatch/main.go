@@ -16,6 +16,7 @@ import (
 	"github.com/bombwatch/bombwatch/config"
 	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/report"
+	_ "github.com/bombwatch/bombwatch/sqlite" // the embedded store, state.Open's default
 )
 
 // Set by the Makefile with -ldflags -X.

@@ -17,7 +17,6 @@ import (
 	"github.com/bombwatch/bombwatch/internal/safefile"
 	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/pipeline"
-	"github.com/bombwatch/bombwatch/sqlite"
 	"github.com/bombwatch/bombwatch/state"
 )
 
@@ -49,19 +48,25 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 
 	var store state.Store
 	if *dbPath != "" {
-		lock, err := safefile.LockState(*dbPath)
-		if err != nil {
-			return err
-		}
-		defer lock.Unlock()
-		if *reset {
-			for _, f := range []string{*dbPath, *dbPath + "-wal", *dbPath + "-shm"} {
-				if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
-					return fmt.Errorf("--reset: %w", err)
+		// --db is a path, sqlite:PATH, …: state.Open. A SQLite file is
+		// locked against a daemon on it, and --reset removes it.
+		if scheme, path := state.Scheme(*dbPath); scheme == "sqlite" {
+			lock, err := safefile.LockState(path)
+			if err != nil {
+				return err
+			}
+			defer lock.Unlock()
+			if *reset {
+				for _, f := range []string{path, path + "-wal", path + "-shm"} {
+					if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+						return fmt.Errorf("--reset: %w", err)
+					}
 				}
 			}
+		} else if *reset {
+			return usagef("--reset removes a SQLite file; %q is not one", *dbPath)
 		}
-		db, err := sqlite.Open(*dbPath)
+		db, err := state.Open(*dbPath, state.OpenOptions{})
 		if err != nil {
 			return err
 		}

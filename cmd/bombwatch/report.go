@@ -14,7 +14,6 @@ import (
 	"github.com/bombwatch/bombwatch/input"
 	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/report"
-	"github.com/bombwatch/bombwatch/sqlite"
 	"github.com/bombwatch/bombwatch/state"
 	"github.com/bombwatch/bombwatch/window"
 )
@@ -34,12 +33,12 @@ func parseWhen(s string, end time.Time) (time.Time, error) {
 }
 
 // openState opens the state a read-only command reads: --db, or the
-// config's.
-func openState(cfg *config.Config, dbPath string) (*sqlite.Store, error) {
+// config's (a path, sqlite:PATH, …: state.Open).
+func openState(cfg *config.Config, dbPath string) (state.Store, error) {
 	if dbPath == "" {
 		dbPath = cfg.State
 	}
-	return sqlite.OpenReadOnly(dbPath)
+	return state.Open(dbPath, state.OpenOptions{ReadOnly: true})
 }
 
 func runReport(args []string, stdout, stderr io.Writer) error {

@@ -674,8 +674,17 @@ func (f *Follower) copiedWhileEmpty(fn func([]byte, Pos)) {
 
 // drain reads the open file to its end.
 func (f *Follower) drain(fn func([]byte, Pos)) error {
-	for {
+	for cuts := 0; ; {
 		n, err := f.file.Read(f.buf)
+		if n > 0 && cuts < 8 && fingerprintLen(f.id.Fingerprint) > 0 && !f.fingerprintMatches(f.id.Fingerprint) {
+			// Cut (copytruncate) and written past where we were between
+			// the look and the read: what was read is the new file's
+			// middle. It is not handed on: the copy's rest is read, then
+			// the file from its start.
+			cuts++
+			f.truncated(fn)
+			continue
+		}
 		if n > 0 {
 			if fingerprintLen(f.id.Fingerprint) < fingerprintSize {
 				f.ensureFingerprint() // a young file's fingerprint grows with it

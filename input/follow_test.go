@@ -446,3 +446,30 @@ func TestFollowCopyTruncateWhileReadingCopies(t *testing.T) {
 	}
 	want(t, got, "a3", "b1", "c1", "d1")
 }
+
+// TestFollowCutWhileReading: the file is copied, cut and written past
+// where the follower was between its look and its read: the bytes read at
+// the old offset are the new file's middle, so they are not handed on; the
+// copy's rest comes first, then the new file from its start.
+func TestFollowCutWhileReading(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mail.log")
+	appendTo(t, path, "a1\na2\na3\n")
+	f := NewFollower(path, true)
+	defer f.Close()
+	var got []string
+	cut := false
+	if err := f.Poll(func(l []byte, p Pos) {
+		got = append(got, string(l))
+		if !cut {
+			cut = true
+			copyTruncate(t, path, path+".1.gz", true)
+			appendTo(t, path, "b1 is a longer line than the three before it\nb2\n")
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var c collector
+	got = append(got, c.poll(t, f)...)
+	want(t, got, "a1", "a2", "a3", "b1 is a longer line than the three before it", "b2")
+}

@@ -2,6 +2,7 @@ package parsers
 
 import (
 	"bytes"
+	"strings"
 	"net/netip"
 	"time"
 )
@@ -478,9 +479,7 @@ func (s *sendmail) delivery(qid, rest []byte, lineNo int64, emit func(*Event)) b
 			return true
 		}
 		e := m.accepted
-		if !bytes.Contains([]byte(e.Sender), []byte("@")) && e.Sender != "" {
-			e.Sender = e.Sender + "@" + string(bytes.ToLower(s.h.Host)) // as sendmail qualifies it, by its name
-		}
+		s.qualify(e)
 		// "ctladdr=root (0/0)": the uid of the user who submitted it.
 		if i := bytes.Index(rest, []byte(", ctladdr=")); i >= 0 {
 			c := rest[i+len(", ctladdr="):]
@@ -518,13 +517,19 @@ func (s *sendmail) Finish(emit func(*Event)) {
 		delete(s.held, q)
 	}
 	for id, m := range s.msp {
-		if !bytes.Contains([]byte(m.accepted.Sender), []byte("@")) && m.accepted.Sender != "" {
-			m.accepted.Sender += "@" + string(bytes.ToLower(s.h.Host))
-		}
+		s.qualify(m.accepted)
 		emit(m.accepted)
 		delete(s.msp, id)
 	}
 	clear(s.mspQIDs)
+}
+
+// qualify gives a local submission's unqualified sender the host's name,
+// as sendmail qualifies it, where the MTA's copy did not say it.
+func (s *sendmail) qualify(e *Event) {
+	if e.Sender != "" && strings.IndexByte(e.Sender, '@') < 0 {
+		e.Sender += "@" + string(bytes.ToLower(s.h.Host))
+	}
 }
 
 // trimMSP bounds the local submissions remembered.

@@ -2,8 +2,8 @@ package parsers
 
 import (
 	"bytes"
-	"strings"
 	"net/netip"
+	"strings"
 	"time"
 )
 

@@ -47,19 +47,22 @@ type Options struct {
 type Pipeline struct {
 	opts   Options
 	rules  []*rule
+	byKind [8][]*rule // the rules that count each kind of event, in config order
+	keys   []eventKey // the current event's keys, by key spec
+	epoch  uint64     // counts events: a key made at another is stale
 	byName map[string]*rule
 	named  map[string]actions.Action // every action of the config
 	ignore *ignoreList
 	log    *slog.Logger
 
 	clock     time.Time // newest event time seen
+	nextSweep time.Time // when a rule's idle keys are next due to be dropped
 	positions map[string]state.Position
 	expiry    endHeap // when blocks are due to end, soonest first
 	inForce   map[int64]*active
 	offenses  map[offenseKey]state.Offense
 	holds     map[holdKey]*holding // what the blocks in force hold
 	ids       [2]int64             // block IDs reserved in the store: the next, and the end
-	keyBuf    []byte               // the current event's key, reused
 	batch     *state.Batch
 	spare     *state.Batch // the other batch, being committed or free
 	committed chan error   // the commit under way, if any
@@ -156,13 +159,10 @@ func (p *Pipeline) Event(e *parsers.Event) {
 		p.Stats.Ignored++
 		return
 	}
-	for _, r := range p.rules {
-		if !r.kinds[e.Kind&7] {
-			continue
-		}
-		key, ok := r.appendKey(p.keyBuf[:0], e)
-		p.keyBuf = key
-		if !ok || p.ignore.key(r.keyType, key) {
+	p.epoch++
+	for _, r := range p.byKind[e.Kind&7] {
+		key, ok := p.key(r, e)
+		if !ok {
 			continue
 		}
 		if r.burst != nil {
@@ -171,6 +171,25 @@ func (p *Pipeline) Event(e *parsers.Event) {
 			p.measure(r, key, e)
 		}
 	}
+}
+
+// eventKey is an event's key of one key spec, made once for all the rules
+// that share the spec.
+type eventKey struct {
+	epoch uint64
+	key   []byte
+	ok    bool
+}
+
+// key is the event's key for rule r, and whether it has one that counts.
+func (p *Pipeline) key(r *rule, e *parsers.Event) ([]byte, bool) {
+	k := &p.keys[r.spec]
+	if k.epoch != p.epoch {
+		k.epoch = p.epoch
+		k.key, k.ok = r.appendKey(k.key[:0], e)
+		k.ok = k.ok && !p.ignore.key(r.keyType, k.key)
+	}
+	return k.key, k.ok
 }
 
 // lineBits is how many bits of a tag are the line number.
@@ -241,8 +260,17 @@ func (p *Pipeline) measure(r *rule, key []byte, e *parsers.Event) {
 	tag := p.tag(e)
 	for i, w := range r.windows {
 		l := r.limit(i, key, e.Time)
-		v := w.AddUpTo(key, e.Time, amount, l)
-		w.Tag(tag)
+		c := r.counters[i]
+		v := c.value
+		if !c.shared || c.epoch != p.epoch {
+			keep := l
+			if c.shared {
+				keep = w.Limit() // the highest limit of the rules sharing it
+			}
+			v = w.AddUpTo(key, e.Time, amount, keep)
+			w.Tag(tag)
+			c.epoch, c.value = p.epoch, v
+		}
 		r.values = append(r.values, v)
 		if v > l && crossed < 0 {
 			crossed, value, limit = i, v, l
@@ -324,10 +352,14 @@ func (p *Pipeline) Advance(t time.Time) {
 			p.lift(d.a, d.at, reason)
 		}
 	}
+	if t.Before(p.nextSweep) {
+		return
+	}
+	p.nextSweep = time.Time{}
 	for _, r := range p.rules {
 		if t.Sub(r.swept) >= r.longest {
-			for _, w := range r.stores() {
-				w.Expire(t)
+			for _, nw := range r.stores {
+				nw.w.Expire(t)
 			}
 			if r.burst != nil {
 				r.burst.Expired(t)
@@ -337,6 +369,9 @@ func (p *Pipeline) Advance(t time.Time) {
 			}
 			r.swept = t
 			p.forgetOffenses(r, t)
+		}
+		if next := r.swept.Add(r.longest); p.nextSweep.IsZero() || next.Before(p.nextSweep) {
+			p.nextSweep = next
 		}
 	}
 }
@@ -661,8 +696,8 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 	p.events = 0
 	if p.opts.Store == nil {
 		for _, r := range p.rules {
-			for _, w := range r.stores() {
-				w.Flush(func(string, window.State) {})
+			for _, nw := range r.stores {
+				nw.w.Flush(func(string, window.State) {})
 			}
 			if r.burst != nil {
 				r.burst.Flush(func(string, []int64, []int64, []uint64) {})
@@ -680,9 +715,9 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 	b := p.batch
 	p.pruneStats(b)
 	for _, r := range p.rules {
-		for name, w := range r.stores() {
-			w.Flush(func(key string, st window.State) {
-				b.Windows = append(b.Windows, state.Window{Rule: name, Key: key, Delete: st.Empty(),
+		for _, nw := range r.stores {
+			nw.w.Flush(func(key string, st window.State) {
+				b.Windows = append(b.Windows, state.Window{Rule: nw.name, Key: key, Delete: st.Empty(),
 					Times: slices.Clone(st.Times), Amounts: slices.Clone(st.Amounts), Tags: slices.Clone(st.Tags), Offset: st.Offset, Touched: st.Touched})
 			})
 		}
@@ -773,8 +808,8 @@ func (p *Pipeline) waitCommit() error {
 func (p *Pipeline) Keys() int {
 	n := 0
 	for _, r := range p.rules {
-		for _, w := range r.stores() {
-			n += w.Len()
+		for _, nw := range r.stores {
+			n += nw.w.Len()
 		}
 		if r.burst != nil {
 			n += r.burst.Len()

@@ -95,6 +95,12 @@ type rule struct {
 	bits4   int     // client_net prefix lengths
 	bits6   int
 	windows []window.Measure // count, bytes, recipients, distinct
+	// counters are the windows as the rule adds to them: shared with
+	// other rules (see New), or its own; own lists the indexes of those
+	// it saves (those it made); limits are its limits, by window.
+	counters []*counter
+	own      []int
+	limits   []int64
 	of      *rule            // distinct: reads the value counted, as a key
 	ofBuf   []byte
 	// rate is the window without forgiveness, for release: below on a
@@ -123,13 +129,15 @@ type rule struct {
 	blocked  map[string]*active // keys in force, by key
 	swept    time.Time          // when idle keys were last dropped
 	longest  time.Duration      // the longest window, or the burst's expiry
+	stores   []namedWindow      // the windows saved, with their names
+	spec     int                // the index of its keySpec in the pipeline's
 }
 
 // limit is window i's effective limit for key at t: the limit, raised by
 // adapt to the key's own normal.
 func (r *rule) limit(i int, key []byte, t time.Time) int64 {
 	if r.adapt == nil {
-		return r.windows[i].Limit()
+		return r.limits[i]
 	}
 	base := r.bases[i]
 	adapted := int64(r.adapt.Factor * float64(r.peaks[i].Peak(string(key), t)))
@@ -170,19 +178,56 @@ func (r *rule) amount(e *parsers.Event) (int64, bool) {
 // windowName names a window of the rule in the store.
 func (r *rule) windowName(i int) string { return r.name + "/" + strconv.Itoa(i) }
 
-// stores lists the rule's windows with their names in the store.
-func (r *rule) stores() map[string]window.Saved {
-	m := make(map[string]window.Saved, 2*len(r.windows)+1)
-	for i, w := range r.windows {
-		m[r.windowName(i)] = w
+// namedWindow is one of a rule's windows with its name in the store.
+type namedWindow struct {
+	name string
+	w    window.Saved
+}
+
+// makeStores lists the rule's windows with their names in the store, once:
+// the pipeline goes through them at every commit and sweep.
+func (r *rule) makeStores() {
+	for _, i := range r.own {
+		r.stores = append(r.stores, namedWindow{r.windowName(i), r.windows[i]})
 	}
 	for i, p := range r.peaks {
-		m[r.windowName(i)+"/peaks"] = p
+		r.stores = append(r.stores, namedWindow{r.windowName(i) + "/peaks", p})
 	}
 	if r.rate != nil {
-		m[r.name+"/rate"] = r.rate
+		r.stores = append(r.stores, namedWindow{r.name + "/rate", r.rate})
 	}
-	return m
+}
+
+// counter is a window as rules add to it: a shared one is added to once
+// an event, whatever the number of rules that read it.
+type counter struct {
+	w      window.Measure
+	shared bool
+	epoch  uint64 // the event last added: value is its measure
+	value  int64
+}
+
+// shareKey names what a rule's window of length per measures, for rules
+// to share it; false when the rule needs a window of its own: adapt
+// keeps what a key's own limit needs, forgiveness and release read and
+// change the window by the rule's limit.
+func shareKey(rc Rule, per time.Duration) (string, bool) {
+	if rc.Adapt != nil || rc.Forgive > 0 || rc.Release || rc.Measure == "burst" {
+		return "", false
+	}
+	kinds := slices.Clone(rc.On)
+	slices.Sort(kinds)
+	kinds = slices.Compact(kinds)
+	return fmt.Sprintf("%s %d %d %v %v %v %v %s %s %d", rc.Key, rc.Bits4, rc.Bits6, rc.StripTag, rc.StripBATV, rc.DecodeSRS,
+		kinds, rc.Measure, rc.Of, per), true
+}
+
+// keySpec is what makes a rule's key of an event: rules with the same
+// spec have the same key, made once an event.
+type keySpec struct {
+	keyType      string
+	bits4, bits6 int
+	strip        senderOptions
 }
 
 // appendKey appends the event's key for the rule to buf. It reports false
@@ -344,6 +389,26 @@ func New(s Setup, opts Options) (*Pipeline, error) {
 	if p.ignore, err = newIgnoreList(s.Ignore); err != nil {
 		return nil, fmt.Errorf("ignore: %w", err)
 	}
+	var specs []keySpec
+	// Rules that measure the same thing of the same key over the same
+	// period share one window, kept exact up to the highest of their
+	// limits: a thousand rules that differ only by limit cost one.
+	type sharing struct {
+		limit int64
+		w     *counter
+	}
+	shared := map[string]*sharing{}
+	for _, rc := range s.Rules {
+		for _, w := range rc.Windows {
+			if k, ok := shareKey(rc, w.Per); ok {
+				if sh := shared[k]; sh == nil {
+					shared[k] = &sharing{limit: w.Limit}
+				} else {
+					sh.limit = max(sh.limit, w.Limit)
+				}
+			}
+		}
+	}
 	for _, rc := range s.Rules {
 		r := &rule{
 			name: rc.Name, keyType: rc.Key, measure: rc.Measure, block: rc.Block,
@@ -364,11 +429,29 @@ func New(s Setup, opts Options) (*Pipeline, error) {
 				r.bases = append(r.bases, w.Limit)
 				limit = int64(rc.Adapt.Max * float64(w.Limit))
 			}
-			if rc.Measure == "distinct" {
-				r.windows = append(r.windows, window.NewDistinct(limit, w.Per))
+			k, share := shareKey(rc, w.Per)
+			var c *counter
+			if sh := shared[k]; share && sh.w != nil {
+				c = sh.w // made for an earlier rule, which saves it
 			} else {
-				r.windows = append(r.windows, window.New(limit, w.Per))
+				keep := limit
+				if share {
+					keep = sh.limit
+				}
+				c = &counter{shared: share}
+				if rc.Measure == "distinct" {
+					c.w = window.NewDistinct(keep, w.Per)
+				} else {
+					c.w = window.New(keep, w.Per)
+				}
+				if share {
+					sh.w = c
+				}
+				r.own = append(r.own, len(r.windows))
 			}
+			r.windows = append(r.windows, c.w)
+			r.counters = append(r.counters, c)
+			r.limits = append(r.limits, limit)
 			r.longest = max(r.longest, w.Per)
 		}
 		if rc.Adapt != nil {
@@ -381,8 +464,8 @@ func New(s Setup, opts Options) (*Pipeline, error) {
 		}
 		if r.onClients && r.keyType == "client_net" && len(rc.Windows) > 0 {
 			most := int64(0)
-			for _, w := range r.windows {
-				most = max(most, w.Limit()+1) // with adapt, the highest it may be given
+			for _, l := range r.limits {
+				most = max(most, l+1) // with adapt, the highest it may be given
 			}
 			r.seenFrom = newContributors(int(min(most, maxMembers)))
 		}
@@ -390,8 +473,16 @@ func New(s Setup, opts Options) (*Pipeline, error) {
 			r.rate = window.New(rc.Windows[0].Limit, rc.Windows[0].Per)
 		}
 		for _, k := range rc.On {
+			if !r.kinds[k&7] {
+				p.byKind[k&7] = append(p.byKind[k&7], r)
+			}
 			r.kinds[k&7] = true
 		}
+		spec := keySpec{r.keyType, r.bits4, r.bits6, r.strip}
+		if r.spec = slices.Index(specs, spec); r.spec < 0 {
+			r.spec, specs = len(specs), append(specs, spec)
+		}
+		r.makeStores()
 		for _, name := range rc.Actions {
 			a, ok := s.Actions[name]
 			if !ok {
@@ -402,6 +493,7 @@ func New(s Setup, opts Options) (*Pipeline, error) {
 		p.rules = append(p.rules, r)
 		p.byName[r.name] = r
 	}
+	p.keys = make([]eventKey, len(specs))
 	if opts.Store != nil {
 		if err := p.restore(); err != nil {
 			return nil, err
@@ -424,7 +516,9 @@ func (p *Pipeline) restore() error {
 	}
 	stores := map[string]window.Saved{}
 	for _, r := range p.rules {
-		maps.Copy(stores, r.stores())
+		for _, nw := range r.stores {
+			stores[nw.name] = nw.w
+		}
 	}
 	// A store that can count its windows lets the maps be sized once.
 	if c, ok := p.opts.Store.(interface {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -38,13 +39,14 @@ type benchResult struct {
 }
 
 func runBench(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench", stderr, "[--format F] [--lines N] [--seed S] [--distinct N] [--json] [--keep DIR]")
+	fs := newFlagSet("bench", stderr, "[--format F] [--lines N] [--seed S] [--distinct N] [--json] [--keep DIR] [--cpuprofile FILE]")
 	format := fs.String("format", "auto", "log `format` to measure: postfix, sendmail, qmail, or auto for all three")
 	lines := fs.Int("lines", 1000000, "`lines` per generated log")
 	seed := fs.Uint64("seed", 1, "generator `seed`")
 	distinct := fs.Int("distinct", 1000000, "also replay `N` messages from N distinct senders within one window, and time reopening the state (0: skip)")
 	asJSON := fs.Bool("json", false, "print one JSON object per stage")
 	keep := fs.String("keep", "", "generate into `dir` and keep the logs and databases")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the stages to `file` (go tool pprof)")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -75,6 +77,17 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	report := func(r benchResult) {
 		r.PeakRSSMiB = peakRSSMiB()
 		if *asJSON {

@@ -3,13 +3,18 @@ package pipeline_test
 import (
 	"cmp"
 	"fmt"
-	. "github.com/bombwatch/bombwatch/pipeline"
+	"maps"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	. "github.com/bombwatch/bombwatch/pipeline"
+	"github.com/bombwatch/bombwatch/sqlite"
+	"github.com/bombwatch/bombwatch/state"
 )
 
 var base = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
@@ -421,5 +426,48 @@ rules:
 	parts, _ := replayInParts(t, cfg, joinLines(lines[:half]), joinLines(lines[half:]))
 	if !slices.Equal(summary(parts), summary(got)) {
 		t.Errorf("in two parts:\n%v\nin one:\n%v", summary(parts), summary(got))
+	}
+}
+
+// TestRulesSharingAWindowBlockEachAtItsOwnLimit: three rules count one
+// sender's messages over one minute and share one window; each blocks at
+// its own limit, with its own value, and the window is saved once. A rule
+// that releases keeps a window of its own, and decides the same.
+func TestRulesSharingAWindowBlockEachAtItsOwnLimit(t *testing.T) {
+	cfg := mustConfig(t, `rules:
+  - {name: low, on: [accepted], key: sender, limit: 2, per: 1m, block: 1h}
+  - {name: high, on: [accepted], key: sender, limit: 5, per: 1m, block: 1h}
+  - {name: mid, on: [accepted], key: sender, limit: 3, per: 1m, block: 1h}
+  - {name: own, on: [accepted], key: sender, limit: 3, per: 1m, block: 1h, release: below}
+  - {name: other-kind, on: [rejected], key: sender, limit: 1, per: 1m, block: 1h}
+`)
+	m := msg{sender: "a@example.org", ip: "192.0.2.9"}
+	store, err := sqlite.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	got, p := replay(t, cfg, store, nil, writeLog(t, postfixLines(every(7, 0, time.Second, m)...)...))
+	checkSummary(t, got,
+		"block low a@example.org 2s",
+		"block mid a@example.org 3s",
+		"block own a@example.org 3s",
+		"block high a@example.org 5s",
+	)
+	values := map[string]float64{}
+	for _, d := range got {
+		values[d.Rule] = d.Value
+	}
+	if want := map[string]float64{"low": 3, "mid": 4, "own": 4, "high": 6}; !maps.Equal(values, want) {
+		t.Errorf("values %v, want %v", values, want)
+	}
+	var names []string
+	store.Windows(func(w *state.Window) { names = append(names, w.Rule) })
+	slices.Sort(names)
+	if want := []string{"low/0", "own/0"}; !slices.Equal(names, want) {
+		t.Errorf("saved windows %v, want %v (one for the three sharing rules)", names, want)
+	}
+	if n := p.Keys(); n != 2 {
+		t.Errorf("keys in memory %d, want 2", n)
 	}
 }

@@ -101,8 +101,8 @@ type rule struct {
 	counters []*counter
 	own      []int
 	limits   []int64
-	of      *rule            // distinct: reads the value counted, as a key
-	ofBuf   []byte
+	of       *rule // distinct: reads the value counted, as a key
+	ofBuf    []byte
 	// rate is the window without forgiveness, for release: below on a
 	// forgiving rule: the count restarts at -forgive, the rate does not.
 	rate     *window.Window

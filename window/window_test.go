@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -82,10 +83,13 @@ func TestAgainstBruteForce(t *testing.T) {
 			amounts []int64
 		}
 		hist := map[string]*ev{}
+		// What Flush saved: a restart restores a new Window from it.
+		saved := map[string]State{}
+		nkeys := []int{5, 300}[seed%2]
 		now := t0
 		for i := range 3000 {
 			now = now.Add(time.Duration(rng.ExpFloat64() * float64(per) / float64(1+rng.IntN(30))))
-			k := fmt.Sprint("k", rng.IntN(5))
+			k := fmt.Sprint("k", rng.IntN(nkeys))
 			a := int64(1)
 			if amounts {
 				a = 1 + rng.Int64N(limit/3)
@@ -120,6 +124,33 @@ func TestAgainstBruteForce(t *testing.T) {
 			if v := w.Value(k, now); want <= limit && v != want {
 				t.Fatalf("seed %d event %d: Value %d, brute force %d", seed, i, v, want)
 			}
+			if rng.IntN(50) == 0 {
+				w.Flush(func(k string, st State) {
+					if st.Empty() {
+						delete(saved, k)
+						return
+					}
+					saved[k] = State{Times: slices.Clone(st.Times), Amounts: slices.Clone(st.Amounts), Tags: slices.Clone(st.Tags),
+						Offset: st.Offset, Touched: st.Touched}
+				})
+				if rng.IntN(3) == 0 { // a restart
+					w = New(limit, per)
+					for k, st := range saved {
+						w.Restore(k, st)
+					}
+				}
+			}
+		}
+		// Past every window, every key is forgotten, in memory and saved.
+		w.Expire(now.Add(per))
+		w.Flush(func(k string, st State) {
+			if !st.Empty() {
+				t.Errorf("seed %d: %q saved after it expired", seed, k)
+			}
+			delete(saved, k)
+		})
+		if w.Len() != 0 || len(saved) != 0 {
+			t.Errorf("seed %d: %d keys kept, %d saved after every window ended", seed, w.Len(), len(saved))
 		}
 	}
 }
@@ -129,10 +160,10 @@ func TestMemoryIsBounded(t *testing.T) {
 	for i := range 10000 {
 		w.Add(key("k"), at(float64(i)/100), 1)
 	}
-	if n := w.keys["k"].len(); n > 11 {
+	if n := w.kept("k"); n > 11 {
 		t.Errorf("kept %d entries, want at most limit+1 = 11", n)
 	}
-	if c := cap(w.keys["k"].times); c > 64 {
+	if c := cap(w.more[w.slots[w.keys.find(key("k"))].more-1].times); c > 64 {
 		t.Errorf("capacity %d for 11 events", c)
 	}
 	// Small amounts against a large limit: one entry per interval of the
@@ -141,7 +172,7 @@ func TestMemoryIsBounded(t *testing.T) {
 	for i := range 100 * maxBuckets {
 		b.Add(key("k"), at(float64(i)/50), 1+int64(i%3))
 	}
-	if n := b.keys["k"].len(); n > maxBuckets+1 {
+	if n := b.kept("k"); n > maxBuckets+1 {
 		t.Errorf("kept %d entries, bound %d", n, maxBuckets+1)
 	}
 	for i := range 1000 {
@@ -446,9 +477,18 @@ func TestLongDenseWindowsAgainstBruteForce(t *testing.T) {
 			if want <= limit && got != want || want > limit && got <= limit {
 				t.Fatalf("seed %d per %v event %d: measure %d, brute force %d (limit %d)", seed, per, i, got, want, limit)
 			}
-			if n := w.keys["k"].len(); n > maxBuckets+1 {
+			if n := w.kept("k"); n > maxBuckets+1 {
 				t.Fatalf("seed %d: %d entries", seed, n)
 			}
 		}
 	}
+}
+
+// kept is how many entries a key keeps.
+func (w *Window) kept(k string) int {
+	n := 0
+	if s := w.slotOf(k); s != nil {
+		w.each(s, func(int64, int64, uint64) bool { n++; return true })
+	}
+	return n
 }

@@ -85,8 +85,17 @@ func (c *contributors) flush(save func(key string, times []int64, addrs []netip.
 	clear(c.dirty)
 }
 
-// restore sets a key's addresses as flush saved them.
+// resave marks every key changed, for the next flush.
+func (c *contributors) resave() {
+	for k := range c.keys {
+		c.dirty[k] = true
+	}
+}
+
+// restore sets a key's addresses as flush saved them, replacing what it
+// had; none forgets it.
 func (c *contributors) restore(key string, times []int64, addrs []netip.Addr) {
+	delete(c.keys, key)
 	if len(times) != len(addrs) {
 		return
 	}

@@ -68,7 +68,10 @@ type Pipeline struct {
 	committed chan error   // the commit under way, if any
 	failed    bool         // the spare batch failed to commit: save it first
 	events    int          // since the last commit
-	pruned    time.Time    // when stats were last pruned
+	// rewritten counts the windows saved since the last full batch: each
+	// may leave an older one of its key in the store (see commit).
+	rewritten int
+	pruned    time.Time // when stats were last pruned
 
 	// files name the log files windows' tags refer to (see tag): IDs
 	// from 1, in the order first seen over the store's life.
@@ -714,25 +717,40 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 	}
 	b := p.batch
 	p.pruneStats(b)
+	// The store keeps the windows as batches saved them; once it holds as
+	// many rewritten or forgotten as there are keys, this batch saves
+	// every key, and the store drops the rest: what it keeps stays within
+	// about twice what is kept in memory, and a write costs about two.
+	if keys := p.Keys(); p.rewritten >= max(keys, minFull) {
+		p.resave()
+		b.Full = true
+		p.rewritten = 0
+	}
+	before := b.Segment.Len()
+	var sw state.Window // encoded at once: reused
 	for _, r := range p.rules {
 		for _, nw := range r.stores {
 			nw.w.Flush(func(key string, st window.State) {
-				b.Windows = append(b.Windows, state.Window{Rule: nw.name, Key: key, Delete: st.Empty(),
-					Times: slices.Clone(st.Times), Amounts: slices.Clone(st.Amounts), Tags: slices.Clone(st.Tags), Offset: st.Offset, Touched: st.Touched})
+				sw = state.Window{Rule: nw.name, Key: key, Delete: st.Empty(),
+					Times: st.Times, Amounts: st.Amounts, Tags: st.Tags, Offset: st.Offset, Touched: st.Touched}
+				b.Segment.Add(&sw)
 			})
 		}
 		if r.seenFrom != nil {
 			r.seenFrom.flush(func(key string, times []int64, addrs []netip.Addr) {
-				b.Windows = append(b.Windows, state.Window{Rule: r.name + "/members", Key: key, Delete: len(times) == 0,
-					Times: times, Addrs: addrs})
+				sw = state.Window{Rule: r.name + "/members", Key: key, Delete: len(times) == 0, Times: times, Addrs: addrs}
+				b.Segment.Add(&sw)
 			})
 		}
 		if r.burst != nil {
 			r.burst.Flush(func(key string, times, dates []int64, tags []uint64) {
-				b.Windows = append(b.Windows, state.Window{Rule: r.name + "/burst", Key: key, Delete: times == nil,
-					Times: slices.Clone(times), Dates: slices.Clone(dates), Tags: slices.Clone(tags)})
+				sw = state.Window{Rule: r.name + "/burst", Key: key, Delete: times == nil, Times: times, Dates: dates, Tags: tags}
+				b.Segment.Add(&sw)
 			})
 		}
+	}
+	if !b.Full {
+		p.rewritten += b.Segment.Len() - before
 	}
 	if m != nil {
 		b.Positions = m.Positions(b.Positions) // first: it hands on the batches' stats
@@ -769,6 +787,25 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 	p.committed = make(chan error, 1)
 	go func() { p.committed <- p.opts.Store.Commit(b) }()
 	return nil
+}
+
+// minFull is the fewest windows rewritten or forgotten that make a batch
+// save every key (see commit): fewer cost the store little.
+var minFull = 1 << 16
+
+// resave marks every key of every window changed, for a full batch.
+func (p *Pipeline) resave() {
+	for _, r := range p.rules {
+		for _, nw := range r.stores {
+			nw.w.Resave()
+		}
+		if r.seenFrom != nil {
+			r.seenFrom.resave()
+		}
+		if r.burst != nil {
+			r.burst.Resave()
+		}
+	}
 }
 
 // Settle waits for the commit under way, if any, and saves again a batch

@@ -391,6 +391,50 @@ func TestRestartGivesTheSameDecisions(t *testing.T) {
 	}
 }
 
+// TestFullBatchesKeepTheStoreSmallAndTheDecisionsTheSame: with a full
+// batch every few hundred windows saved, a replay stopped twice decides
+// what one that never stopped did, and the store holds at most about
+// twice the windows kept in memory.
+func TestFullBatchesKeepTheStoreSmallAndTheDecisionsTheSame(t *testing.T) {
+	defer SetMinFull(300)()
+	full := generate(t, "postfix", 20000, 12)
+	data, _ := os.ReadFile(full)
+	want, _ := replay(t, config.Default(), nil, nil, full)
+	a, b := cutAtLine(data, len(data)/3), cutAtLine(data, 2*len(data)/3)
+	dir := t.TempDir()
+	log, db := filepath.Join(dir, "mail.log"), filepath.Join(dir, "state.db")
+	var got []Detection
+	for _, part := range [][]byte{data[:a], data[a:b], data[b:]} {
+		f, _ := os.OpenFile(log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		f.Write(part)
+		f.Close()
+		os.Chtimes(log, ref, ref)
+		s, err := sqlite.Open(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds, p := replay(t, config.Default(), s, nil, log)
+		got = append(got, ds...)
+		records := 0
+		if err := s.Windows(func(*state.Window) { records++ }); err != nil {
+			t.Fatal(err)
+		}
+		if keys := p.Keys(); records > 2*keys+300+100 {
+			t.Errorf("the store holds %d windows for %d keys in memory", records, keys)
+		}
+		s.Close()
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d detections, want %d", len(got), len(want))
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if g.Event != w.Event || g.Key != w.Key || !g.Time.Equal(w.Time) || g.Value != w.Value || g.Line != w.Line {
+			t.Errorf("detection %d = %+v, want %+v", i, g, w)
+		}
+	}
+}
+
 // TestHostileSenderReachesTheScriptAsOneArgument runs a bomb whose sender
 // holds shell syntax through the pipeline to a script action.
 func TestHostileSenderReachesTheScriptAsOneArgument(t *testing.T) {

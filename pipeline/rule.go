@@ -520,19 +520,11 @@ func (p *Pipeline) restore() error {
 			stores[nw.name] = nw.w
 		}
 	}
-	// A store that can count its windows lets the maps be sized once.
-	if c, ok := p.opts.Store.(interface {
-		WindowCounts() (map[string]int, error)
-	}); ok {
-		if counts, err := c.WindowCounts(); err == nil {
-			for name, n := range counts {
-				if w := stores[name]; w != nil {
-					w.Reserve(n)
-				}
-			}
-		}
-	}
+	// The store hands back what was saved in order: a window replaces the
+	// key's earlier one, and a Delete (no times) forgets it.
+	records := 0
 	err = p.opts.Store.Windows(func(w *state.Window) {
+		records++
 		if win := stores[w.Rule]; win != nil {
 			win.Restore(w.Key, window.State{Times: w.Times, Amounts: w.Amounts, Tags: w.Tags, Offset: w.Offset, Touched: w.Touched})
 			return
@@ -553,6 +545,7 @@ func (p *Pipeline) restore() error {
 	if err != nil {
 		return err
 	}
+	p.rewritten = max(0, records-p.Keys())
 	for _, o := range snap.Offenses {
 		p.offenses[offenseKey{o.Rule, o.Key}] = o
 	}

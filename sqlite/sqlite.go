@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -107,6 +106,13 @@ var migrations = []string{
 	CREATE TABLE files (
 		id   INTEGER PRIMARY KEY, -- a tag's file, from 1
 		name TEXT NOT NULL
+	);`,
+	// Windows as the batches saved them, a chunk of thousands a row (see
+	// state.Segment), read back in order; the windows table's rows, of
+	// before, are read first, until a full batch replaces them all.
+	`CREATE TABLE segments (
+		seq  INTEGER PRIMARY KEY,
+		data BLOB NOT NULL
 	);`,
 }
 
@@ -293,6 +299,8 @@ func encodeStats(stats []state.Stat) []byte {
 	return buf
 }
 
+var errCorrupt = errors.New("corrupt stats data")
+
 func decodeStats(b []byte, fn func(*state.Stat)) error {
 	var st state.Stat
 	varint := func() (int64, bool) {
@@ -457,28 +465,9 @@ func (s *Store) Load() (*state.Snapshot, error) {
 // backup).
 func (s *Store) Generation() int64 { return s.gen.Load() }
 
-// WindowCounts says how many windows each rule's window has saved, so
-// that the maps holding them can be sized once instead of growing.
-func (s *Store) WindowCounts() (map[string]int, error) {
-	rows, err := s.db.Query(`SELECT rule, count(*) FROM windows GROUP BY rule`)
-	if err != nil {
-		return nil, s.wrap("count windows", err)
-	}
-	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var rule string
-		var n int
-		if err := rows.Scan(&rule, &n); err != nil {
-			return nil, s.wrap("count windows", err)
-		}
-		out[rule] = n
-	}
-	return out, s.wrap("count windows", rows.Err())
-}
-
 // Windows streams the saved windows.
 func (s *Store) Windows(fn func(*state.Window)) error {
+	// The rows of a state saved before segments, each window once.
 	rows, err := s.db.Query(`SELECT rule, key, data FROM windows`)
 	if err != nil {
 		return s.wrap("load windows", err)
@@ -496,12 +485,31 @@ func (s *Store) Windows(fn func(*state.Window)) error {
 			rule = string(ruleBytes)
 		}
 		w = state.Window{Rule: rule, Key: key, Times: w.Times[:0]}
-		if err := decodeWindow(blob, &w); err != nil {
+		if err := state.DecodeWindow(blob, &w); err != nil {
 			return s.wrap("load window of "+rule+" "+key, err)
 		}
 		fn(&w)
 	}
-	return s.wrap("load windows", rows.Err())
+	if err := rows.Err(); err != nil {
+		return s.wrap("load windows", err)
+	}
+	rows.Close()
+	// Then the segments, in the order committed.
+	segs, err := s.db.Query(`SELECT seq, data FROM segments ORDER BY seq`)
+	if err != nil {
+		return s.wrap("load windows", err)
+	}
+	defer segs.Close()
+	for segs.Next() {
+		var seq int64
+		if err := segs.Scan(&seq, &blob); err != nil {
+			return s.wrap("load windows", err)
+		}
+		if err := state.DecodeChunk(blob, fn); err != nil {
+			return s.wrap(fmt.Sprintf("load windows of segment %d", seq), err)
+		}
+	}
+	return s.wrap("load windows", segs.Err())
 }
 
 // Commit writes a batch in one transaction.
@@ -514,26 +522,15 @@ func (s *Store) Commit(b *state.Batch) error {
 		return s.wrap("commit", err)
 	}
 	defer tx.Rollback()
-	if len(b.Windows) > 0 {
-		put, err := tx.Prepare(`INSERT OR REPLACE INTO windows (rule, key, data) VALUES (?, ?, ?)`)
-		if err != nil {
+	if b.Full {
+		// Every window kept is in this batch: what was saved before goes.
+		if _, err := tx.Exec(`DELETE FROM segments; DELETE FROM windows`); err != nil {
 			return s.wrap("commit windows", err)
 		}
-		del, err := tx.Prepare(`DELETE FROM windows WHERE rule = ? AND key = ?`)
-		if err != nil {
+	}
+	for _, chunk := range b.Segment.Chunks() {
+		if _, err := tx.Exec(`INSERT INTO segments (data) VALUES (?)`, chunk); err != nil {
 			return s.wrap("commit windows", err)
-		}
-		var buf []byte
-		for _, w := range b.Windows {
-			if w.Delete {
-				_, err = del.Exec(w.Rule, w.Key)
-			} else {
-				buf = encodeWindow(buf[:0], &w)
-				_, err = put.Exec(w.Rule, w.Key, buf)
-			}
-			if err != nil {
-				return s.wrap("commit windows", err)
-			}
 		}
 	}
 	for _, name := range b.Files {
@@ -744,142 +741,6 @@ func nullTime(t time.Time) any {
 		return nil
 	}
 	return t.UnixNano()
-}
-
-// encodeWindow writes a window: a version byte (1), then the times
-// (encodeTimes), then flags (1: amounts follow, 2: dates follow, 4: tags
-// follow, 8: addresses follow) and the amounts and dates as varints, the
-// tags as uvarints and the addresses as a length byte and their bytes,
-// then the offset and the touched time.
-func encodeWindow(buf []byte, w *state.Window) []byte {
-	buf = append(buf, 1)
-	buf = binary.AppendUvarint(buf, uint64(len(w.Times)))
-	buf = encodeTimes(buf, w.Times)
-	flags := byte(0)
-	if w.Amounts != nil {
-		flags |= 1
-	}
-	if w.Dates != nil {
-		flags |= 2
-	}
-	if len(w.Tags) == len(w.Times) && len(w.Tags) > 0 {
-		flags |= 4
-	}
-	if len(w.Addrs) == len(w.Times) && len(w.Addrs) > 0 {
-		flags |= 8
-	}
-	buf = append(buf, flags)
-	for _, a := range w.Amounts {
-		buf = binary.AppendVarint(buf, a)
-	}
-	for _, d := range w.Dates {
-		buf = binary.AppendVarint(buf, d)
-	}
-	if flags&4 != 0 {
-		for _, t := range w.Tags {
-			buf = binary.AppendUvarint(buf, t)
-		}
-	}
-	if flags&8 != 0 {
-		for _, a := range w.Addrs {
-			b := a.AsSlice()
-			buf = append(append(buf, byte(len(b))), b...)
-		}
-	}
-	buf = binary.AppendVarint(buf, w.Offset)
-	return binary.AppendVarint(buf, w.Touched)
-}
-
-var errCorrupt = errors.New("corrupt window data")
-
-func decodeWindow(b []byte, w *state.Window) error {
-	if len(b) < 1 || b[0] != 1 {
-		return errCorrupt
-	}
-	b = b[1:]
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > 1<<20 {
-		return errCorrupt
-	}
-	b = b[k:]
-	w.Times = w.Times[:0]
-	for i := uint64(0); i < n; i++ {
-		var v int64
-		if i == 0 {
-			v, k = binary.Varint(b)
-		} else {
-			var d uint64
-			d, k = binary.Uvarint(b)
-			v = w.Times[i-1] + int64(d)
-		}
-		if k <= 0 {
-			return errCorrupt
-		}
-		w.Times, b = append(w.Times, v), b[k:]
-	}
-	if len(b) < 1 {
-		return errCorrupt
-	}
-	flags := b[0]
-	b = b[1:]
-	read := func() (int64, bool) {
-		v, k := binary.Varint(b)
-		if k <= 0 {
-			return 0, false
-		}
-		b = b[k:]
-		return v, true
-	}
-	for _, set := range []struct {
-		bit byte
-		dst *[]int64
-	}{{1, &w.Amounts}, {2, &w.Dates}} {
-		if flags&set.bit == 0 {
-			continue
-		}
-		*set.dst = make([]int64, n)
-		for i := range *set.dst {
-			v, ok := read()
-			if !ok {
-				return errCorrupt
-			}
-			(*set.dst)[i] = v
-		}
-	}
-	w.Tags = w.Tags[:0]
-	if flags&4 != 0 {
-		for range n {
-			v, k := binary.Uvarint(b)
-			if k <= 0 {
-				return errCorrupt
-			}
-			w.Tags, b = append(w.Tags, v), b[k:]
-		}
-	} else {
-		w.Tags = nil
-	}
-	w.Addrs = w.Addrs[:0]
-	if flags&8 != 0 {
-		for range n {
-			if len(b) < 1 || len(b) < 1+int(b[0]) {
-				return errCorrupt
-			}
-			a, ok := netip.AddrFromSlice(b[1 : 1+int(b[0])])
-			if !ok {
-				return errCorrupt
-			}
-			w.Addrs, b = append(w.Addrs, a), b[1+int(b[0]):]
-		}
-	} else {
-		w.Addrs = nil
-	}
-	var ok1, ok2 bool
-	w.Offset, ok1 = read()
-	w.Touched, ok2 = read()
-	if !ok1 || !ok2 {
-		return errCorrupt
-	}
-	return nil
 }
 
 // encodeTimes writes ascending times compactly: a window of 31 times costs

@@ -140,7 +140,10 @@ type End struct {
 
 // Batch is the state changed by a run of lines.
 type Batch struct {
-	Windows []Window
+	// Segment holds the windows changed, encoded; Full says it holds every
+	// window kept: the store drops all it saved before (see Store.Windows).
+	Segment Segment
+	Full    bool
 	Blocks  []Block // new blocks
 	// Ends lifts blocks. Only the end is written, so that action statuses
 	// recorded meanwhile by SetActionStatus are kept.
@@ -162,14 +165,14 @@ type Batch struct {
 
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
-	return len(b.Windows) == 0 && len(b.Blocks) == 0 && len(b.Ends) == 0 && len(b.Members) == 0 && len(b.Offenses) == 0 &&
+	return b.Segment.Len() == 0 && !b.Full && len(b.Blocks) == 0 && len(b.Ends) == 0 && len(b.Members) == 0 && len(b.Offenses) == 0 &&
 		len(b.Stats) == 0 && b.PruneStats.IsZero() && len(b.Positions) == 0 && b.Clock.IsZero() && !b.Manual && len(b.Files) == 0
 }
 
 // Reset empties the batch for reuse.
 func (b *Batch) Reset() {
-	clear(b.Windows)
-	b.Windows = b.Windows[:0]
+	b.Segment.Reset()
+	b.Full = false
 	b.Blocks = b.Blocks[:0]
 	b.Ends = b.Ends[:0]
 	b.Members = b.Members[:0]
@@ -197,8 +200,12 @@ type Snapshot struct {
 // SetActionStatus may be called from others.
 type Store interface {
 	Load() (*Snapshot, error)
-	// Windows calls fn for every saved window; the Window and its slices
-	// are only valid during the call.
+	// Windows calls fn with the windows saved, in the order they were
+	// committed since the last Full batch: a later window of a rule and key
+	// replaces an earlier one, and one with Delete set forgets it. A store
+	// need not keep only the newest: appending a batch's Segment as it is
+	// is what makes a commit of a million new keys cheap. The Window and
+	// its slices are only valid during the call.
 	Windows(fn func(*Window)) error
 	Commit(*Batch) error
 	// SetActionStatus records the outcome of one action of a block.
@@ -268,14 +275,23 @@ func (m *Memory) Windows(fn func(*Window)) error {
 func (m *Memory) Commit(b *Batch) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, w := range b.Windows {
-		k := [2]string{w.Rule, w.Key}
-		if w.Delete {
-			delete(m.windows, k)
-		} else {
-			w.Times, w.Amounts, w.Dates, w.Tags = slices.Clone(w.Times), slices.Clone(w.Amounts), slices.Clone(w.Dates), slices.Clone(w.Tags)
-			w.Addrs = slices.Clone(w.Addrs)
-			m.windows[k] = w
+	if b.Full {
+		clear(m.windows)
+	}
+	for _, chunk := range b.Segment.Chunks() {
+		err := DecodeChunk(chunk, func(w *Window) {
+			k := [2]string{w.Rule, w.Key}
+			if w.Delete {
+				delete(m.windows, k)
+				return
+			}
+			c := *w
+			c.Times, c.Amounts, c.Dates, c.Tags = slices.Clone(w.Times), slices.Clone(w.Amounts), slices.Clone(w.Dates), slices.Clone(w.Tags)
+			c.Addrs = slices.Clone(w.Addrs)
+			m.windows[k] = c
+		})
+		if err != nil {
+			return err
 		}
 	}
 	for _, o := range b.Offenses {

@@ -178,9 +178,21 @@ func (b *Burst) Flush(save func(key string, times, dates []int64, tags []uint64)
 	b.dirty = b.dirty[:0]
 }
 
-// Restore sets a key's events as saved by Flush.
+// Resave marks every key changed (see Window.Resave).
+func (b *Burst) Resave() {
+	for k, s := range b.keys {
+		if !s.dirty {
+			s.dirty = true
+			b.dirty = append(b.dirty, k)
+		}
+	}
+}
+
+// Restore sets a key's events as saved by Flush, replacing what it had;
+// none forgets it.
 func (b *Burst) Restore(key string, times, dates []int64, tags []uint64) {
 	if len(times) == 0 {
+		delete(b.keys, key) // forgotten, as Window.Restore
 		return
 	}
 	s := &burstSeries{key: key, times: append([]int64(nil), times...), dates: make([]int64, len(times))}

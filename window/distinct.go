@@ -254,6 +254,7 @@ func (d *Distinct) Reset(key string) {
 // seen, oldest first, and Amounts the values.
 func (d *Distinct) Restore(key string, st State) {
 	if len(st.Times) == 0 || len(st.Amounts) != len(st.Times) {
+		delete(d.keys, key) // forgotten, as Window.Restore
 		return
 	}
 	s := &seen{key: key, touched: d.floor(st.Touched)}
@@ -277,6 +278,13 @@ func (s *seen) lastTime() int64 {
 	return s.times[len(s.times)-1]
 }
 
+// Resave marks every key changed (see Window.Resave).
+func (d *Distinct) Resave() {
+	for _, s := range d.keys {
+		d.markDirty(s)
+	}
+}
+
 // Flush calls save for every key changed since the last Flush; see
 // Window.Flush.
 func (d *Distinct) Flush(save func(key string, st State)) {
@@ -285,6 +293,9 @@ func (d *Distinct) Flush(save func(key string, st State)) {
 		if s == nil {
 			save(key, State{})
 			continue
+		}
+		if !s.dirty {
+			continue // already saved in this flush
 		}
 		s.dirty = false
 		save(key, State{Times: s.times, Amounts: s.values, Tags: s.tags, Touched: s.touched})

@@ -6,33 +6,38 @@ import (
 )
 
 // keyTable gives keys dense indexes, 0 to n-1, without a Go string or a
-// pointer per key: the keys' bytes are appended to one arena, and the
-// table is open addressing (linear probing) over int32s. A million keys
-// are a few large pointer-free slices, which the collector never scans,
-// and a new key costs no allocation but the slices' growth.
+// pointer per key: the keys' bytes are appended to an arena of 1 MiB
+// pages, and the table is open addressing (linear probing) over int32s.
+// A million keys are a few large pointer-free slices, which the collector
+// never scans, and a new key costs no allocation but a page now and then.
 //
 // The arena is never written where a key was: a key handed out as a
-// string (Key) stays valid however the table changes — a deleted key's
-// bytes stay until the arena is rebuilt into a new one (compact), and the
-// old one lives on as long as a string points into it.
+// string (key) stays valid however the table changes — a deleted key's
+// bytes stay until the arena is rebuilt into new pages (compact), and the
+// old ones live on as long as a string points into them.
 type keyTable struct {
-	seed  maphash.Seed
-	slots []int32  // index+1 of the key hashed there; 0: empty
-	hash  []uint32 // by index: the key's hash, for probing and growing
-	loc   []uint64 // by index: live | offset<<24 | length in arena; 0: free
-	arena []byte
-	free  []int32 // indexes of deleted keys, for reuse
-	n     int     // keys held
-	dead  int     // bytes of the arena that deleted keys left
+	seed maphash.Seed
+	// slots hold the hash of the key there and its index+1 (hash<<32 |
+	// index+1; 0: empty): a probe reads the arena only for a key whose
+	// hash is the one looked for.
+	slots []uint64
+	loc   pages[uint64] // by index: live | offset<<16 | length; 0: free
+	arena [][]byte      // pages of arenaPage bytes, filled in order
+	free  []int32       // indexes of deleted keys, for reuse
+	n     int           // keys held
+	used  int           // bytes of the arena holding keys
+	held  int           // bytes of the arena's pages
 }
 
-// maxKeyLen is the longest key a table holds: longer ones are cut there.
-// A key is at most what a log line holds (input.MaxLine, 64 KiB), so this
-// cuts none that a parser hands on.
-const maxKeyLen = 1<<24 - 1
-
-// live marks a used index in loc.
-const live = 1 << 63
+const (
+	// maxKeyLen is the longest key a table holds: longer ones are cut
+	// there. A key is part of a log line, at most input.MaxLine (64 KiB)
+	// with the rest of the line: this cuts none that a parser hands on.
+	maxKeyLen = 1<<16 - 1
+	arenaBits = 20
+	arenaPage = 1 << arenaBits
+	live      = 1 << 63 // marks a used index in loc
+)
 
 func newKeyTable() *keyTable {
 	return &keyTable{seed: maphash.MakeSeed()}
@@ -58,8 +63,8 @@ func (k *keyTable) find(key []byte) int32 {
 		if s == 0 {
 			return -1
 		}
-		if k.hash[s-1] == h && string(k.bytes(s-1)) == string(key) {
-			return s - 1
+		if uint32(s>>32) == h && string(k.bytes(int32(s)-1)) == string(key) {
+			return int32(s) - 1
 		}
 	}
 }
@@ -70,36 +75,54 @@ func (k *keyTable) add(key []byte) (idx int32, added bool) {
 		key = key[:maxKeyLen]
 	}
 	if 4*(k.n+1) > 3*len(k.slots) {
-		k.grow()
+		k.resize(k.n + 1)
 	}
 	h := k.sum(key)
 	mask := uint32(len(k.slots) - 1)
 	i := h & mask
 	for ; k.slots[i] != 0; i = (i + 1) & mask {
-		if s := k.slots[i]; k.hash[s-1] == h && string(k.bytes(s-1)) == string(key) {
-			return s - 1, false
+		if s := k.slots[i]; uint32(s>>32) == h && string(k.bytes(int32(s)-1)) == string(key) {
+			return int32(s) - 1, false
 		}
 	}
 	if n := len(k.free); n > 0 {
 		idx, k.free = k.free[n-1], k.free[:n-1]
 	} else {
-		idx = int32(len(k.loc))
-		k.loc = append(k.loc, 0)
-		k.hash = append(k.hash, 0)
+		idx = k.loc.add()
 	}
-	k.loc[idx] = live | uint64(len(k.arena))<<24 | uint64(len(key))
-	k.hash[idx] = h
-	k.arena = append(k.arena, key...)
-	k.slots[i] = idx + 1
+	*k.loc.at(idx) = live | uint64(k.store(key))<<16 | uint64(len(key))
+	k.slots[i] = uint64(h)<<32 | uint64(idx+1)
 	k.n++
 	return idx, true
 }
 
+// store appends key to the arena and returns its offset. A key never
+// spans two pages.
+func (k *keyTable) store(key []byte) int {
+	last := len(k.arena) - 1
+	if last < 0 || len(k.arena[last])+len(key) > cap(k.arena[last]) {
+		// A page is never grown in place (that would copy it): a new
+		// one, small for a table of few keys, up to arenaPage.
+		size := arenaPage
+		if last < 8 {
+			size = max(arenaPage>>(2*(8-last-1)), len(key))
+		}
+		k.arena = append(k.arena, make([]byte, 0, size))
+		k.held += size
+		last++
+	}
+	off := last<<arenaBits + len(k.arena[last])
+	k.arena[last] = append(k.arena[last], key...)
+	k.used += len(key)
+	return off
+}
+
 // bytes is the key at idx, in the arena.
 func (k *keyTable) bytes(idx int32) []byte {
-	l := k.loc[idx] &^ live
-	off, n := l>>24, l&maxKeyLen
-	return k.arena[off : off+n : off+n]
+	l := *k.loc.at(idx) &^ live
+	off, n := int(l>>16), int(l&maxKeyLen)
+	page, at := off>>arenaBits, off&(arenaPage-1)
+	return k.arena[page][at : at+n : at+n]
 }
 
 // key is the key at idx as a string, without a copy: the arena is never
@@ -115,25 +138,25 @@ func (k *keyTable) key(idx int32) string {
 // remove deletes the key at idx; idx is free for another key.
 func (k *keyTable) remove(idx int32) {
 	mask := uint32(len(k.slots) - 1)
-	i := k.hash[idx] & mask
-	for k.slots[i] != idx+1 {
+	i := k.sum(k.bytes(idx)) & mask
+	for int32(k.slots[i]) != idx+1 {
 		i = (i + 1) & mask
 	}
 	// Backward shift: the keys after it in its run move up, so that a
 	// probe never stops at the hole before reaching them.
 	for j := (i + 1) & mask; k.slots[j] != 0; j = (j + 1) & mask {
-		home := k.hash[k.slots[j]-1] & mask
+		home := uint32(k.slots[j]>>32) & mask
 		if (j-home)&mask >= (j-i)&mask {
 			k.slots[i] = k.slots[j]
 			i = j
 		}
 	}
 	k.slots[i] = 0
-	k.dead += int(k.loc[idx] & maxKeyLen)
-	k.loc[idx] = 0
+	k.used -= len(k.bytes(idx))
+	*k.loc.at(idx) = 0
 	k.free = append(k.free, idx)
 	k.n--
-	if k.dead > 1<<16 && k.dead > len(k.arena)/2 {
+	if k.held > 4*arenaPage && k.used < k.held/3 {
 		k.compact()
 	}
 }
@@ -141,13 +164,9 @@ func (k *keyTable) remove(idx int32) {
 // reserve makes room for n keys.
 func (k *keyTable) reserve(n int) {
 	if k.n == 0 && 3*len(k.slots) < 4*n {
-		k.loc, k.hash = make([]uint64, 0, n), make([]uint32, 0, n)
 		k.resize(n)
 	}
 }
-
-// grow doubles the slots.
-func (k *keyTable) grow() { k.resize(k.n + 1) }
 
 // resize makes the slots hold n keys at most three quarters full, at
 // least twice what they were.
@@ -156,34 +175,36 @@ func (k *keyTable) resize(n int) {
 	for 3*size < 4*n {
 		size *= 2
 	}
-	n = size
-	k.slots = make([]int32, n)
-	mask := uint32(n - 1)
-	for idx, l := range k.loc {
-		if l == 0 {
+	old := k.slots
+	k.slots = make([]uint64, size)
+	mask := uint32(size - 1)
+	for _, s := range old {
+		if s == 0 {
 			continue
 		}
-		i := k.hash[idx] & mask
+		i := uint32(s>>32) & mask
 		for k.slots[i] != 0 {
 			i = (i + 1) & mask
 		}
-		k.slots[i] = int32(idx) + 1
+		k.slots[i] = s
 	}
 }
 
-// compact copies the live keys to a new arena: the old one, and the
-// strings that point into it, are left as they are.
+// compact copies the live keys to new pages: the old ones, and the
+// strings that point into them, are left as they are.
 func (k *keyTable) compact() {
-	arena := make([]byte, 0, len(k.arena)-k.dead+len(k.arena)/8)
-	for idx, l := range k.loc {
+	old := k.arena
+	k.arena, k.used, k.held = nil, 0, 0
+	for idx := range k.loc.len() {
+		l := *k.loc.at(idx)
 		if l == 0 {
 			continue
 		}
-		b := k.bytes(int32(idx))
-		k.loc[idx] = live | uint64(len(arena))<<24 | uint64(len(b))
-		arena = append(arena, b...)
+		l &^= live
+		off, n := int(l>>16), int(l&maxKeyLen)
+		page, at := off>>arenaBits, off&(arenaPage-1)
+		*k.loc.at(idx) = live | uint64(k.store(old[page][at:at+n]))<<16 | uint64(n)
 	}
-	k.arena, k.dead = arena, 0
 }
 
 // len is how many keys the table holds.
@@ -191,9 +212,9 @@ func (k *keyTable) len() int { return k.n }
 
 // each calls fn with the index of every key held; fn may remove it.
 func (k *keyTable) each(fn func(idx int32)) {
-	for idx, l := range k.loc {
-		if l != 0 {
-			fn(int32(idx))
+	for idx := range k.loc.len() {
+		if *k.loc.at(idx) != 0 {
+			fn(idx)
 		}
 	}
 }

@@ -7,8 +7,12 @@ type Saved interface {
 	Len() int
 	Reserve(n int)
 	Expire(t time.Time)
+	// Restore replaces a key's state with a saved one; an empty State
+	// forgets the key.
 	Restore(key string, st State)
 	Flush(save func(key string, st State))
+	// Resave marks every key changed, for the next Flush.
+	Resave()
 }
 
 // peakBuckets is how many parts a history is kept in: a key costs at most
@@ -129,6 +133,7 @@ func (p *Peaks) Expire(t time.Time) {
 // Amounts their peaks.
 func (p *Peaks) Restore(key string, st State) {
 	if len(st.Times) == 0 || len(st.Times) != len(st.Amounts) {
+		delete(p.keys, key) // forgotten, as Window.Restore
 		return
 	}
 	s := &peaks{key: key}
@@ -144,6 +149,16 @@ func (p *Peaks) Restore(key string, st State) {
 	p.keys[key] = s
 }
 
+// Resave marks every key changed (see Window.Resave).
+func (p *Peaks) Resave() {
+	for k, s := range p.keys {
+		if !s.dirty {
+			s.dirty = true
+			p.dirty = append(p.dirty, k)
+		}
+	}
+}
+
 // Flush calls save for every key changed since the last Flush.
 func (p *Peaks) Flush(save func(key string, st State)) {
 	for _, key := range p.dirty {
@@ -151,6 +166,9 @@ func (p *Peaks) Flush(save func(key string, st State)) {
 		if s == nil {
 			save(key, State{})
 			continue
+		}
+		if !s.dirty {
+			continue // already saved in this flush
 		}
 		s.dirty = false
 		var touched int64

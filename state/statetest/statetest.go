@@ -63,20 +63,12 @@ func windows(t *testing.T, s state.Store) {
 		{Rule: "r/0", Key: "gone", Times: []int64{ns}},
 		{Rule: "r/0", Key: "unicode ünïcödé \x00", Times: []int64{ns}},
 	}
-	commit(t, s, &state.Batch{Windows: want})
-	commit(t, s, &state.Batch{Windows: []state.Window{{Rule: "r/0", Key: "gone", Delete: true},
-		{Rule: "r/0", Key: "a@example.org", Times: []int64{ns + 6e9}, Touched: ns + 6e9}}})
+	commit(t, s, windowBatch(false, want...))
+	commit(t, s, windowBatch(false, state.Window{Rule: "r/0", Key: "gone", Delete: true},
+		state.Window{Rule: "r/0", Key: "a@example.org", Times: []int64{ns + 6e9}, Touched: ns + 6e9}))
 	want = slices.Delete(want, 4, 5)
 	want[0] = state.Window{Rule: "r/0", Key: "a@example.org", Times: []int64{ns + 6e9}, Touched: ns + 6e9}
-	var got []state.Window
-	if err := s.Windows(func(w *state.Window) {
-		c := *w
-		c.Times, c.Amounts, c.Dates = slices.Clone(w.Times), slices.Clone(w.Amounts), slices.Clone(w.Dates)
-		c.Tags, c.Addrs = slices.Clone(w.Tags), slices.Clone(w.Addrs)
-		got = append(got, c)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	got := savedWindows(t, s)
 	key := func(w state.Window) string { return w.Rule + "\x00" + w.Key }
 	sort.Slice(got, func(i, j int) bool { return key(got[i]) < key(got[j]) })
 	sort.Slice(want, func(i, j int) bool { return key(want[i]) < key(want[j]) })
@@ -90,6 +82,45 @@ func windows(t *testing.T, s state.Store) {
 			t.Errorf("window\n%+v\nwant\n%+v", g, w)
 		}
 	}
+	// A full batch holds every window kept: the others are gone.
+	commit(t, s, windowBatch(true, state.Window{Rule: "r/0", Key: "bytes", Times: []int64{ns + 9}, Touched: ns + 9}))
+	if got := savedWindows(t, s); len(got) != 1 || got[0].Key != "bytes" || !slices.Equal(got[0].Times, []int64{ns + 9}) {
+		t.Errorf("after a full batch: %+v, want the one window it held", got)
+	}
+}
+
+// windowBatch is a batch of windows.
+func windowBatch(full bool, ws ...state.Window) *state.Batch {
+	b := &state.Batch{Full: full}
+	for i := range ws {
+		b.Segment.Add(&ws[i])
+	}
+	return b
+}
+
+// savedWindows applies what a store hands back, in order, as the
+// pipeline does: a later window replaces an earlier one, a Delete forgets.
+func savedWindows(t *testing.T, s state.Store) []state.Window {
+	t.Helper()
+	byKey := map[[2]string]state.Window{}
+	if err := s.Windows(func(w *state.Window) {
+		k := [2]string{w.Rule, w.Key}
+		if w.Delete {
+			delete(byKey, k)
+			return
+		}
+		c := *w
+		c.Times, c.Amounts, c.Dates = slices.Clone(w.Times), slices.Clone(w.Amounts), slices.Clone(w.Dates)
+		c.Tags, c.Addrs = slices.Clone(w.Tags), slices.Clone(w.Addrs)
+		byKey[k] = c
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var out []state.Window
+	for _, w := range byKey {
+		out = append(out, w)
+	}
+	return out
 }
 
 func blocks(t *testing.T, s state.Store) {

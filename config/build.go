@@ -20,7 +20,7 @@ func Pipeline(cfg *Config, log *slog.Logger) (pipeline.Setup, error) {
 	if err != nil {
 		return pipeline.Setup{}, err
 	}
-	s := pipeline.Setup{Actions: named, Ignore: append(slices.Clone(cfg.Ignore), mtaUIDs()...), Retention: time.Duration(cfg.Retention)}
+	s := pipeline.Setup{Actions: named, Ignore: append(slices.Clone(cfg.Ignore), mtaUIDs()...), Retention: time.Duration(cfg.Retention), MaxKeys: cfg.MaxKeys}
 	for _, rc := range cfg.Rules {
 		r := pipeline.Rule{Name: rc.Name, Key: rc.Key, Measure: rc.Measure, Of: rc.Of,
 			Soft: rc.Soft, Hard: rc.Hard, Expire: time.Duration(rc.Expire), Block: time.Duration(rc.Block),

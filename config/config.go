@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/bombwatch/bombwatch/input"
+	"github.com/bombwatch/bombwatch/pipeline"
 
 	"gopkg.in/yaml.v3"
 )
@@ -39,12 +40,15 @@ type Config struct {
 	// another input that has nothing to read (see input.Merger).
 	MergeDelay Duration `yaml:"merge_delay,omitempty"`
 	// Retention is how long the per-minute counts reports read are kept.
-	Retention Duration       `yaml:"retention"`
-	Log       Log            `yaml:"log"`
-	Inputs    []Input        `yaml:"inputs"`
-	Ignore    []string       `yaml:"ignore"`
-	Rules     []Rule         `yaml:"rules"`
-	Actions   map[string]Act `yaml:"actions"`
+	Retention Duration `yaml:"retention"`
+	// MaxKeys caps the keys the rules hold together (0: the default,
+	// 5,000,000): past it the least recently seen are forgotten.
+	MaxKeys int            `yaml:"max_keys,omitempty"`
+	Log     Log            `yaml:"log"`
+	Inputs  []Input        `yaml:"inputs"`
+	Ignore  []string       `yaml:"ignore"`
+	Rules   []Rule         `yaml:"rules"`
+	Actions map[string]Act `yaml:"actions"`
 
 	// Location is Timezone, loaded.
 	Location *time.Location `yaml:"-"`
@@ -653,6 +657,12 @@ func (d *decoder) config(n *yaml.Node, c *Config) {
 		"state":     func(f string, v *yaml.Node) { d.str(v, f, &c.State) },
 		"listen":    func(f string, v *yaml.Node) { d.str(v, f, &c.Listen) },
 		"retention": func(f string, v *yaml.Node) { d.duration(v, f, &c.Retention) },
+		"max_keys": func(f string, v *yaml.Node) {
+			d.integer(v, f, &c.MaxKeys)
+			if c.MaxKeys < 0 {
+				d.errorf(v, f, "must not be negative (0: the default, %d)", pipeline.DefaultMaxKeys)
+			}
+		},
 		"merge_delay": func(f string, v *yaml.Node) {
 			d.duration(v, f, &c.MergeDelay)
 			if c.MergeDelay < 0 || time.Duration(c.MergeDelay) > time.Minute {

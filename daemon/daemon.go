@@ -225,6 +225,7 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 	// Events run between the other work: at most runMax at a time, so
 	// that a long catch-up still ticks, commits and answers SIGTERM.
 	var kinds [8]int
+	var evicted int64 // p.Stats.Evicted counted in the metric
 	countKinds := func() {
 		for _, k := range parsers.Kinds() {
 			if kinds[k] > 0 {
@@ -306,6 +307,9 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 			for _, a := range p.Active() {
 				metrics.active.WithLabelValues(a.Rule).Inc()
 			}
+			metrics.keys.Set(float64(p.Keys()))
+			metrics.evicted.Add(float64(p.Stats.Evicted - evicted))
+			evicted = p.Stats.Evicted
 			countKinds()
 			ins.count()
 			ins.scan()

@@ -26,6 +26,8 @@ type Metrics struct {
 	lag            *prometheus.GaugeVec
 	commitSeconds  prometheus.Histogram
 	commitFailures prometheus.Counter
+	keys           prometheus.Gauge
+	evicted        prometheus.Counter
 	registry       *prometheus.Registry
 
 	mu     sync.Mutex
@@ -55,10 +57,14 @@ func NewMetrics() *Metrics {
 			Help: "Time to hand a batch to SQLite (the transaction may run on after).", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8)}),
 		commitFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "bombwatch_state_commit_failures_total",
 			Help: "Attempts to save the state that failed; reading pauses until one succeeds."}),
+		keys: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bombwatch_keys",
+			Help: "Keys the rules' windows hold, together (see max_keys)."}),
+		evicted: prometheus.NewCounter(prometheus.CounterOpts{Name: "bombwatch_keys_evicted_total",
+			Help: "Keys forgotten, least recently seen first, because the rules held more than max_keys."}),
 		registry: prometheus.NewRegistry(),
 	}
 	m.registry.MustRegister(m.lines, m.skipped, m.events, m.detections,
-		m.actionFailures, m.actionsDropped, m.active, m.lag, m.commitSeconds, m.commitFailures)
+		m.actionFailures, m.actionsDropped, m.active, m.lag, m.commitSeconds, m.commitFailures, m.keys, m.evicted)
 	return m
 }
 

@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"cmp"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bombwatch/bombwatch/config"
+	"github.com/bombwatch/bombwatch/input"
 	. "github.com/bombwatch/bombwatch/pipeline"
 	"github.com/bombwatch/bombwatch/sqlite"
 	"github.com/bombwatch/bombwatch/state"
@@ -470,4 +473,69 @@ func TestRulesSharingAWindowBlockEachAtItsOwnLimit(t *testing.T) {
 	if n := p.Keys(); n != 2 {
 		t.Errorf("keys in memory %d, want 2", n)
 	}
+}
+
+// TestMaxKeysForgetsTheLeastRecentlySeen: 20,000 senders of one message
+// each against a cap of 1,000 keys. The keys held stay under the cap (but
+// for what one batch adds), the evictions are counted, and the keys that
+// matter are kept: a blocked one (its block holds, and it is not counted
+// again from zero), and one over half its limit, which crosses it later.
+func TestMaxKeysForgetsTheLeastRecentlySeen(t *testing.T) {
+	cfg := mustConfig(t, "max_keys: 1000\nrules:\n  - {name: s, on: [accepted], key: sender, limit: 5, per: 1h, block: 2h}\n")
+	var ms []msg
+	ms = append(ms, every(6, 0, time.Second, msg{sender: "bomber@example.org", ip: "192.0.2.1"})...) // blocked at the 6th
+	ms = append(ms, every(3, 10*time.Second, time.Second, msg{sender: "near@example.org", ip: "192.0.2.2"})...)
+	for i := range 20000 {
+		ms = append(ms, msg{at: 20*time.Second + time.Duration(i)*50*time.Millisecond, sender: fmt.Sprintf("s%d@example.net", i), ip: "198.51.100.1"})
+	}
+	later := 20*time.Second + 20000*50*time.Millisecond
+	ms = append(ms, every(3, later, time.Second, msg{sender: "near@example.org", ip: "192.0.2.2"})...) // its 6th crosses
+	ms = append(ms, msg{at: later + 5*time.Second, sender: "bomber@example.org", ip: "192.0.2.1"})
+	var peak int
+	got, p := replayWatching(t, cfg, writeLog(t, postfixLines(ms...)...), func(p *Pipeline) { peak = max(peak, p.Keys()) })
+	checkSummary(t, got,
+		"block s bomber@example.org 5s",
+		"block s near@example.org "+(later+2*time.Second).String(),
+	)
+	if peak > 1000+100 { // one batch of the replay (100 events) past the cap at most
+		t.Errorf("%d keys held at most, cap 1,000", peak)
+	}
+	if p.Stats.Evicted < 19000 {
+		t.Errorf("%d keys evicted, want the 20,000 senders' but the cap's", p.Stats.Evicted)
+	}
+}
+
+// replayWatching is replay without a store that calls watch after every
+// event, committing every 100 events as replay does.
+func replayWatching(t *testing.T, cfg *config.Config, log string, watch func(*Pipeline)) ([]Detection, *Pipeline) {
+	t.Helper()
+	var got []Detection
+	p, err := config.NewPipeline(cfg, Options{Logger: slog.New(slog.DiscardHandler), OnDetection: func(d Detection) { got = append(got, d) }, CommitEvery: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := input.OpenSource(input.Spec{Path: log, Format: "auto"}, input.Options{Location: time.UTC, Now: func() time.Time { return ref }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	m := input.NewMerger([]*input.Source{src})
+	for n := 1; ; n++ {
+		e, _, done := m.Next()
+		if done {
+			break
+		}
+		if e == nil {
+			<-m.Wake()
+			continue
+		}
+		p.Event(e)
+		watch(p)
+		if n%100 == 0 {
+			if err := p.Commit(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return got, p
 }

@@ -85,6 +85,20 @@ func (c *contributors) flush(save func(key string, times []int64, addrs []netip.
 	clear(c.dirty)
 }
 
+// evict forgets the keys whose newest address was seen before before,
+// but those keep keeps.
+func (c *contributors) evict(before time.Time, keep func(key string) bool) int {
+	n := 0
+	for k, list := range c.keys {
+		if (len(list) == 0 || list[len(list)-1].at.Before(before)) && !keep(k) {
+			delete(c.keys, k)
+			c.dirty[k] = true
+			n++
+		}
+	}
+	return n
+}
+
 // resave marks every key changed, for the next flush.
 func (c *contributors) resave() {
 	for k := range c.keys {

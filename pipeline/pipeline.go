@@ -41,7 +41,15 @@ type Options struct {
 	CommitEvery int
 	// Retention is how long the stats reports read are kept (0: forever).
 	Retention time.Duration
+	// MaxKeys caps the keys the rules' windows hold together (0: the
+	// default, DefaultMaxKeys; see evict).
+	MaxKeys int
 }
+
+// DefaultMaxKeys is the cap on keys when none is set: about 1 GB of them
+// at what a key of a count window costs (90-100 bytes), the rest left for
+// keys with more entries, distinct values and the store.
+const DefaultMaxKeys = 5_000_000
 
 // Pipeline runs events through rules. It is used from one goroutine.
 type Pipeline struct {
@@ -126,6 +134,9 @@ type Stats struct {
 	Ignored  int64
 	Blocks   int64
 	Unblocks int64
+	// Evicted counts the keys forgotten because the rules held more than
+	// MaxKeys (see evict).
+	Evicted int64
 }
 
 // Process runs every event of the merged sources through the rules until
@@ -697,6 +708,7 @@ func (p *Pipeline) Close() error { return p.waitCommit() }
 // finds its block in the store.
 func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 	p.events = 0
+	p.evict()
 	if p.opts.Store == nil {
 		for _, r := range p.rules {
 			for _, nw := range r.stores {
@@ -787,6 +799,75 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 	p.committed = make(chan error, 1)
 	go func() { p.committed <- p.opts.Store.Commit(b) }()
 	return nil
+}
+
+// evict keeps the keys the rules hold under MaxKeys, whatever an attacker
+// sends: past it, it forgets the least recently seen keys — in memory,
+// and in the store with this batch — down to nine tenths of the cap, but
+// never a key that is blocked or near a limit of a rule (its measure over
+// half the limit). Keys are ordered by a sample of when they were last
+// seen: a few thousand from each window.
+func (p *Pipeline) evict() {
+	total := p.Keys()
+	if total <= p.opts.MaxKeys {
+		return
+	}
+	need := total - p.opts.MaxKeys*9/10
+	var sample []int64
+	each := func(n int) int { return max(64, 1<<16*n/total) }
+	for _, r := range p.rules {
+		for _, nw := range r.stores {
+			nw.w.Sample(each(nw.w.Len()), func(t int64) { sample = append(sample, t) })
+		}
+		if r.burst != nil {
+			r.burst.Sample(each(r.burst.Len()), func(t int64) { sample = append(sample, t) })
+		}
+	}
+	if len(sample) == 0 {
+		return
+	}
+	slices.Sort(sample)
+	before := sample[min(len(sample)-1, need*len(sample)/total)] + 1
+	near := func(r *rule, i int, key string, v int64) bool {
+		if r.blocked[key] != nil {
+			return true
+		}
+		limit := r.limits[i]
+		if r.adapt != nil {
+			limit = r.bases[i]
+		}
+		return 2*v > limit
+	}
+	evicted := 0
+	for _, r := range p.rules {
+		blocked := func(key string, _ int64) bool { return r.blocked[key] != nil }
+		for _, i := range r.own {
+			c := r.counters[i]
+			evicted += c.w.Evict(before, func(key string, v int64) bool {
+				for _, rd := range c.readers {
+					if near(rd.r, rd.i, key, v) {
+						return true
+					}
+				}
+				return false
+			})
+		}
+		for _, pk := range r.peaks {
+			evicted += pk.Evict(before, blocked)
+		}
+		if r.rate != nil {
+			evicted += r.rate.Evict(before, func(key string, v int64) bool { return near(r, 0, key, v) })
+		}
+		if r.burst != nil {
+			evicted += r.burst.Evict(before, blocked)
+		}
+		if r.seenFrom != nil {
+			r.seenFrom.evict(time.Unix(0, before), func(key string) bool { return r.blocked[key] != nil })
+		}
+	}
+	p.Stats.Evicted += int64(evicted)
+	p.log.Warn("too many keys: forgot the least recently seen", "max_keys", p.opts.MaxKeys, "keys", total,
+		"forgotten", evicted, "last_seen_before", time.Unix(0, before).UTC())
 }
 
 // minFull is the fewest windows rewritten or forgotten that make a batch

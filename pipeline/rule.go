@@ -27,8 +27,10 @@ type Setup struct {
 	Actions map[string]actions.Action // by name; "log" among them
 	Ignore  []string                  // addresses, networks, senders, @domains, uid:N, <>
 	// Retention is how long the stats reports read are kept (0: forever),
-	// unless Options says otherwise.
+	// unless Options says otherwise; MaxKeys the cap on keys (0: the
+	// default), likewise.
 	Retention time.Duration
+	MaxKeys   int
 }
 
 // Rule is one rule: which events count, under which key, measured how,
@@ -201,10 +203,17 @@ func (r *rule) makeStores() {
 // counter is a window as rules add to it: a shared one is added to once
 // an event, whatever the number of rules that read it.
 type counter struct {
-	w      window.Measure
-	shared bool
+	w       window.Measure
+	readers []reader // the rules that read it, and which of their windows it is
+	shared  bool
 	epoch  uint64 // the event last added: value is its measure
 	value  int64
+}
+
+// reader is a rule's window i.
+type reader struct {
+	r *rule
+	i int
 }
 
 // shareKey names what a rule's window of length per measures, for rules
@@ -373,6 +382,12 @@ func New(s Setup, opts Options) (*Pipeline, error) {
 	if opts.CommitEvery <= 0 {
 		opts.CommitEvery = 4096
 	}
+	if opts.MaxKeys <= 0 {
+		opts.MaxKeys = s.MaxKeys
+	}
+	if opts.MaxKeys <= 0 {
+		opts.MaxKeys = DefaultMaxKeys
+	}
 	if opts.Retention == 0 {
 		opts.Retention = s.Retention
 	}
@@ -449,6 +464,7 @@ func New(s Setup, opts Options) (*Pipeline, error) {
 				}
 				r.own = append(r.own, len(r.windows))
 			}
+			c.readers = append(c.readers, reader{r, len(r.windows)})
 			r.windows = append(r.windows, c.w)
 			r.counters = append(r.counters, c)
 			r.limits = append(r.limits, limit)

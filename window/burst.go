@@ -178,6 +178,32 @@ func (b *Burst) Flush(save func(key string, times, dates []int64, tags []uint64)
 	b.dirty = b.dirty[:0]
 }
 
+// Sample and Evict: see Saved; a key's value is how many events it keeps.
+func (b *Burst) Sample(n int, fn func(touched int64)) {
+	sampleMap(b.keys, n, func(s *burstSeries) { fn(s.last()) })
+}
+
+func (b *Burst) Evict(before int64, keep func(key string, value int64) bool) int {
+	n := 0
+	for k, s := range b.keys {
+		if s.last() < before && !keep(k, int64(len(s.times))) {
+			delete(b.keys, k)
+			if !s.dirty {
+				b.dirty = append(b.dirty, k)
+			}
+			n++
+		}
+	}
+	return n
+}
+
+func (s *burstSeries) last() int64 {
+	if len(s.times) == 0 {
+		return 0
+	}
+	return s.times[len(s.times)-1]
+}
+
 // Resave marks every key changed (see Window.Resave).
 func (b *Burst) Resave() {
 	for k, s := range b.keys {

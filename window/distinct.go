@@ -278,6 +278,25 @@ func (s *seen) lastTime() int64 {
 	return s.times[len(s.times)-1]
 }
 
+// Sample and Evict: see Saved.
+func (d *Distinct) Sample(n int, fn func(touched int64)) {
+	sampleMap(d.keys, n, func(s *seen) { fn(s.touched) })
+}
+
+func (d *Distinct) Evict(before int64, keep func(key string, value int64) bool) int {
+	n := 0
+	for k, s := range d.keys {
+		if s.touched < before && !keep(k, int64(len(s.times))) {
+			delete(d.keys, k)
+			if !s.dirty {
+				d.dirty = append(d.dirty, k)
+			}
+			n++
+		}
+	}
+	return n
+}
+
 // Resave marks every key changed (see Window.Resave).
 func (d *Distinct) Resave() {
 	for _, s := range d.keys {

@@ -1,6 +1,9 @@
 package window
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Saved is what is kept of a rule's keys across restarts.
 type Saved interface {
@@ -13,6 +16,24 @@ type Saved interface {
 	Flush(save func(key string, st State))
 	// Resave marks every key changed, for the next Flush.
 	Resave()
+	// Sample calls fn with when up to n keys were last touched (Unix ns),
+	// and Evict forgets the keys last touched before before that keep
+	// does not keep, given the key's measure: a cap on keys forgets the
+	// least recently seen first. Evict returns how many it forgot.
+	Sample(n int, fn func(touched int64))
+	Evict(before int64, keep func(key string, value int64) bool) int
+}
+
+// sampleMap calls fn with up to n values of m's, from where the map's
+// iteration starts (at random).
+func sampleMap[V any](m map[string]V, n int, fn func(V)) {
+	for _, v := range m {
+		if n <= 0 {
+			return
+		}
+		n--
+		fn(v)
+	}
 }
 
 // peakBuckets is how many parts a history is kept in: a key costs at most
@@ -147,6 +168,33 @@ func (p *Peaks) Restore(key string, st State) {
 		s.highs = append(s.highs, st.Amounts[i])
 	}
 	p.keys[key] = s
+}
+
+// Sample and Evict: see Saved. A key's value is its highest peak.
+func (p *Peaks) Sample(n int, fn func(touched int64)) {
+	sampleMap(p.keys, n, func(s *peaks) { fn(s.last()) })
+}
+
+func (p *Peaks) Evict(before int64, keep func(key string, value int64) bool) int {
+	n := 0
+	for k, s := range p.keys {
+		if s.last() < before && !keep(k, slices.Max(append([]int64{0}, s.highs...))) {
+			delete(p.keys, k)
+			if !s.dirty {
+				p.dirty = append(p.dirty, k)
+			}
+			n++
+		}
+	}
+	return n
+}
+
+// last is when the key's newest bucket starts.
+func (s *peaks) last() int64 {
+	if len(s.starts) == 0 {
+		return 0
+	}
+	return s.starts[len(s.starts)-1]
 }
 
 // Resave marks every key changed (see Window.Resave).

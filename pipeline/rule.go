@@ -206,8 +206,8 @@ type counter struct {
 	w       window.Measure
 	readers []reader // the rules that read it, and which of their windows it is
 	shared  bool
-	epoch  uint64 // the event last added: value is its measure
-	value  int64
+	epoch   uint64 // the event last added: value is its measure
+	value   int64
 }
 
 // reader is a rule's window i.

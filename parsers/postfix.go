@@ -78,6 +78,17 @@ type postfix struct {
 	msgs     []postfixMessage
 	free     []int32
 	sessions map[sessionKey]postfixSession
+	// order is the queue's IDs as they came, oldest first from head: a
+	// full table drops its oldest. An entry whose message was removed
+	// since (or made again: seen differs) is skipped.
+	order []queued
+	head  int
+}
+
+// queued is an entry of the queue's order.
+type queued struct {
+	qid  QID
+	seen time.Time
 }
 
 func newPostfix(o Options) Parser {
@@ -268,11 +279,20 @@ func (p *postfix) message(qid []byte) *postfixMessage {
 	if n := len(p.free); n > 0 {
 		i, p.free = p.free[n-1], p.free[:n-1]
 	} else {
+		if len(p.msgs) == cap(p.msgs) {
+			// Doubled at once: append grows a large slice by a quarter,
+			// copying it again and again on the way to postfixQueueMax.
+			p.msgs = slices.Grow(p.msgs, max(64, len(p.msgs)))
+		}
 		p.msgs = append(p.msgs, postfixMessage{})
 		i = int32(len(p.msgs) - 1)
 	}
 	p.msgs[i] = postfixMessage{qid: key, seen: p.h.Time, uid: -1}
 	p.queue[key] = i
+	if len(p.order)-p.head > 2*len(p.queue)+4096 {
+		p.compactOrder() // most were removed by their "removed" lines
+	}
+	p.order = append(p.order, queued{key, p.h.Time})
 	return &p.msgs[i]
 }
 
@@ -284,23 +304,34 @@ func (p *postfix) remove(key QID) {
 	}
 }
 
-// pruneQueue drops entries older than postfixQueueAge; if that is not
-// enough, entries — whichever the map yields first — down to three
-// quarters of the table.
+// pruneQueue drops the oldest entries: those older than postfixQueueAge,
+// and more down to three quarters of the table.
 func (p *postfix) pruneQueue() {
 	cutoff := p.h.Time.Add(-postfixQueueAge)
-	n := len(p.queue)
-	for k, i := range p.queue {
-		if p.msgs[i].seen.Before(cutoff) {
-			p.remove(k)
+	keep := len(p.queue) * postfixTableTrimTo / 4
+	for p.head < len(p.order) {
+		o := p.order[p.head]
+		i, ok := p.queue[o.qid]
+		if ok && p.msgs[i].seen.Equal(o.seen) {
+			if len(p.queue) < keep && !o.seen.Before(cutoff) {
+				break
+			}
+			p.remove(o.qid)
+		}
+		p.head++
+	}
+	p.compactOrder()
+}
+
+// compactOrder keeps the order's entries of messages still in the table.
+func (p *postfix) compactOrder() {
+	live := p.order[:0]
+	for _, o := range p.order[p.head:] {
+		if i, ok := p.queue[o.qid]; ok && p.msgs[i].seen.Equal(o.seen) {
+			live = append(live, o)
 		}
 	}
-	for k := range p.queue {
-		if len(p.queue) < n*postfixTableTrimTo/4 {
-			break
-		}
-		p.remove(k)
-	}
+	p.order, p.head = live, 0
 }
 
 // pruneTable drops entries older than cutoff; if that is not enough, it

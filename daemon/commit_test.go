@@ -180,3 +180,80 @@ func positionsOf(t *testing.T, db, input string) string {
 	}
 	return fmt.Sprintf("line=%d", snap.Positions[input].Line)
 }
+
+// slowWindows is a store whose windows take their time to load: until a
+// file exists, for at most 5 s. It notes whether the file appeared while
+// the windows were loading.
+type slowWindows struct {
+	state.Store
+	marker    string
+	sawMarker atomic.Bool
+}
+
+func (s *slowWindows) Windows(fn func(*state.Window)) error {
+	_, err := os.Stat(s.marker)
+	for end := time.Now().Add(5 * time.Second); err != nil && time.Now().Before(end); _, err = os.Stat(s.marker) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.sawMarker.Store(err == nil)
+	return s.Store.Windows(fn)
+}
+
+// TestBlocksAreEnforcedBeforeTheWindowsLoad: at start, a block in force
+// whose hook had not run is applied while the windows load — a state of
+// millions of keys takes seconds to load, and enforcement does not wait
+// for it.
+func TestBlocksAreEnforcedBeforeTheWindowsLoad(t *testing.T) {
+	dir := t.TempDir()
+	log, dbPath, marker := filepath.Join(dir, "mail.log"), filepath.Join(dir, "state.db"), filepath.Join(dir, "applied")
+	os.WriteFile(log, nil, 0o644)
+	s, err := sqlite.Open(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	b := &state.Batch{Clock: now, Blocks: []state.Block{{ID: 1, Rule: "c", KeyType: "client_ip", Key: "192.0.2.9", Since: now,
+		Until: now.Add(time.Hour), Value: 11, Limit: 10, Window: time.Minute, Actions: map[string]string{"log": state.Applied, "hook": state.Pending}}}}
+	b.Segment.Add(&state.Window{Rule: "c/0", Key: "192.0.2.9", Times: []int64{now.UnixNano()}, Touched: now.UnixNano()})
+	if err := s.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	cfg, err := config.Parse("test.yaml", []byte(fmt.Sprintf(`state: %s
+inputs: [{path: %s, poll: 20ms}]
+rules:
+  - {name: c, on: [accepted], key: client_ip, limit: 10, per: 1m, block: 1h, actions: [log, hook]}
+actions:
+  hook: {type: script, command: [/bin/touch, %s]}
+`, dbPath, log, marker)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var store *slowWindows
+	ctx, cancel := context.WithCancel(context.Background())
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{
+			Load:   func() (*config.Config, error) { return cfg, nil },
+			Logger: slog.New(slog.DiscardHandler),
+			Ready:  ready,
+			OpenStore: func(path string) (state.Store, error) {
+				s, err := sqlite.Open(path)
+				store = &slowWindows{Store: s, marker: marker}
+				return store, err
+			},
+		})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !store.sawMarker.Load() {
+		t.Errorf("the block in force was applied only once the windows had loaded")
+	}
+}

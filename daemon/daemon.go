@@ -115,7 +115,9 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 	exec := &actions.Executor{Log: log, Act: true, Context: actCtx,
 		Failed:  func(action string, _ error) { metrics.actionFailures.WithLabelValues(action).Inc() },
 		Dropped: func(action string) { metrics.actionsDropped.WithLabelValues(action).Inc() }}
-	p, err := config.NewPipeline(cfg, pipeline.Options{Store: store, Executor: exec, Logger: log, OnDetection: func(d pipeline.Detection) {
+	// The blocks in force are enforced before the windows are read: a
+	// state of millions of keys takes seconds to load, the blocks not.
+	p, err := config.NewPipeline(cfg, pipeline.Options{Store: store, Executor: exec, Logger: log, DeferWindows: true, OnDetection: func(d pipeline.Detection) {
 		metrics.detections.WithLabelValues(d.Rule, d.Event).Inc()
 		if o.OnDetection != nil {
 			o.OnDetection(d)
@@ -146,6 +148,11 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 	} else {
 		p.Reapply(actCtx, p.Clock())
 	}
+	loading := time.Now()
+	if err := p.RestoreWindows(); err != nil {
+		return nil, err
+	}
+	log.Debug("windows loaded", "keys", p.Keys(), "took", time.Since(loading).Round(time.Millisecond))
 
 	// A state older than the generation noted beside it lost its last
 	// saves: its -wal removed, or the file restored from a backup. Say so;

@@ -44,6 +44,9 @@ type Options struct {
 	// MaxKeys caps the keys the rules' windows hold together (0: the
 	// default, DefaultMaxKeys; see evict).
 	MaxKeys int
+	// DeferWindows leaves the saved windows to RestoreWindows: New loads
+	// the blocks in force, offenses and positions only.
+	DeferWindows bool
 }
 
 // DefaultMaxKeys is the cap on keys when none is set: about 1 GB of them
@@ -79,7 +82,9 @@ type Pipeline struct {
 	// rewritten counts the windows saved since the last full batch: each
 	// may leave an older one of its key in the store (see commit).
 	rewritten int
-	pruned    time.Time // when stats were last pruned
+	// windowsDue: the saved windows are yet to be loaded (DeferWindows).
+	windowsDue bool
+	pruned     time.Time // when stats were last pruned
 
 	// files name the log files windows' tags refer to (see tag): IDs
 	// from 1, in the order first seen over the store's life.

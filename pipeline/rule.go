@@ -530,6 +530,27 @@ func (p *Pipeline) restore() error {
 	for i, f := range snap.Files {
 		p.fileIDs[f] = uint64(i + 1)
 	}
+	for _, o := range snap.Offenses {
+		p.offenses[offenseKey{o.Rule, o.Key}] = o
+	}
+	p.windowsDue = true // a released block's end waits for its windows
+	for i := range snap.Blocks {
+		p.adopt(&active{Block: snap.Blocks[i]})
+	}
+	if p.opts.DeferWindows {
+		return nil
+	}
+	return p.RestoreWindows()
+}
+
+// RestoreWindows loads the saved windows, for a pipeline made with
+// DeferWindows: the daemon enforces the blocks in force first, whatever
+// the number of windows to read. Events must not run before it.
+func (p *Pipeline) RestoreWindows() error {
+	if !p.windowsDue {
+		return nil
+	}
+	p.windowsDue = false
 	stores := map[string]window.Saved{}
 	for _, r := range p.rules {
 		for _, nw := range r.stores {
@@ -539,7 +560,7 @@ func (p *Pipeline) restore() error {
 	// The store hands back what was saved in order: a window replaces the
 	// key's earlier one, and a Delete (no times) forgets it.
 	records := 0
-	err = p.opts.Store.Windows(func(w *state.Window) {
+	err := p.opts.Store.Windows(func(w *state.Window) {
 		records++
 		if win := stores[w.Rule]; win != nil {
 			win.Restore(w.Key, window.State{Times: w.Times, Amounts: w.Amounts, Tags: w.Tags, Offset: w.Offset, Touched: w.Touched})
@@ -562,11 +583,10 @@ func (p *Pipeline) restore() error {
 		return err
 	}
 	p.rewritten = max(0, records-p.Keys())
-	for _, o := range snap.Offenses {
-		p.offenses[offenseKey{o.Rule, o.Key}] = o
-	}
-	for i := range snap.Blocks {
-		p.adopt(&active{Block: snap.Blocks[i]})
+	for _, a := range p.inForce {
+		if a.rule != nil && a.rule.release {
+			p.scheduleRelease(a)
+		}
 	}
 	return nil
 }
@@ -582,7 +602,7 @@ func (p *Pipeline) adopt(a *active) {
 	if r := p.byName[a.Rule]; r != nil {
 		a.rule = r
 		r.blocked[a.Key] = a
-		if r.release {
+		if r.release && !p.windowsDue {
 			p.scheduleRelease(a)
 		}
 	}

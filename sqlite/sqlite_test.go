@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,6 +67,7 @@ func TestRoundTrip(t *testing.T) {
 	var windows []state.Window
 	err = s.Windows(func(w *state.Window) {
 		c := *w
+		c.Key = strings.Clone(w.Key)
 		c.Times = append([]int64(nil), w.Times...)
 		c.Tags, c.Addrs = slices.Clone(w.Tags), slices.Clone(w.Addrs)
 		windows = append(windows, c)
@@ -231,7 +233,7 @@ func TestWindowsOfBefore(t *testing.T) {
 	}
 	keys := func() []string {
 		var out []string
-		if err := s.Windows(func(w *state.Window) { out = append(out, w.Key) }); err != nil {
+		if err := s.Windows(func(w *state.Window) { out = append(out, strings.Clone(w.Key)) }); err != nil {
 			t.Fatal(err)
 		}
 		return out

@@ -12,6 +12,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -204,8 +205,8 @@ type Store interface {
 	// committed since the last Full batch: a later window of a rule and key
 	// replaces an earlier one, and one with Delete set forgets it. A store
 	// need not keep only the newest: appending a batch's Segment as it is
-	// is what makes a commit of a million new keys cheap. The Window and
-	// its slices are only valid during the call.
+	// is what makes a commit of a million new keys cheap. The Window, its
+	// Key and its slices are only valid during the call.
 	Windows(fn func(*Window)) error
 	Commit(*Batch) error
 	// SetActionStatus records the outcome of one action of a block.
@@ -285,7 +286,9 @@ func (m *Memory) Commit(b *Batch) error {
 				delete(m.windows, k)
 				return
 			}
+			k[1] = strings.Clone(w.Key)
 			c := *w
+			c.Key = strings.Clone(w.Key)
 			c.Times, c.Amounts, c.Dates, c.Tags = slices.Clone(w.Times), slices.Clone(w.Amounts), slices.Clone(w.Dates), slices.Clone(w.Tags)
 			c.Addrs = slices.Clone(w.Addrs)
 			m.windows[k] = c

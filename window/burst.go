@@ -1,6 +1,7 @@
 package window
 
 import (
+	"strings"
 	"time"
 )
 
@@ -221,6 +222,7 @@ func (b *Burst) Restore(key string, times, dates []int64, tags []uint64) {
 		delete(b.keys, key) // forgotten, as Window.Restore
 		return
 	}
+	key = strings.Clone(key) // kept: a store hands it out for the call only
 	s := &burstSeries{key: key, times: append([]int64(nil), times...), dates: make([]int64, len(times))}
 	copy(s.dates, dates)
 	if len(tags) == len(times) {

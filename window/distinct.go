@@ -2,6 +2,7 @@ package window
 
 import (
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -257,6 +258,7 @@ func (d *Distinct) Restore(key string, st State) {
 		delete(d.keys, key) // forgotten, as Window.Restore
 		return
 	}
+	key = strings.Clone(key) // kept: a store hands it out for the call only
 	s := &seen{key: key, touched: d.floor(st.Touched)}
 	for i, t := range st.Times {
 		t = max(d.floor(t), s.lastTime())

@@ -2,6 +2,7 @@ package window
 
 import (
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -157,6 +158,7 @@ func (p *Peaks) Restore(key string, st State) {
 		delete(p.keys, key) // forgotten, as Window.Restore
 		return
 	}
+	key = strings.Clone(key) // kept: a store hands it out for the call only
 	s := &peaks{key: key}
 	for i, start := range st.Times {
 		start -= start % p.bucket // saved with another history: on this grid

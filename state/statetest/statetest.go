@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,12 +105,13 @@ func savedWindows(t *testing.T, s state.Store) []state.Window {
 	t.Helper()
 	byKey := map[[2]string]state.Window{}
 	if err := s.Windows(func(w *state.Window) {
-		k := [2]string{w.Rule, w.Key}
+		k := [2]string{w.Rule, strings.Clone(w.Key)}
 		if w.Delete {
 			delete(byKey, k)
 			return
 		}
 		c := *w
+		c.Key = k[1]
 		c.Times, c.Amounts, c.Dates = slices.Clone(w.Times), slices.Clone(w.Amounts), slices.Clone(w.Dates)
 		c.Tags, c.Addrs = slices.Clone(w.Tags), slices.Clone(w.Addrs)
 		byKey[k] = c

@@ -137,6 +137,12 @@ func (r *Report) Text(w io.Writer) error {
 		p("  %-14s %8d %21s %21s\n", typ, a.Keys, fmt.Sprintf("%d/%d/%d", a.Minute.P50, a.Minute.P99, a.Minute.Max),
 			fmt.Sprintf("%d/%d/%d", a.Hour.P50, a.Hour.P99, a.Hour.Max))
 	}
+	for _, typ := range KeyTypes {
+		if a := r.Advisor[typ]; a.Dropped > 0 {
+			p("  %s: more than %d keys: the %d of least traffic were let go as they came, so the count of keys is an estimate and a count above may be short by up to %d messages\n",
+				typ, maxReportKeys, a.Dropped, a.ShortBy)
+		}
+	}
 	if r.WhatIf != nil {
 		p("\nWhat if %s: %d keys would have been blocked\n", r.WhatIf.Rule, len(r.WhatIf.Keys))
 		for _, e := range r.WhatIf.Keys {

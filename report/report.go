@@ -13,6 +13,8 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
+	"math"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"sort"
@@ -149,6 +151,14 @@ type Advice struct {
 	Keys   int     `json:"keys"`
 	Minute Centile `json:"busiest_minute"`
 	Hour   Centile `json:"busiest_hour"`
+	// Dropped is how many keys of the least traffic were let go to keep
+	// the report's memory bounded (more than 100,000 keys of the type in
+	// the period): their busiest minute and hour still count in the
+	// centiles, but a key that came back counts again from there, and
+	// the counts of the keys kept may be short by at most ShortBy
+	// messages. Both are 0 when every key was kept: the report is exact.
+	Dropped int   `json:"dropped_keys,omitempty"`
+	ShortBy int64 `json:"counts_short_by,omitempty"`
 }
 
 // Centile summarises the keys' busiest periods.
@@ -176,9 +186,10 @@ func Build(s state.Reader, o Options) (*Report, error) {
 	}
 	first, last := o.Since.Unix()/60, (o.Until.Unix()-1)/60
 	hours := map[int64]map[string]int64{}
-	type keyOf struct{ typ, key string }
-	traffic := map[keyOf]*TopEntry{}
-	perMinute := map[keyOf]map[int64]int64{}
+	tallies := map[string]*tally{}
+	for _, typ := range KeyTypes {
+		tallies[typ] = newTally(maxReportKeys)
+	}
 	lost := map[int64]int64{}
 	err := s.Stats(first, last, func(st *state.Stat) {
 		switch st.KeyType {
@@ -202,20 +213,7 @@ func Build(s state.Reader, o Options) (*Report, error) {
 			r.Lost.Pipelining += st.Messages
 		case "sender", "client_ip", "sasl_user":
 			for _, k := range derived(st.KeyType, st.Key, cmp.Or(o.Net4, 24), cmp.Or(o.Net6, 48)) {
-				t := traffic[keyOf(k)]
-				if t == nil {
-					t = &TopEntry{Key: k.key}
-					traffic[keyOf(k)] = t
-				}
-				t.Messages += st.Messages
-				t.Bytes += st.Bytes
-				t.Recipients += st.Recipients
-				m := perMinute[keyOf(k)]
-				if m == nil {
-					m = map[int64]int64{}
-					perMinute[keyOf(k)] = m
-				}
-				m[st.Minute] += st.Messages
+				tallies[k.typ].add(k.key, st)
 			}
 		}
 	})
@@ -225,12 +223,12 @@ func Build(s state.Reader, o Options) (*Report, error) {
 	for _, h := range slices.Sorted(maps.Keys(hours)) {
 		r.Hours = append(r.Hours, Hour{Hour: time.Unix(h*3600, 0).UTC(), Events: hours[h]})
 	}
-	byType := map[string][]TopEntry{}
-	for k, t := range traffic {
-		byType[k.typ] = append(byType[k.typ], *t)
-	}
 	for _, typ := range KeyTypes {
-		list := byType[typ]
+		t := tallies[typ]
+		list := make([]TopEntry, len(t.keys))
+		for i := range t.keys {
+			list[i] = t.keys[i].TopEntry
+		}
 		measure := func(e TopEntry) int64 {
 			switch o.By {
 			case "bytes":
@@ -247,22 +245,8 @@ func Build(s state.Reader, o Options) (*Report, error) {
 			return list[i].Key < list[j].Key
 		})
 		r.Top[typ] = append([]TopEntry{}, list[:min(len(list), o.Top)]...)
-		var minutes, hourly []int64
-		for _, e := range list {
-			m := perMinute[keyOf{typ, e.Key}]
-			var bestMinute int64
-			hs := map[int64]int64{}
-			for minute, n := range m {
-				bestMinute = max(bestMinute, n)
-				hs[minute/60] += n
-			}
-			var bestHour int64
-			for _, n := range hs {
-				bestHour = max(bestHour, n)
-			}
-			minutes, hourly = append(minutes, bestMinute), append(hourly, bestHour)
-		}
-		r.Advisor[typ] = Advice{Keys: len(list), Minute: centiles(minutes), Hour: centiles(hourly)}
+		minutes, hourly := t.bests()
+		r.Advisor[typ] = Advice{Keys: t.seen(), Minute: centiles(minutes), Hour: centiles(hourly), Dropped: t.dropped, ShortBy: t.floor}
 	}
 	r.Lost.Buckets = []LostBucket{}
 	var cum int64
@@ -277,11 +261,15 @@ func Build(s state.Reader, o Options) (*Report, error) {
 		}
 	}
 	if o.WhatIf != nil {
+		t := tallies[o.WhatIf.KeyType]
 		r.WhatIf = whatIf(o.WhatIf, func(yield func(string, map[int64]int64)) {
-			for k, m := range perMinute {
-				if k.typ == o.WhatIf.KeyType {
-					yield(k.key, m)
+			for i := range t.keys {
+				k := &t.keys[i]
+				m := make(map[int64]int64, len(k.minutes))
+				for _, mc := range k.minutes {
+					m[mc.minute] += mc.n
 				}
+				yield(k.Key, m)
 			}
 		})
 	}
@@ -389,13 +377,27 @@ func toBlock(b state.Block) Block {
 	return out
 }
 
-func centiles(v []int64) Centile {
-	if len(v) == 0 {
+// centiles summarises values given as how many times each came.
+func centiles(count map[int64]int64) Centile {
+	var n int64
+	for _, c := range count {
+		n += c
+	}
+	if n == 0 {
 		return Centile{}
 	}
-	slices.Sort(v)
-	at := func(p float64) int64 { return v[min(len(v)-1, int(p*float64(len(v))))] }
-	return Centile{P50: at(0.5), P99: at(0.99), Max: v[len(v)-1]}
+	values := slices.Sorted(maps.Keys(count))
+	at := func(p float64) int64 {
+		i := min(n-1, int64(p*float64(n))) // the i-th value, sorted
+		for _, v := range values {
+			if i < count[v] {
+				return v
+			}
+			i -= count[v]
+		}
+		return values[len(values)-1]
+	}
+	return Centile{P50: at(0.5), P99: at(0.99), Max: values[len(values)-1]}
 }
 
 func share(n, of int64) float64 {
@@ -403,4 +405,174 @@ func share(n, of int64) float64 {
 		return 0
 	}
 	return float64(int(float64(n)/float64(of)*10000)) / 10000
+}
+
+// maxReportKeys bounds the keys of one type a report holds at once: an
+// attacker who sends from ten million senders must not make the nightly
+// report take gigabytes.
+const maxReportKeys = 100_000
+
+// tally adds up the traffic of the keys of one type, within bounded
+// memory: past max keys, the half with the least messages is let go (see
+// Advice.Dropped).
+type tally struct {
+	max     int
+	index   map[string]int32
+	keys    []keyTally
+	dropped int
+	floor   int64 // the most messages a key let go had
+	// minute and hour count the keys let go by their busiest minute and
+	// hour: a few distinct values, however many keys.
+	minute, hour map[int64]int64
+	distinct     hll // every key seen: how many there were, once some are let go
+}
+
+type keyTally struct {
+	TopEntry
+	minutes []minuteCount // in the order they came; a minute may repeat
+}
+
+type minuteCount struct{ minute, n int64 }
+
+func newTally(max int) *tally {
+	return &tally{max: max, index: map[string]int32{}, minute: map[int64]int64{}, hour: map[int64]int64{}}
+}
+
+func (t *tally) add(key string, st *state.Stat) {
+	i, ok := t.index[key]
+	if !ok {
+		t.distinct.add(key)
+		if len(t.keys) >= t.max {
+			t.prune()
+		}
+		i = int32(len(t.keys))
+		t.keys = append(t.keys, keyTally{TopEntry: TopEntry{Key: key}})
+		t.index[key] = i
+	}
+	k := &t.keys[i]
+	k.Messages += st.Messages
+	k.Bytes += st.Bytes
+	k.Recipients += st.Recipients
+	if n := len(k.minutes); n > 0 && k.minutes[n-1].minute == st.Minute {
+		k.minutes[n-1].n += st.Messages
+	} else {
+		k.minutes = append(k.minutes, minuteCount{st.Minute, st.Messages})
+	}
+}
+
+// prune lets go of the half of the keys with the least messages.
+func (t *tally) prune() {
+	counts := make([]int64, len(t.keys))
+	for i := range t.keys {
+		counts[i] = t.keys[i].Messages
+	}
+	slices.Sort(counts)
+	// Keys with as many messages as the median go with it: at least half
+	// goes, all of them when they all count the same (one message each).
+	cut := counts[len(counts)/2]
+	kept := t.keys[:0]
+	for _, k := range t.keys {
+		if k.Messages > cut {
+			kept = append(kept, k)
+			continue
+		}
+		m, h := k.bests()
+		t.minute[m]++
+		t.hour[h]++
+		t.floor = max(t.floor, k.Messages)
+		t.dropped++
+	}
+	clear(t.keys[len(kept):])
+	t.keys = kept
+	clear(t.index)
+	for i := range t.keys {
+		t.index[t.keys[i].Key] = int32(i)
+	}
+}
+
+// bests is a key's busiest minute and clock hour.
+func (k *keyTally) bests() (minute, hour int64) {
+	slices.SortFunc(k.minutes, func(a, b minuteCount) int { return cmp.Compare(a.minute, b.minute) })
+	var cur, curHour, inHour int64 = -1, -1, 0
+	var inMinute int64
+	for _, mc := range k.minutes {
+		if mc.minute != cur {
+			cur, inMinute = mc.minute, 0
+		}
+		inMinute += mc.n
+		minute = max(minute, inMinute)
+		if mc.minute/60 != curHour {
+			curHour, inHour = mc.minute/60, 0
+		}
+		inHour += mc.n
+		hour = max(hour, inHour)
+	}
+	return minute, hour
+}
+
+// bests are how many keys, kept or let go, had each busiest minute and
+// hour.
+func (t *tally) bests() (minutes, hours map[int64]int64) {
+	minutes, hours = maps.Clone(t.minute), maps.Clone(t.hour)
+	for i := range t.keys {
+		m, h := t.keys[i].bests()
+		minutes[m]++
+		hours[h]++
+	}
+	return minutes, hours
+}
+
+// seen is how many keys were counted: exactly while none was let go,
+// else as HyperLogLog estimates it (within about 1%): a key let go and
+// seen again is one key.
+func (t *tally) seen() int {
+	if t.dropped == 0 {
+		return len(t.keys)
+	}
+	return int(t.distinct.estimate())
+}
+
+// hll is a HyperLogLog counter of distinct strings, with 2^14 registers
+// (16 KiB; a standard error of 0.8%), made on first use. Its hash is
+// fixed, so that a report says the same twice.
+type hll struct{ reg []uint8 }
+
+const hllBits = 14
+
+func (h *hll) add(s string) {
+	if h.reg == nil {
+		h.reg = make([]uint8, 1<<hllBits)
+	}
+	x := uint64(14695981039346656037) // FNV-1a, then mixed (murmur3's fmix64)
+	for i := 0; i < len(s); i++ {
+		x = (x ^ uint64(s[i])) * 1099511628211
+	}
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	i := x >> (64 - hllBits)
+	rank := uint8(bits.LeadingZeros64(x<<hllBits|1<<(hllBits-1)) + 1)
+	h.reg[i] = max(h.reg[i], rank)
+}
+
+func (h *hll) estimate() float64 {
+	if h.reg == nil {
+		return 0
+	}
+	m := float64(len(h.reg))
+	var sum float64
+	zeros := 0
+	for _, r := range h.reg {
+		sum += math.Ldexp(1, -int(r))
+		if r == 0 {
+			zeros++
+		}
+	}
+	e := 0.7213 / (1 + 1.079/m) * m * m / sum
+	if e <= 2.5*m && zeros > 0 {
+		e = m * math.Log(m/float64(zeros)) // few keys: linear counting
+	}
+	return math.Round(e)
 }

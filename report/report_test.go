@@ -1,8 +1,11 @@
 package report
 
 import (
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/bombwatch/bombwatch/state"
 )
 
 func TestParseWhatIf(t *testing.T) {
@@ -31,7 +34,7 @@ func TestWhatIfSlides(t *testing.T) {
 }
 
 func TestCentilesAndDerived(t *testing.T) {
-	c := centiles([]int64{5, 1, 3, 2, 4, 100})
+	c := centiles(map[int64]int64{5: 1, 1: 1, 3: 1, 2: 1, 4: 1, 100: 1})
 	if c.P50 != 4 || c.Max != 100 || c.P99 != 100 {
 		t.Errorf("%+v", c)
 	}
@@ -53,5 +56,50 @@ func TestCentilesAndDerived(t *testing.T) {
 	}
 	if share(1, 3) != 0.3333 || share(1, 0) != 0 {
 		t.Error("share")
+	}
+}
+
+// fakeStats is a state.Reader of given stats and no blocks.
+type fakeStats []state.Stat
+
+func (f fakeStats) Stats(first, last int64, fn func(*state.Stat)) error {
+	for i := range f {
+		fn(&f[i])
+	}
+	return nil
+}
+
+func (fakeStats) Blocks(bool, time.Time) ([]state.Block, error) { return nil, nil }
+
+// TestReportMemoryIsBounded: 300,000 senders of one message each and a
+// bomber of 2,000, against a bound of 100,000 keys: the report lets the
+// smallest go, keeps the bomber on top with its count, counts every key,
+// and says that counts may be short and by how much.
+func TestReportMemoryIsBounded(t *testing.T) {
+	var stats fakeStats
+	for i := range 300_000 {
+		stats = append(stats, state.Stat{Minute: int64(i / 1000), KeyType: "sender", Key: fmt.Sprintf("s%d@example.net", i), Messages: 1})
+		if i%150 == 0 {
+			stats = append(stats, state.Stat{Minute: int64(i / 1000), KeyType: "sender", Key: "bomber@example.org", Messages: 1})
+		}
+	}
+	r, err := Build(stats, Options{Since: time.Unix(0, 0), Until: time.Unix(1e6, 0), Top: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top := r.Top["sender"]; len(top) != 3 || top[0].Key != "bomber@example.org" || top[0].Messages != 2000 {
+		t.Errorf("top senders %+v", top)
+	}
+	a := r.Advisor["sender"]
+	if a.Keys < 297_000 || a.Keys > 303_000 || a.Dropped < 200_000 || a.ShortBy != 1 {
+		t.Errorf("advisor %+v: want about 300,001 keys (within 1%%), most let go, counts short by 1 at most", a)
+	}
+	if a.Minute.Max != 7 || a.Minute.P50 != 1 || a.Hour.Max != 400 {
+		t.Errorf("busiest minute %+v, hour %+v: the bomber's 7 a minute, 400 an hour; 1 for the rest", a.Minute, a.Hour)
+	}
+	// Under the bound nothing is let go: the report is exact.
+	small := stats[:5000]
+	if r, _ := Build(small, Options{Since: time.Unix(0, 0), Until: time.Unix(1e6, 0)}); r.Advisor["sender"].Dropped != 0 || r.Advisor["sender"].ShortBy != 0 {
+		t.Errorf("a small report let keys go: %+v", r.Advisor["sender"])
 	}
 }

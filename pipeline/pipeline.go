@@ -49,10 +49,11 @@ type Options struct {
 	DeferWindows bool
 }
 
-// DefaultMaxKeys is the cap on keys when none is set: about 1 GB of them
-// at what a key of a count window costs (90-100 bytes), the rest left for
-// keys with more entries, distinct values and the store.
-const DefaultMaxKeys = 5_000_000
+// DefaultMaxKeys is the cap on keys when none is set: with what a key of
+// a count window costs (90-100 bytes), what a full batch encodes and what
+// the collector leaves, about 1 GB (run and replay set the heap's soft
+// limit from it).
+const DefaultMaxKeys = 4_000_000
 
 // Pipeline runs events through rules. It is used from one goroutine.
 type Pipeline struct {

@@ -45,6 +45,7 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger := newLogger(stderr, *verbose)
+	limitMemory(cfg)
 
 	var store state.Store
 	if *dbPath != "" {

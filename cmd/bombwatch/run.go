@@ -36,6 +36,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 	logger := daemon.NewLogger(cfg, os.Stderr)
+	limitMemory(cfg)
 	for _, w := range config.Warnings(cfg) {
 		logger.Warn(w, "config", cfg.File)
 	}

@@ -42,7 +42,7 @@ type Config struct {
 	// Retention is how long the per-minute counts reports read are kept.
 	Retention Duration `yaml:"retention"`
 	// MaxKeys caps the keys the rules hold together (0: the default,
-	// 4,000,000): past it the least recently seen are forgotten.
+	// 2,000,000): past it the least recently seen are forgotten.
 	MaxKeys int            `yaml:"max_keys,omitempty"`
 	Log     Log            `yaml:"log"`
 	Inputs  []Input        `yaml:"inputs"`

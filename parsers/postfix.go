@@ -53,6 +53,7 @@ type postfixMessage struct {
 	uid        int64
 	date       time.Time
 	emitted    bool
+	id         string // qid as a string, once Counted needs it
 }
 
 type postfixSession struct {
@@ -241,24 +242,34 @@ func cutAnyPrefix(b []byte, prefixes ...string) ([]byte, bool) {
 // Counted returns the queue IDs of the messages whose accepted event was
 // emitted and that are not removed yet — a deferred message's next
 // "from=" line must not count again — newest first, at most MaxCounted.
+//
+// It is asked for with every batch of lines a source hands on: it walks
+// the queue's order from the newest, not the whole table (131,072
+// messages sorted each time were most of a replay's time), and a
+// message's ID is made a string once.
 func (p *postfix) Counted() []string {
-	var out []*postfixMessage
-	for _, i := range p.queue {
-		if m := &p.msgs[i]; m.emitted {
-			out = append(out, m)
+	var ids []string
+	for j := len(p.order) - 1; j >= p.head && len(ids) < MaxCounted; j-- {
+		o := p.order[j]
+		i, ok := p.queue[o.qid]
+		if !ok || !p.msgs[i].seen.Equal(o.seen) || !p.msgs[i].emitted {
+			continue
 		}
-	}
-	slices.SortFunc(out, func(a, b *postfixMessage) int { return b.seen.Compare(a.seen) })
-	ids := make([]string, 0, min(len(out), MaxCounted))
-	for _, m := range out[:min(len(out), MaxCounted)] {
-		ids = append(ids, m.qid.String())
+		m := &p.msgs[i]
+		if m.id == "" {
+			m.id = m.qid.String()
+		}
+		if ids == nil {
+			ids = make([]string, 0, min(len(p.queue), MaxCounted))
+		}
+		ids = append(ids, m.id)
 	}
 	return ids
 }
 
 // SetCounted marks queue IDs as counted, after a restart.
 func (p *postfix) SetCounted(ids []string) {
-	for _, id := range ids {
+	for _, id := range slices.Backward(ids) { // oldest first, as they came
 		if id != "" {
 			p.message([]byte(id)).emitted = true
 		}

@@ -53,7 +53,7 @@ type Options struct {
 // a count window costs (90-100 bytes), what a full batch encodes and what
 // the collector leaves, about 1 GB (run and replay set the heap's soft
 // limit from it).
-const DefaultMaxKeys = 4_000_000
+const DefaultMaxKeys = 2_000_000
 
 // Pipeline runs events through rules. It is used from one goroutine.
 type Pipeline struct {

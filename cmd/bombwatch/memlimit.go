@@ -10,8 +10,10 @@ import (
 )
 
 // bytesPerKey is what memory the soft limit allows a key of max_keys: a
-// count window's key costs about 100 bytes, a distinct one's more.
-const bytesPerKey = 200
+// count window's key costs about 100 bytes, a distinct one's more, and a
+// full batch encodes every key (see pipeline.commit): the limit is a net
+// well above what is live, which the collector would thrash against.
+const bytesPerKey = 400
 
 // limitMemory sets the Go heap's soft limit from max_keys, unless
 // GOMEMLIMIT is set: near it the collector works harder instead of

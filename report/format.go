@@ -139,7 +139,7 @@ func (r *Report) Text(w io.Writer) error {
 	}
 	for _, typ := range KeyTypes {
 		if a := r.Advisor[typ]; a.Dropped > 0 {
-			p("  %s: more than %d keys: the %d of least traffic were let go as they came, so the count of keys is an estimate and a count above may be short by up to %d messages\n",
+			p("  %s: more than %d keys: keys of the least traffic were let go %d times as they came, so the count of keys is an estimate and a count above may be short by up to %d messages\n",
 				typ, maxReportKeys, a.Dropped, a.ShortBy)
 		}
 	}

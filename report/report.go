@@ -151,7 +151,7 @@ type Advice struct {
 	Keys   int     `json:"keys"`
 	Minute Centile `json:"busiest_minute"`
 	Hour   Centile `json:"busiest_hour"`
-	// Dropped is how many keys of the least traffic were let go to keep
+	// Dropped is how many times a key of the least traffic was let go to keep
 	// the report's memory bounded (more than 100,000 keys of the type in
 	// the period): their busiest minute and hour still count in the
 	// centiles, but a key that came back counts again from there, and
@@ -188,7 +188,7 @@ func Build(s state.Reader, o Options) (*Report, error) {
 	hours := map[int64]map[string]int64{}
 	tallies := map[string]*tally{}
 	for _, typ := range KeyTypes {
-		tallies[typ] = newTally(maxReportKeys)
+		tallies[typ] = newTally(maxReportKeys, o.WhatIf != nil && o.WhatIf.KeyType == typ)
 	}
 	lost := map[int64]int64{}
 	err := s.Stats(first, last, func(st *state.Stat) {
@@ -416,8 +416,9 @@ const maxReportKeys = 100_000
 // memory: past max keys, the half with the least messages is let go (see
 // Advice.Dropped).
 type tally struct {
-	max     int
-	index   map[string]int32
+	max       int
+	perMinute bool // keep each key's per-minute counts (--what-if)
+	index     map[string]int32
 	keys    []keyTally
 	dropped int
 	floor   int64 // the most messages a key let go had
@@ -429,13 +430,21 @@ type tally struct {
 
 type keyTally struct {
 	TopEntry
-	minutes []minuteCount // in the order they came; a minute may repeat
+	// The busiest minute and clock hour so far, and the minute and hour
+	// being added up: a store hands a batch's stats on in minute order
+	// (see sqlite's encodeStats), so a key's minutes come in order. A
+	// minute older than the one being added up (stats saved before they
+	// were ordered, or logs merged out of order) is added to it.
+	minute, minuteN, bestMinute int64
+	hour, hourN, bestHour       int64
+	// minutes are its per-minute counts, for --what-if's key type only.
+	minutes []minuteCount
 }
 
 type minuteCount struct{ minute, n int64 }
 
-func newTally(max int) *tally {
-	return &tally{max: max, index: map[string]int32{}, minute: map[int64]int64{}, hour: map[int64]int64{}}
+func newTally(max int, perMinute bool) *tally {
+	return &tally{max: max, perMinute: perMinute, index: map[string]int32{}, minute: map[int64]int64{}, hour: map[int64]int64{}}
 }
 
 func (t *tally) add(key string, st *state.Stat) {
@@ -446,17 +455,29 @@ func (t *tally) add(key string, st *state.Stat) {
 			t.prune()
 		}
 		i = int32(len(t.keys))
-		t.keys = append(t.keys, keyTally{TopEntry: TopEntry{Key: key}})
+		t.keys = append(t.keys, keyTally{TopEntry: TopEntry{Key: key}, minute: st.Minute, hour: st.Minute / 60})
 		t.index[key] = i
 	}
 	k := &t.keys[i]
 	k.Messages += st.Messages
 	k.Bytes += st.Bytes
 	k.Recipients += st.Recipients
-	if n := len(k.minutes); n > 0 && k.minutes[n-1].minute == st.Minute {
-		k.minutes[n-1].n += st.Messages
-	} else {
-		k.minutes = append(k.minutes, minuteCount{st.Minute, st.Messages})
+	if st.Minute > k.minute {
+		k.bestMinute = max(k.bestMinute, k.minuteN)
+		k.minute, k.minuteN = st.Minute, 0
+	}
+	k.minuteN += st.Messages
+	if h := st.Minute / 60; h > k.hour {
+		k.bestHour = max(k.bestHour, k.hourN)
+		k.hour, k.hourN = h, 0
+	}
+	k.hourN += st.Messages
+	if t.perMinute {
+		if n := len(k.minutes); n > 0 && k.minutes[n-1].minute == st.Minute {
+			k.minutes[n-1].n += st.Messages
+		} else {
+			k.minutes = append(k.minutes, minuteCount{st.Minute, st.Messages})
+		}
 	}
 }
 
@@ -492,22 +513,7 @@ func (t *tally) prune() {
 
 // bests is a key's busiest minute and clock hour.
 func (k *keyTally) bests() (minute, hour int64) {
-	slices.SortFunc(k.minutes, func(a, b minuteCount) int { return cmp.Compare(a.minute, b.minute) })
-	var cur, curHour, inHour int64 = -1, -1, 0
-	var inMinute int64
-	for _, mc := range k.minutes {
-		if mc.minute != cur {
-			cur, inMinute = mc.minute, 0
-		}
-		inMinute += mc.n
-		minute = max(minute, inMinute)
-		if mc.minute/60 != curHour {
-			curHour, inHour = mc.minute/60, 0
-		}
-		inHour += mc.n
-		hour = max(hour, inHour)
-	}
-	return minute, hour
+	return max(k.bestMinute, k.minuteN), max(k.bestHour, k.hourN)
 }
 
 // bests are how many keys, kept or let go, had each busiest minute and

@@ -277,8 +277,11 @@ func addStats(tx *sql.Tx, stats []state.Stat) error {
 var statTypes = []string{"kind", "sender", "client_ip", "sasl_user", "lost", "pipelining"}
 
 // encodeStats writes stats as varints: minute, key type (an index of
-// statTypes, or 255 and the name), key, messages, bytes, recipients.
+// statTypes, or 255 and the name), key, messages, bytes, recipients. They
+// are written in minute order, so that a reader sees each key's minutes in
+// order (a report adds up a key's busiest minute as they come).
 func encodeStats(stats []state.Stat) []byte {
+	slices.SortStableFunc(stats, func(a, b state.Stat) int { return cmp.Compare(a.Minute, b.Minute) })
 	buf := make([]byte, 0, 24*len(stats))
 	for _, st := range stats {
 		buf = binary.AppendVarint(buf, st.Minute)

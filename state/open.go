@@ -34,7 +34,8 @@ func Register(scheme string, open Opener) {
 }
 
 // Reader is what reports read of a state: the per-minute stats and the
-// blocks. Every store is one.
+// blocks. Every store is one. Stats hands each committed batch's stats on
+// in minute order, so that a key's minutes come in order.
 type Reader interface {
 	Stats(firstMinute, lastMinute int64, fn func(*Stat)) error
 	Blocks(activeOnly bool, since time.Time) ([]Block, error)

@@ -9,6 +9,7 @@
 package state
 
 import (
+	"cmp"
 	"maps"
 	"net/netip"
 	"slices"
@@ -328,7 +329,9 @@ func (m *Memory) Commit(b *Batch) error {
 		m.manual++
 	}
 	m.files = append(m.files, b.Files...)
+	n := len(m.stats)
 	m.stats = append(m.stats, b.Stats...)
+	slices.SortStableFunc(m.stats[n:], func(a, b Stat) int { return cmp.Compare(a.Minute, b.Minute) }) // see Reader
 	if !b.PruneStats.IsZero() {
 		cut := b.PruneStats.Unix() / 60
 		m.stats = slices.DeleteFunc(m.stats, func(s Stat) bool { return s.Minute < cut })

@@ -419,9 +419,9 @@ type tally struct {
 	max       int
 	perMinute bool // keep each key's per-minute counts (--what-if)
 	index     map[string]int32
-	keys    []keyTally
-	dropped int
-	floor   int64 // the most messages a key let go had
+	keys      []keyTally
+	dropped   int
+	floor     int64 // the most messages a key let go had
 	// minute and hour count the keys let go by their busiest minute and
 	// hour: a few distinct values, however many keys.
 	minute, hour map[int64]int64

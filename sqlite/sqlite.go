@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -86,7 +85,7 @@ var migrations = []string{
 	`CREATE TABLE stats (
 		first_minute INTEGER NOT NULL, -- Unix time / 60
 		last_minute  INTEGER NOT NULL,
-		data         BLOB NOT NULL     -- see encodeStats
+		data         BLOB NOT NULL     -- see state.EncodeStats
 	);
 	ALTER TABLE blocks ADD COLUMN file TEXT NOT NULL DEFAULT '';
 	ALTER TABLE blocks ADD COLUMN line INTEGER NOT NULL DEFAULT 0;`,
@@ -269,88 +268,8 @@ func addStats(tx *sql.Tx, stats []state.Stat) error {
 	for _, st := range stats {
 		first, last = min(first, st.Minute), max(last, st.Minute)
 	}
-	_, err := tx.Exec(`INSERT INTO stats (first_minute, last_minute, data) VALUES (?, ?, ?)`, first, last, encodeStats(stats))
+	_, err := tx.Exec(`INSERT INTO stats (first_minute, last_minute, data) VALUES (?, ?, ?)`, first, last, state.EncodeStats(stats))
 	return err
-}
-
-// statTypes code the key types in the blob.
-var statTypes = []string{"kind", "sender", "client_ip", "sasl_user", "lost", "pipelining"}
-
-// encodeStats writes stats as varints: minute, key type (an index of
-// statTypes, or 255 and the name), key, messages, bytes, recipients. They
-// are written in minute order, so that a reader sees each key's minutes in
-// order (a report adds up a key's busiest minute as they come).
-func encodeStats(stats []state.Stat) []byte {
-	slices.SortStableFunc(stats, func(a, b state.Stat) int { return cmp.Compare(a.Minute, b.Minute) })
-	buf := make([]byte, 0, 24*len(stats))
-	for _, st := range stats {
-		buf = binary.AppendVarint(buf, st.Minute)
-		code := slices.Index(statTypes, st.KeyType)
-		if code < 0 {
-			buf = append(buf, 255)
-			buf = binary.AppendUvarint(buf, uint64(len(st.KeyType)))
-			buf = append(buf, st.KeyType...)
-		} else {
-			buf = append(buf, byte(code))
-		}
-		buf = binary.AppendUvarint(buf, uint64(len(st.Key)))
-		buf = append(buf, st.Key...)
-		buf = binary.AppendVarint(buf, st.Messages)
-		buf = binary.AppendVarint(buf, st.Bytes)
-		buf = binary.AppendVarint(buf, st.Recipients)
-	}
-	return buf
-}
-
-var errCorrupt = errors.New("corrupt stats data")
-
-func decodeStats(b []byte, fn func(*state.Stat)) error {
-	var st state.Stat
-	varint := func() (int64, bool) {
-		v, n := binary.Varint(b)
-		if n <= 0 {
-			return 0, false
-		}
-		b = b[n:]
-		return v, true
-	}
-	str := func() (string, bool) {
-		l, n := binary.Uvarint(b)
-		if n <= 0 || uint64(len(b)-n) < l {
-			return "", false
-		}
-		s := string(b[n : n+int(l)])
-		b = b[n+int(l):]
-		return s, true
-	}
-	for len(b) > 0 {
-		var ok bool
-		if st.Minute, ok = varint(); !ok || len(b) == 0 {
-			return errCorrupt
-		}
-		code := b[0]
-		b = b[1:]
-		switch {
-		case int(code) < len(statTypes):
-			st.KeyType = statTypes[code]
-		case code == 255:
-			if st.KeyType, ok = str(); !ok {
-				return errCorrupt
-			}
-		default:
-			return errCorrupt
-		}
-		var ok1, ok2, ok3, ok4 bool
-		st.Key, ok1 = str()
-		st.Messages, ok2 = varint()
-		st.Bytes, ok3 = varint()
-		st.Recipients, ok4 = varint()
-		if !ok1 || !ok2 || !ok3 || !ok4 {
-			return errCorrupt
-		}
-		fn(&st)
-	}
-	return nil
 }
 
 // Stats calls fn for every stat of the minutes from first to last, both
@@ -382,7 +301,7 @@ func (s *Store) Stats(first, last int64, fn func(*state.Stat)) error {
 		if err := rows.Scan(&blob); err != nil {
 			return s.wrap("read stats", err)
 		}
-		err := decodeStats(blob, func(st *state.Stat) {
+		err := state.DecodeStats(blob, func(st *state.Stat) {
 			if st.Minute >= first && st.Minute <= last {
 				fn(st)
 			}

@@ -196,7 +196,7 @@ func TestStatsRoundTrip(t *testing.T) {
 	if len(got) != 1 || got[0] != stats[3] {
 		t.Errorf("after pruning before 161: %+v", got)
 	}
-	if err := decodeStats([]byte{0x02, 9}, func(*state.Stat) {}); err == nil {
+	if err := state.DecodeStats([]byte{0x02, 9}, func(*state.Stat) {}); err == nil {
 		t.Error("decoded a corrupt record")
 	}
 }

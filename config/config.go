@@ -32,10 +32,13 @@ type Config struct {
 	File string `yaml:"-"`
 	// Files are the files merged over the built-in defaults, the main one
 	// first (see Load).
-	Files    []string `yaml:"-"`
-	State    string   `yaml:"state"`
-	Timezone string   `yaml:"timezone,omitempty"`
-	Listen   string   `yaml:"listen,omitempty"` // Prometheus /metrics and /healthz
+	Files []string `yaml:"-"`
+	State string   `yaml:"state"`
+	// Host names this host's rows in a state several hosts share
+	// (PostgreSQL); empty: the machine's name.
+	Host     string `yaml:"host,omitempty"`
+	Timezone string `yaml:"timezone,omitempty"`
+	Listen   string `yaml:"listen,omitempty"` // Prometheus /metrics and /healthz
 	// MergeDelay bounds how long run holds back an input's events for
 	// another input that has nothing to read (see input.Merger).
 	MergeDelay Duration `yaml:"merge_delay,omitempty"`
@@ -655,6 +658,7 @@ func (d *decoder) config(n *yaml.Node, c *Config) {
 	d.root = n
 	d.fields(n, "", map[string]func(string, *yaml.Node){
 		"state":     func(f string, v *yaml.Node) { d.str(v, f, &c.State) },
+		"host":      func(f string, v *yaml.Node) { d.str(v, f, &c.Host) },
 		"listen":    func(f string, v *yaml.Node) { d.str(v, f, &c.Listen) },
 		"retention": func(f string, v *yaml.Node) { d.duration(v, f, &c.Retention) },
 		"max_keys": func(f string, v *yaml.Node) {

@@ -23,7 +23,8 @@ import (
 	"github.com/bombwatch/bombwatch/internal/safefile"
 	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/pipeline"
-	_ "github.com/bombwatch/bombwatch/sqlite" // the embedded store, state.Open's default
+	_ "github.com/bombwatch/bombwatch/postgres" // state: postgres://…
+	_ "github.com/bombwatch/bombwatch/sqlite"   // the embedded store, state.Open's default
 	"github.com/bombwatch/bombwatch/state"
 )
 
@@ -97,7 +98,7 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 	log, metrics := o.Logger, o.Metrics
 	open := o.OpenStore
 	if open == nil {
-		open = func(dsn string) (state.Store, error) { return state.Open(dsn, state.OpenOptions{}) }
+		open = func(dsn string) (state.Store, error) { return state.Open(dsn, state.OpenOptions{Host: cfg.Host}) }
 	}
 	store, err := open(cfg.State)
 	if err != nil {

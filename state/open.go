@@ -14,6 +14,9 @@ type OpenOptions struct {
 	// explain): they never write, and may read a store another process
 	// writes.
 	ReadOnly bool
+	// Host names this host's rows in a store several hosts share
+	// (PostgreSQL); "" is the machine's name.
+	Host string
 }
 
 // Opener opens a store from its DSN with the scheme taken off ("PATH" of
@@ -72,7 +75,7 @@ func Open(dsn string, o OpenOptions) (Store, error) {
 	openersMu.Unlock()
 	if open == nil {
 		slices.Sort(known)
-		return nil, fmt.Errorf("state %q: no %s store in this build (stores: %s, memory)", redact(dsn), scheme, strings.Join(known, ", "))
+		return nil, fmt.Errorf("state %q: no %s store in this build (stores: %s, memory)", Redact(dsn), scheme, strings.Join(known, ", "))
 	}
 	if rest == "" {
 		return nil, fmt.Errorf("state %q: no path", dsn)
@@ -80,8 +83,8 @@ func Open(dsn string, o OpenOptions) (Store, error) {
 	return open(rest, o)
 }
 
-// redact hides a password in a DSN said in an error.
-func redact(dsn string) string {
+// Redact hides a password in a DSN said in an error.
+func Redact(dsn string) string {
 	if at := strings.LastIndex(dsn, "@"); at >= 0 {
 		if i := strings.Index(dsn, "://"); i >= 0 && i < at {
 			if colon := strings.Index(dsn[i+3:at], ":"); colon >= 0 {

@@ -76,7 +76,7 @@ func runBans(args []string, stdout, stderr io.Writer) error {
 		if len(rest) != 1 {
 			return usagef("list takes no argument")
 		}
-		store, err := state.Open(db, state.OpenOptions{ReadOnly: true})
+		store, err := state.Open(db, state.OpenOptions{ReadOnly: true, Host: cfg.Host})
 		if err != nil {
 			return err
 		}
@@ -90,7 +90,7 @@ func runBans(args []string, stdout, stderr io.Writer) error {
 	if rest[0] != "ban" && rest[0] != "unban" {
 		return usagef("unknown %q: say list, ban KEY or unban KEY", rest[0])
 	}
-	store, err := state.Open(db, state.OpenOptions{})
+	store, err := state.Open(db, state.OpenOptions{Host: cfg.Host})
 	if err != nil {
 		return err
 	}

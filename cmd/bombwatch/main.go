@@ -15,6 +15,7 @@ import (
 
 	"github.com/bombwatch/bombwatch/config"
 	"github.com/bombwatch/bombwatch/parsers"
+	_ "github.com/bombwatch/bombwatch/postgres" // state: postgres://…
 	"github.com/bombwatch/bombwatch/report"
 	_ "github.com/bombwatch/bombwatch/sqlite" // the embedded store, state.Open's default
 )

@@ -67,7 +67,7 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 		} else if *reset {
 			return usagef("--reset removes a SQLite file; %q is not one", *dbPath)
 		}
-		db, err := state.Open(*dbPath, state.OpenOptions{})
+		db, err := state.Open(*dbPath, state.OpenOptions{Host: cfg.Host})
 		if err != nil {
 			return err
 		}

@@ -38,7 +38,7 @@ func openState(cfg *config.Config, dbPath string) (state.Store, error) {
 	if dbPath == "" {
 		dbPath = cfg.State
 	}
-	return state.Open(dbPath, state.OpenOptions{ReadOnly: true})
+	return state.Open(dbPath, state.OpenOptions{ReadOnly: true, Host: cfg.Host})
 }
 
 func runReport(args []string, stdout, stderr io.Writer) error {

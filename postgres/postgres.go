@@ -1,0 +1,522 @@
+// Package postgres keeps bombwatch's state in PostgreSQL: `state:
+// postgres://user@host/db` (github.com/jackc/pgx/v5). It keeps what the
+// embedded SQLite store keeps, in the same encodings (state.Segment for
+// windows, state.EncodeStats for the reports' counts), each batch in one
+// transaction, and passes the same conformance suite (state/statetest).
+//
+// Every row is kept under the host that wrote it (OpenOptions.Host, by
+// default the machine's name), so that several hosts may share one
+// database without reading or dropping each other's windows, positions or
+// blocks; block IDs come from one counter for all. Sharing the counts and
+// blocks between hosts is not done here yet.
+package postgres
+
+import (
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+
+	"github.com/bombwatch/bombwatch/state"
+)
+
+// schema is created at open when missing. Its version is kept in
+// bombwatch_meta; a later change adds a step, as SQLite's migrations do.
+const schema = `
+CREATE TABLE IF NOT EXISTS bombwatch_meta (
+	host  text NOT NULL,
+	name  text NOT NULL,
+	value bigint NOT NULL,
+	PRIMARY KEY (host, name)
+);
+CREATE TABLE IF NOT EXISTS bombwatch_segments (
+	host text NOT NULL,
+	seq  bigserial,
+	data bytea NOT NULL,
+	PRIMARY KEY (host, seq)
+);
+CREATE TABLE IF NOT EXISTS bombwatch_blocks (
+	id         bigint PRIMARY KEY,
+	host       text NOT NULL,
+	rule       text NOT NULL,
+	key_type   text NOT NULL,
+	key        text NOT NULL,
+	since      bigint NOT NULL,
+	until      bigint,
+	value      double precision NOT NULL,
+	lim        double precision NOT NULL,
+	win        bigint NOT NULL,
+	actions    jsonb NOT NULL,
+	ended      bigint,
+	end_reason text NOT NULL DEFAULT '',
+	file       text NOT NULL DEFAULT '',
+	line       bigint NOT NULL DEFAULT 0,
+	evidence   text NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS bombwatch_blocks_active ON bombwatch_blocks (host) WHERE ended IS NULL;
+CREATE TABLE IF NOT EXISTS bombwatch_block_members (
+	block bigint NOT NULL,
+	addr  text NOT NULL,
+	PRIMARY KEY (block, addr)
+);
+CREATE TABLE IF NOT EXISTS bombwatch_positions (
+	host        text NOT NULL,
+	input       text NOT NULL,
+	device      bigint NOT NULL,
+	inode       bigint NOT NULL,
+	off         bigint NOT NULL,
+	line        bigint NOT NULL,
+	fingerprint bytea,
+	counted     text NOT NULL DEFAULT '',
+	PRIMARY KEY (host, input)
+);
+CREATE TABLE IF NOT EXISTS bombwatch_offenses (
+	host  text NOT NULL,
+	rule  text NOT NULL,
+	key   text NOT NULL,
+	count integer NOT NULL,
+	last  bigint NOT NULL,
+	PRIMARY KEY (host, rule, key)
+);
+CREATE TABLE IF NOT EXISTS bombwatch_stats (
+	host         text NOT NULL,
+	seq          bigserial,
+	first_minute bigint NOT NULL,
+	last_minute  bigint NOT NULL,
+	data         bytea NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bombwatch_stats_minutes ON bombwatch_stats (host, last_minute);
+CREATE TABLE IF NOT EXISTS bombwatch_files (
+	host text NOT NULL,
+	id   bigint NOT NULL,
+	name text NOT NULL,
+	PRIMARY KEY (host, id)
+);
+`
+
+// Store is a state.Store in a PostgreSQL database.
+type Store struct {
+	db   *sql.DB
+	host string
+	dsn  string // with the password hidden, for errors
+	gen  atomic.Int64
+}
+
+var (
+	_ state.Store  = (*Store)(nil)
+	_ state.Reader = (*Store)(nil)
+)
+
+func init() {
+	state.Register("postgres", func(dsn string, o state.OpenOptions) (state.Store, error) {
+		return Open(dsn, o)
+	})
+}
+
+// Open connects to the database a DSN names and, unless o.ReadOnly, makes
+// the tables that are missing. o.Host names this host's rows ("" is the
+// machine's name).
+func Open(dsn string, o state.OpenOptions) (*Store, error) {
+	host := o.Host
+	if host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("state %s: this host's name: %w", state.Redact(dsn), err)
+		}
+		host = h
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("state %s: %w", state.Redact(dsn), err)
+	}
+	s := &Store{db: db, host: host, dsn: state.Redact(dsn)}
+	if !o.ReadOnly {
+		if _, err := db.Exec(schema); err != nil {
+			db.Close()
+			return nil, s.wrap("make the tables", err)
+		}
+	}
+	var gen sql.NullInt64
+	if err := db.QueryRow(`SELECT value FROM bombwatch_meta WHERE host = $1 AND name = 'generation'`, host).Scan(&gen); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		db.Close()
+		return nil, s.wrap("read generation", err)
+	}
+	s.gen.Store(gen.Int64)
+	return s, nil
+}
+
+func (s *Store) wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("state %s: %s: %w", s.dsn, what, err)
+}
+
+// Close closes the connections.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Generation counts the batches this host committed.
+func (s *Store) Generation() int64 { return s.gen.Load() }
+
+func (s *Store) meta(name string) (int64, error) {
+	var v sql.NullInt64
+	err := s.db.QueryRow(`SELECT value FROM bombwatch_meta WHERE host = $1 AND name = $2`, s.host, name).Scan(&v)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, s.wrap("read "+name, err)
+	}
+	return v.Int64, nil
+}
+
+func (s *Store) Load() (*state.Snapshot, error) {
+	snap := &state.Snapshot{Positions: map[string]state.Position{}}
+	var err error
+	if snap.Blocks, err = s.Blocks(true, time.Time{}); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Query(`SELECT rule, key, count, last FROM bombwatch_offenses WHERE host = $1`, s.host)
+	if err != nil {
+		return nil, s.wrap("load offenses", err)
+	}
+	for rows.Next() {
+		var o state.Offense
+		var last int64
+		if err := rows.Scan(&o.Rule, &o.Key, &o.Count, &last); err != nil {
+			rows.Close()
+			return nil, s.wrap("load offenses", err)
+		}
+		o.Last = time.Unix(0, last).UTC()
+		snap.Offenses = append(snap.Offenses, o)
+	}
+	rows.Close()
+	rows, err = s.db.Query(`SELECT input, device, inode, off, line, fingerprint, counted FROM bombwatch_positions WHERE host = $1`, s.host)
+	if err != nil {
+		return nil, s.wrap("load positions", err)
+	}
+	for rows.Next() {
+		var p state.Position
+		var device, inode int64
+		var counted string
+		if err := rows.Scan(&p.Input, &device, &inode, &p.Offset, &p.Line, &p.Fingerprint, &counted); err != nil {
+			rows.Close()
+			return nil, s.wrap("load positions", err)
+		}
+		p.Device, p.Inode = uint64(device), uint64(inode)
+		if counted != "" {
+			p.Counted = strings.Split(counted, "\n")
+		}
+		snap.Positions[p.Input] = p
+	}
+	rows.Close()
+	clock, err := s.meta("clock")
+	if err != nil {
+		return nil, err
+	}
+	if clock != 0 {
+		snap.Clock = time.Unix(0, clock).UTC()
+	}
+	rows, err = s.db.Query(`SELECT name FROM bombwatch_files WHERE host = $1 ORDER BY id`, s.host)
+	if err != nil {
+		return nil, s.wrap("load files", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, s.wrap("load files", err)
+		}
+		snap.Files = append(snap.Files, name)
+	}
+	return snap, s.wrap("load files", rows.Err())
+}
+
+// Windows hands back this host's windows as its batches saved them.
+func (s *Store) Windows(fn func(*state.Window)) error {
+	rows, err := s.db.Query(`SELECT seq, data FROM bombwatch_segments WHERE host = $1 ORDER BY seq`, s.host)
+	if err != nil {
+		return s.wrap("load windows", err)
+	}
+	defer rows.Close()
+	var data []byte
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq, &data); err != nil {
+			return s.wrap("load windows", err)
+		}
+		if err := state.DecodeChunk(data, fn); err != nil {
+			return s.wrap(fmt.Sprintf("load windows of segment %d", seq), err)
+		}
+	}
+	return s.wrap("load windows", rows.Err())
+}
+
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+// Commit writes a batch in one transaction.
+func (s *Store) Commit(b *state.Batch) error {
+	if b.Empty() {
+		return nil
+	}
+	tx, err := s.db.Begin()
+	if err != nil {
+		return s.wrap("commit", err)
+	}
+	defer tx.Rollback()
+	if b.Full {
+		if _, err := tx.Exec(`DELETE FROM bombwatch_segments WHERE host = $1`, s.host); err != nil {
+			return s.wrap("commit windows", err)
+		}
+	}
+	for _, chunk := range b.Segment.Chunks() {
+		if _, err := tx.Exec(`INSERT INTO bombwatch_segments (host, data) VALUES ($1, $2)`, s.host, chunk); err != nil {
+			return s.wrap("commit windows", err)
+		}
+	}
+	if len(b.Files) > 0 {
+		var n int64
+		if err := tx.QueryRow(`SELECT count(*) FROM bombwatch_files WHERE host = $1`, s.host).Scan(&n); err != nil {
+			return s.wrap("commit files", err)
+		}
+		for i, name := range b.Files {
+			if _, err := tx.Exec(`INSERT INTO bombwatch_files (host, id, name) VALUES ($1, $2, $3)`, s.host, n+int64(i)+1, name); err != nil {
+				return s.wrap("commit files", err)
+			}
+		}
+	}
+	for _, bl := range b.Blocks {
+		if bl.Actions == nil {
+			bl.Actions = map[string]string{}
+		}
+		actions, err := json.Marshal(bl.Actions)
+		if err != nil {
+			return s.wrap("commit blocks", err)
+		}
+		evidence := ""
+		if len(bl.Evidence) > 0 {
+			e, err := json.Marshal(bl.Evidence)
+			if err != nil {
+				return s.wrap("commit blocks", err)
+			}
+			evidence = string(e)
+		}
+		_, err = tx.Exec(`INSERT INTO bombwatch_blocks (id, host, rule, key_type, key, since, until, value, lim, win, actions, ended, end_reason, file, line, evidence)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+			ON CONFLICT (id) DO UPDATE SET rule = $3, key_type = $4, key = $5, since = $6, until = $7, value = $8, lim = $9, win = $10,
+				actions = $11, ended = $12, end_reason = $13, file = $14, line = $15, evidence = $16`,
+			bl.ID, s.host, bl.Rule, bl.KeyType, bl.Key, bl.Since.UnixNano(), nullTime(bl.Until), bl.Value, bl.Limit,
+			int64(bl.Window), string(actions), nullTime(bl.Ended), bl.EndReason, bl.File, bl.Line, evidence)
+		if err != nil {
+			return s.wrap("commit blocks", err)
+		}
+		for _, m := range bl.Members {
+			if _, err := tx.Exec(`INSERT INTO bombwatch_block_members (block, addr) VALUES ($1, $2) ON CONFLICT DO NOTHING`, bl.ID, m); err != nil {
+				return s.wrap("commit block members", err)
+			}
+		}
+	}
+	for _, m := range b.Members {
+		if _, err := tx.Exec(`INSERT INTO bombwatch_block_members (block, addr) VALUES ($1, $2) ON CONFLICT DO NOTHING`, m.ID, m.Addr); err != nil {
+			return s.wrap("commit block members", err)
+		}
+	}
+	if len(b.Stats) > 0 {
+		first, last := b.Stats[0].Minute, b.Stats[0].Minute
+		for _, st := range b.Stats {
+			first, last = min(first, st.Minute), max(last, st.Minute)
+		}
+		if _, err := tx.Exec(`INSERT INTO bombwatch_stats (host, first_minute, last_minute, data) VALUES ($1, $2, $3, $4)`,
+			s.host, first, last, state.EncodeStats(b.Stats)); err != nil {
+			return s.wrap("commit stats", err)
+		}
+	}
+	if !b.PruneStats.IsZero() {
+		cut := b.PruneStats.Unix() / 60
+		if _, err := tx.Exec(`DELETE FROM bombwatch_stats WHERE host = $1 AND last_minute < $2`, s.host, cut); err != nil {
+			return s.wrap("prune stats", err)
+		}
+		if err := setMeta(tx, s.host, "stats_pruned", cut, "GREATEST(bombwatch_meta.value, excluded.value)"); err != nil {
+			return s.wrap("prune stats", err)
+		}
+	}
+	for _, o := range b.Offenses {
+		if _, err := tx.Exec(`INSERT INTO bombwatch_offenses (host, rule, key, count, last) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (host, rule, key) DO UPDATE SET count = $4, last = $5`, s.host, o.Rule, o.Key, o.Count, o.Last.UnixNano()); err != nil {
+			return s.wrap("commit offenses", err)
+		}
+	}
+	for _, e := range b.Ends {
+		if _, err := tx.Exec(`UPDATE bombwatch_blocks SET ended = $1, end_reason = $2 WHERE id = $3`, e.Time.UnixNano(), e.Reason, e.ID); err != nil {
+			return s.wrap("commit block ends", err)
+		}
+	}
+	for _, p := range b.Positions {
+		if _, err := tx.Exec(`INSERT INTO bombwatch_positions (host, input, device, inode, off, line, fingerprint, counted) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			ON CONFLICT (host, input) DO UPDATE SET device = $3, inode = $4, off = $5, line = $6, fingerprint = $7, counted = $8`,
+			s.host, p.Input, int64(p.Device), int64(p.Inode), p.Offset, p.Line, p.Fingerprint, strings.Join(p.Counted, "\n")); err != nil {
+			return s.wrap("commit positions", err)
+		}
+	}
+	if !b.Clock.IsZero() {
+		if err := setMeta(tx, s.host, "clock", b.Clock.UnixNano(), "excluded.value"); err != nil {
+			return s.wrap("commit clock", err)
+		}
+	}
+	if b.Manual {
+		if err := setMeta(tx, s.host, "manual", 1, "bombwatch_meta.value + 1"); err != nil {
+			return s.wrap("commit", err)
+		}
+	}
+	gen := s.gen.Load() + 1
+	if err := setMeta(tx, s.host, "generation", gen, "excluded.value"); err != nil {
+		return s.wrap("commit generation", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return s.wrap("commit", err)
+	}
+	s.gen.Store(gen)
+	return nil
+}
+
+// setMeta sets a host's meta value: to value when new, else to update (an
+// expression over bombwatch_meta.value and excluded.value).
+func setMeta(tx *sql.Tx, host, name string, value int64, update string) error {
+	_, err := tx.Exec(`INSERT INTO bombwatch_meta (host, name, value) VALUES ($1, $2, $3)
+		ON CONFLICT (host, name) DO UPDATE SET value = `+update, host, name, value)
+	return err
+}
+
+// ReserveIDs sets aside n block IDs, from one counter for every host
+// (the meta row of host ""): two reserving at once get ranges that do not
+// overlap.
+func (s *Store) ReserveIDs(n int64) (int64, error) {
+	var next int64
+	err := s.db.QueryRow(`INSERT INTO bombwatch_meta (host, name, value)
+			VALUES ('', 'next_block_id', (SELECT COALESCE(MAX(id), 0) + 1 FROM bombwatch_blocks) + $1)
+		ON CONFLICT (host, name) DO UPDATE
+			SET value = GREATEST(bombwatch_meta.value, (SELECT COALESCE(MAX(id), 0) + 1 FROM bombwatch_blocks)) + $1
+		RETURNING value`, n).Scan(&next)
+	if err != nil {
+		return 0, s.wrap("reserve block IDs", err)
+	}
+	return next - n, nil
+}
+
+// ManualChanges counts the batches this host committed by hand.
+func (s *Store) ManualChanges() (int64, error) { return s.meta("manual") }
+
+// SetActionStatus records one action's outcome on a block.
+func (s *Store) SetActionStatus(id int64, action, status string) error {
+	_, err := s.db.Exec(`UPDATE bombwatch_blocks SET actions = jsonb_set(actions, ARRAY[$1::text], to_jsonb($2::text)) WHERE id = $3`, action, status, id)
+	return s.wrap("set action status", err)
+}
+
+// Blocks returns this host's blocks in force, or with activeOnly false
+// every one in force at some time after since.
+func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) {
+	q := `SELECT id, rule, key_type, key, since, until, value, lim, win, actions::text, ended, end_reason, file, line, evidence FROM bombwatch_blocks WHERE host = $1 AND `
+	args := []any{s.host}
+	if activeOnly {
+		q += `ended IS NULL ORDER BY id`
+	} else {
+		q += `(ended IS NULL OR ended > $2) ORDER BY id`
+		args = append(args, since.UnixNano())
+	}
+	rows, err := s.db.Query(q, args...)
+	if err != nil {
+		return nil, s.wrap("read blocks", err)
+	}
+	defer rows.Close()
+	var out []state.Block
+	byID := map[int64]int{}
+	for rows.Next() {
+		var b state.Block
+		var sinceNS, window int64
+		var until, ended sql.NullInt64
+		var actions, evidence string
+		if err := rows.Scan(&b.ID, &b.Rule, &b.KeyType, &b.Key, &sinceNS, &until, &b.Value, &b.Limit, &window, &actions, &ended, &b.EndReason, &b.File, &b.Line, &evidence); err != nil {
+			return nil, s.wrap("read blocks", err)
+		}
+		if evidence != "" {
+			if err := json.Unmarshal([]byte(evidence), &b.Evidence); err != nil {
+				return nil, s.wrap(fmt.Sprintf("read block %d evidence", b.ID), err)
+			}
+		}
+		b.Since, b.Window = time.Unix(0, sinceNS).UTC(), time.Duration(window)
+		if until.Valid {
+			b.Until = time.Unix(0, until.Int64).UTC()
+		}
+		if ended.Valid {
+			b.Ended = time.Unix(0, ended.Int64).UTC()
+		}
+		if err := json.Unmarshal([]byte(actions), &b.Actions); err != nil {
+			return nil, s.wrap(fmt.Sprintf("read block %d actions", b.ID), err)
+		}
+		byID[b.ID] = len(out)
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("read blocks", err)
+	}
+	rows.Close()
+	if len(out) == 0 {
+		return out, nil
+	}
+	mrows, err := s.db.Query(`SELECT m.block, m.addr FROM bombwatch_block_members m JOIN bombwatch_blocks b ON b.id = m.block
+		WHERE b.host = $1 AND m.block >= $2 ORDER BY m.block, m.addr`, s.host, out[0].ID)
+	if err != nil {
+		return nil, s.wrap("read block members", err)
+	}
+	defer mrows.Close()
+	for mrows.Next() {
+		var id int64
+		var addr string
+		if err := mrows.Scan(&id, &addr); err != nil {
+			return nil, s.wrap("read block members", err)
+		}
+		if i, ok := byID[id]; ok {
+			out[i].Members = append(out[i].Members, addr)
+		}
+	}
+	return out, s.wrap("read block members", mrows.Err())
+}
+
+// Stats calls fn for this host's stats of the minutes first to last, not
+// pruned; a key's minute may come more than once: sum them.
+func (s *Store) Stats(first, last int64, fn func(*state.Stat)) error {
+	pruned, err := s.meta("stats_pruned")
+	if err != nil {
+		return err
+	}
+	first = max(first, pruned)
+	rows, err := s.db.Query(`SELECT data FROM bombwatch_stats WHERE host = $1 AND last_minute >= $2 AND first_minute <= $3 ORDER BY seq`,
+		s.host, first, last)
+	if err != nil {
+		return s.wrap("read stats", err)
+	}
+	defer rows.Close()
+	var data []byte
+	for rows.Next() {
+		if err := rows.Scan(&data); err != nil {
+			return s.wrap("read stats", err)
+		}
+		err := state.DecodeStats(data, func(st *state.Stat) {
+			if st.Minute >= first && st.Minute <= last {
+				fn(st)
+			}
+		})
+		if err != nil {
+			return s.wrap("read stats", err)
+		}
+	}
+	return s.wrap("read stats", rows.Err())
+}

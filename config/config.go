@@ -27,6 +27,15 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
+// HostName is this host's name: host:, or the machine's.
+func (c *Config) HostName() string {
+	if c.Host != "" {
+		return c.Host
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
 // Config is a whole configuration.
 type Config struct {
 	File string `yaml:"-"`

@@ -118,7 +118,7 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		Dropped: func(action string) { metrics.actionsDropped.WithLabelValues(action).Inc() }}
 	// The blocks in force are enforced before the windows are read: a
 	// state of millions of keys takes seconds to load, the blocks not.
-	p, err := config.NewPipeline(cfg, pipeline.Options{Store: store, Executor: exec, Logger: log, DeferWindows: true, OnDetection: func(d pipeline.Detection) {
+	p, err := config.NewPipeline(cfg, pipeline.Options{Store: store, Executor: exec, Logger: log, DeferWindows: true, Host: cfg.HostName(), OnDetection: func(d pipeline.Detection) {
 		metrics.detections.WithLabelValues(d.Rule, d.Event).Inc()
 		if o.OnDetection != nil {
 			o.OnDetection(d)

@@ -33,6 +33,9 @@ type Detection struct {
 	// on, for a rule that enforces on clients: at a block, the client that
 	// crossed the limit; at an unblock, every client added meanwhile.
 	Members []string `json:"members,omitempty"`
+	// Host is where the event that crossed the limit was seen (see
+	// state.Block.Host).
+	Host string `json:"host,omitempty"`
 }
 
 func newDetection(d actions.Detection, acts []actions.Action, executed bool, reason string, e *parsers.Event) Detection {

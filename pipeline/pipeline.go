@@ -11,6 +11,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"log/slog"
@@ -47,6 +48,9 @@ type Options struct {
 	// DeferWindows leaves the saved windows to RestoreWindows: New loads
 	// the blocks in force, offenses and positions only.
 	DeferWindows bool
+	// Host is this host's name: a block's Host when its log line names
+	// none.
+	Host string
 }
 
 // DefaultMaxKeys is the cap on keys when none is set: with what a key of
@@ -400,7 +404,7 @@ func (p *Pipeline) Advance(t time.Time) {
 // value.
 func (p *Pipeline) block(r *rule, key string, e *parsers.Event, value, limit float64, per time.Duration, evidence []state.Evidence) *active {
 	a := &active{rule: r, Block: state.Block{
-		ID: p.newID(), Rule: r.name, KeyType: r.keyType, Key: key,
+		ID: p.newID(), Rule: r.name, KeyType: r.keyType, Key: key, Host: cmp.Or(e.Host, p.opts.Host),
 		Since: e.Time, Value: value, Limit: limit, Window: per,
 		Actions: make(map[string]string, len(r.actions)), File: e.File, Line: e.Line,
 		Evidence: evidence,
@@ -574,6 +578,7 @@ func (p *Pipeline) act(event string, a *active, at time.Time, reason string, act
 	}
 	if p.opts.OnDetection != nil {
 		out := newDetection(d, acts, executed, reason, e)
+		out.Host = a.Host
 		if a.rule != nil && a.rule.onClients {
 			out.Members = slices.Clone(a.Members)
 		}

@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS bombwatch_blocks (
 	evidence   text NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS bombwatch_blocks_active ON bombwatch_blocks (host) WHERE ended IS NULL;
+ALTER TABLE bombwatch_blocks ADD COLUMN IF NOT EXISTS seen_on text NOT NULL DEFAULT '';
 CREATE TABLE IF NOT EXISTS bombwatch_block_members (
 	block bigint NOT NULL,
 	addr  text NOT NULL,
@@ -309,12 +310,12 @@ func (s *Store) Commit(b *state.Batch) error {
 			}
 			evidence = string(e)
 		}
-		_, err = tx.Exec(`INSERT INTO bombwatch_blocks (id, host, rule, key_type, key, since, until, value, lim, win, actions, ended, end_reason, file, line, evidence)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+		_, err = tx.Exec(`INSERT INTO bombwatch_blocks (id, host, rule, key_type, key, since, until, value, lim, win, actions, ended, end_reason, file, line, evidence, seen_on)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 			ON CONFLICT (id) DO UPDATE SET rule = $3, key_type = $4, key = $5, since = $6, until = $7, value = $8, lim = $9, win = $10,
-				actions = $11, ended = $12, end_reason = $13, file = $14, line = $15, evidence = $16`,
+				actions = $11, ended = $12, end_reason = $13, file = $14, line = $15, evidence = $16, seen_on = $17`,
 			bl.ID, s.host, bl.Rule, bl.KeyType, bl.Key, bl.Since.UnixNano(), nullTime(bl.Until), bl.Value, bl.Limit,
-			int64(bl.Window), string(actions), nullTime(bl.Ended), bl.EndReason, bl.File, bl.Line, evidence)
+			int64(bl.Window), string(actions), nullTime(bl.Ended), bl.EndReason, bl.File, bl.Line, evidence, bl.Host)
 		if err != nil {
 			return s.wrap("commit blocks", err)
 		}
@@ -423,7 +424,7 @@ func (s *Store) SetActionStatus(id int64, action, status string) error {
 // Blocks returns this host's blocks in force, or with activeOnly false
 // every one in force at some time after since.
 func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) {
-	q := `SELECT id, rule, key_type, key, since, until, value, lim, win, actions::text, ended, end_reason, file, line, evidence FROM bombwatch_blocks WHERE host = $1 AND `
+	q := `SELECT id, rule, key_type, key, since, until, value, lim, win, actions::text, ended, end_reason, file, line, evidence, seen_on FROM bombwatch_blocks WHERE host = $1 AND `
 	args := []any{s.host}
 	if activeOnly {
 		q += `ended IS NULL ORDER BY id`
@@ -443,7 +444,7 @@ func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) 
 		var sinceNS, window int64
 		var until, ended sql.NullInt64
 		var actions, evidence string
-		if err := rows.Scan(&b.ID, &b.Rule, &b.KeyType, &b.Key, &sinceNS, &until, &b.Value, &b.Limit, &window, &actions, &ended, &b.EndReason, &b.File, &b.Line, &evidence); err != nil {
+		if err := rows.Scan(&b.ID, &b.Rule, &b.KeyType, &b.Key, &sinceNS, &until, &b.Value, &b.Limit, &window, &actions, &ended, &b.EndReason, &b.File, &b.Line, &evidence, &b.Host); err != nil {
 			return nil, s.wrap("read blocks", err)
 		}
 		if evidence != "" {

@@ -120,6 +120,8 @@ type Block struct {
 	// Members are the client addresses enforced for a rule that enforces
 	// on clients.
 	Members []string `json:"members,omitempty"`
+	// Host is where the event that crossed the limit was seen.
+	Host string `json:"host,omitempty"`
 }
 
 // Repeat is a key blocked more than once.
@@ -353,7 +355,7 @@ func whatIf(w *WhatIf, keys func(func(string, map[int64]int64))) *WhatIfResult {
 
 func toBlock(b state.Block) Block {
 	out := Block{Event: "block", Rule: b.Rule, KeyType: b.KeyType, Key: b.Key, Time: b.Since.UTC(), Value: b.Value, Limit: b.Limit,
-		Window: b.Window.String(), Reason: b.EndReason, Status: b.Actions, File: b.File, Line: b.Line, Members: b.Members,
+		Window: b.Window.String(), Reason: b.EndReason, Status: b.Actions, File: b.File, Line: b.Line, Members: b.Members, Host: b.Host,
 		Actions: slices.Sorted(maps.Keys(b.Actions)), Executed: true}
 	if out.Status == nil {
 		out.Status = map[string]string{}

@@ -113,6 +113,8 @@ var migrations = []string{
 		seq  INTEGER PRIMARY KEY,
 		data BLOB NOT NULL
 	);`,
+	// Where a block's crossing event was seen (state.Block.Host).
+	`ALTER TABLE blocks ADD COLUMN host TEXT NOT NULL DEFAULT '';`,
 }
 
 // Store is a state.Store in an SQLite file.
@@ -476,10 +478,10 @@ func (s *Store) Commit(b *state.Batch) error {
 			}
 			evidence = string(e)
 		}
-		_, err = tx.Exec(`INSERT OR REPLACE INTO blocks (id, rule, key_type, key, since, until, value, lim, window, actions, ended, end_reason, file, line, evidence)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err = tx.Exec(`INSERT OR REPLACE INTO blocks (id, rule, key_type, key, since, until, value, lim, window, actions, ended, end_reason, file, line, evidence, host)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			bl.ID, bl.Rule, bl.KeyType, bl.Key, bl.Since.UnixNano(), nullTime(bl.Until), bl.Value, bl.Limit,
-			int64(bl.Window), string(actions), nullTime(bl.Ended), bl.EndReason, bl.File, bl.Line, evidence)
+			int64(bl.Window), string(actions), nullTime(bl.Ended), bl.EndReason, bl.File, bl.Line, evidence, bl.Host)
 		if err != nil {
 			return s.wrap("commit blocks", err)
 		}
@@ -578,7 +580,7 @@ func (s *Store) SetActionStatus(id int64, action, status string) error {
 // Blocks returns the blocks in force, or with activeOnly false every block
 // in force at some time after since.
 func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) {
-	q := `SELECT id, rule, key_type, key, since, until, value, lim, window, actions, ended, end_reason, file, line, evidence FROM blocks `
+	q := `SELECT id, rule, key_type, key, since, until, value, lim, window, actions, ended, end_reason, file, line, evidence, host FROM blocks `
 	var args []any
 	if activeOnly {
 		q += `WHERE ended IS NULL ORDER BY id`
@@ -597,7 +599,7 @@ func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) 
 		var sinceNS, window int64
 		var until, ended sql.NullInt64
 		var actions, evidence string
-		if err := rows.Scan(&b.ID, &b.Rule, &b.KeyType, &b.Key, &sinceNS, &until, &b.Value, &b.Limit, &window, &actions, &ended, &b.EndReason, &b.File, &b.Line, &evidence); err != nil {
+		if err := rows.Scan(&b.ID, &b.Rule, &b.KeyType, &b.Key, &sinceNS, &until, &b.Value, &b.Limit, &window, &actions, &ended, &b.EndReason, &b.File, &b.Line, &evidence, &b.Host); err != nil {
 			return nil, s.wrap("read blocks", err)
 		}
 		if evidence != "" {

@@ -47,6 +47,10 @@ type Block struct {
 	// Ended is when the block was lifted, zero while it is in force.
 	Ended     time.Time
 	EndReason string // "expired", "unban"
+	// Host is where the event that crossed the limit was seen: the
+	// logging host of its line, or the host that decided, when the line
+	// names none (a ban by hand, multilog's lines).
+	Host string
 	// Evidence are the events the rule counted in the window that was
 	// crossed, oldest first, the crossing one last: at most the limit+1
 	// newest (the burst measure's: its newest 100 terms).

@@ -35,10 +35,12 @@ type banJSON struct {
 	// Evidence are the events the rule counted (file, line, time; at
 	// most the limit+1), kept with the block; absent for a ban by hand.
 	Evidence []state.Evidence `json:"evidence,omitempty"`
+	// Host is where the event that crossed the limit was seen.
+	Host string `json:"host,omitempty"`
 }
 
 func toBanJSON(b state.Block) banJSON {
-	j := banJSON{Rule: b.Rule, KeyType: b.KeyType, Key: b.Key, Since: b.Since.UTC(), Actions: b.Actions, ID: b.ID, Value: b.Value, Limit: b.Limit, Members: b.Members, Evidence: b.Evidence}
+	j := banJSON{Rule: b.Rule, KeyType: b.KeyType, Key: b.Key, Since: b.Since.UTC(), Actions: b.Actions, ID: b.ID, Value: b.Value, Limit: b.Limit, Members: b.Members, Evidence: b.Evidence, Host: b.Host}
 	if j.Actions == nil {
 		j.Actions = map[string]string{}
 	}
@@ -325,7 +327,7 @@ func ban(cfg *config.Config, store state.Store, key, keyType, rule string, d tim
 		return state.Block{}, err
 	}
 	now := time.Now().UTC()
-	b := state.Block{ID: id, Rule: rule, KeyType: keyType, Key: key, Since: now, Actions: map[string]string{}}
+	b := state.Block{ID: id, Rule: rule, KeyType: keyType, Key: key, Since: now, Actions: map[string]string{}, Host: cfg.HostName()}
 	if d > 0 {
 		b.Until = now.Add(d)
 	}

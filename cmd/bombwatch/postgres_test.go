@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,5 +45,47 @@ func TestPostgreSQLStateAnswersAsSQLite(t *testing.T) {
 	}
 	if !strings.Contains(pg[0], `"rule"`) {
 		t.Errorf("no block in force after the samples: %s", pg[0])
+	}
+}
+
+// TestHostSaysWhereTheCrossingWasSeen: a detection's and a block's host is
+// the logging host of the line that crossed the limit, or host: when the
+// line names none (multilog's lines).
+func TestHostSaysWhereTheCrossingWasSeen(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "bombwatch.yaml")
+	if err := os.WriteFile(cfg, []byte("host: mxq.example.org\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "state.db")
+	for _, tt := range []struct{ log, host string }{
+		{"../../samples/postfix.log", "mx1"},
+		{"../../samples/qmail.log", "mxq.example.org"},
+	} {
+		code, stdout, errOut := bombwatch(t, "replay", "-c", cfg, "--json", "--db", db, tt.log)
+		if code != 0 {
+			t.Fatalf("replay %s: %d %s", tt.log, code, errOut)
+		}
+		blocks := 0
+		for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+			var d struct{ Event, Host string }
+			if err := json.Unmarshal([]byte(line), &d); err != nil {
+				t.Fatal(err)
+			}
+			if d.Event == "block" {
+				blocks++
+				if d.Host != tt.host {
+					t.Errorf("%s: a detection's host is %q, want %q: %s", tt.log, d.Host, tt.host, line)
+				}
+			}
+		}
+		if blocks == 0 {
+			t.Errorf("%s: no block", tt.log)
+		}
+		// The blocks in force at the end of the log, as saved.
+		_, list, _ := bombwatch(t, "bans", "list", "--json", "--db", db)
+		if !strings.Contains(list, `"host":"`+tt.host+`"`) {
+			t.Errorf("%s: bans list --json does not say host %s: %.300s", tt.log, tt.host, list)
+		}
 	}
 }

@@ -91,7 +91,7 @@ func runReplay(args []string, stdout, stderr io.Writer) error {
 		}
 	}}
 	detections := 0
-	p, err := config.NewPipeline(cfg, pipeline.Options{
+	p, err := config.NewPipeline(cfg, pipeline.Options{Host: cfg.HostName(),
 		Store: store, Executor: exec, Logger: logger,
 		OnDetection: func(d pipeline.Detection) {
 			detections++

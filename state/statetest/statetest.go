@@ -130,7 +130,7 @@ func blocks(t *testing.T, s state.Store) {
 	ev := []state.Evidence{{File: "/var/log/mail.log", Line: 7, Time: t0, Amount: 1}, {File: "/var/log/mail.log", Line: 9, Time: t0.Add(time.Second), Amount: 3}}
 	in := []state.Block{
 		{ID: 1, Rule: "r", KeyType: "sender", Key: "a@example.org", Since: t0, Until: t0.Add(time.Hour), Value: 31, Limit: 30,
-			Window: time.Minute, Actions: map[string]string{"log": state.Applied, "fw": state.Pending}, File: "/var/log/mail.log", Line: 9, Evidence: ev},
+			Window: time.Minute, Actions: map[string]string{"log": state.Applied, "fw": state.Pending}, File: "/var/log/mail.log", Line: 9, Evidence: ev, Host: "mx2.example.org"},
 		{ID: 2, Rule: "n", KeyType: "client_net", Key: "192.0.2.0/24", Since: t0, Value: 11, Limit: 10, Window: time.Minute,
 			Members: []string{"192.0.2.1"}},
 		{ID: 3, Rule: "r", KeyType: "sender", Key: "ended@example.org", Since: t0, Until: t0.Add(time.Hour), Value: 31, Limit: 30, Window: time.Minute},
@@ -163,7 +163,7 @@ func blocks(t *testing.T, s state.Store) {
 	}
 	b1 := all[0]
 	if b1.Ended != t0.Add(time.Hour) || b1.EndReason != "expired" || !maps.Equal(b1.Actions, map[string]string{"log": state.Applied, "fw": state.Failed}) ||
-		b1.File != "/var/log/mail.log" || b1.Line != 9 || b1.Value != 31 || b1.Limit != 30 || b1.Window != time.Minute ||
+		b1.File != "/var/log/mail.log" || b1.Line != 9 || b1.Host != "mx2.example.org" || b1.Value != 31 || b1.Limit != 30 || b1.Window != time.Minute ||
 		!b1.Until.Equal(t0.Add(time.Hour)) || !b1.Since.Equal(t0) {
 		t.Errorf("block 1 came back as %+v", b1)
 	}

@@ -418,22 +418,48 @@ func (s *Store) Windows(fn func(*state.Window)) error {
 		return s.wrap("load windows", err)
 	}
 	rows.Close()
-	// Then the segments, in the order committed.
-	segs, err := s.db.Query(`SELECT seq, data FROM segments ORDER BY seq`)
-	if err != nil {
-		return s.wrap("load windows", err)
+	// Then the segments, in the order committed: read on one goroutine
+	// while the chunk before is decoded and restored on the caller's (the
+	// restore of millions of keys is the longer part; reading overlaps it).
+	type chunk struct {
+		seq  int64
+		data []byte
 	}
-	defer segs.Close()
-	for segs.Next() {
-		var seq int64
-		if err := segs.Scan(&seq, &blob); err != nil {
-			return s.wrap("load windows", err)
+	chunks, stop := make(chan chunk, 4), make(chan struct{})
+	var readErr error
+	go func() {
+		defer close(chunks)
+		segs, err := s.db.Query(`SELECT seq, data FROM segments ORDER BY seq`)
+		if err != nil {
+			readErr = err
+			return
 		}
-		if err := state.DecodeChunk(blob, fn); err != nil {
-			return s.wrap(fmt.Sprintf("load windows of segment %d", seq), err)
+		defer segs.Close()
+		for segs.Next() {
+			var c chunk
+			if err := segs.Scan(&c.seq, &c.data); err != nil { // a copy of the row's blob
+				readErr = err
+				return
+			}
+			select {
+			case chunks <- c:
+			case <-stop:
+				return
+			}
+		}
+		readErr = segs.Err()
+	}()
+	defer func() {
+		close(stop)
+		for range chunks { // until the reader is done with the connection
+		}
+	}()
+	for c := range chunks {
+		if err := state.DecodeChunk(c.data, fn); err != nil {
+			return s.wrap(fmt.Sprintf("load windows of segment %d", c.seq), err)
 		}
 	}
-	return s.wrap("load windows", segs.Err())
+	return s.wrap("load windows", readErr)
 }
 
 // Commit writes a batch in one transaction.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 )
@@ -30,34 +31,73 @@ func TestDistinctAgainstBruteForce(t *testing.T) {
 		limit := int64(1 + rng.IntN(12))
 		per := time.Duration(10+rng.IntN(600)) * time.Second
 		values := 1 + rng.IntN(40)
+		nkeys := []int{1, 200}[seed%2] // one key, or many that come and go
 		d := NewDistinct(limit, per)
-		var times []time.Time
-		var vals []int64
+		type hist struct {
+			times []time.Time
+			vals  []int64
+		}
+		hists := map[string]*hist{}
+		saved := map[string]State{} // what Flush saved: a restart restores it
 		now := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
 		for i := range 2000 {
-			now = now.Add(time.Duration(rng.IntN(int(per/time.Second)/max(1, int(limit))+2)) * time.Second)
+			step := int(per/time.Second)/max(1, int(limit)) + 2
+			if nkeys > 1 {
+				step = max(1, step/10)
+			}
+			now = now.Add(time.Duration(rng.IntN(step)) * time.Second)
+			k := fmt.Sprint("k", rng.IntN(nkeys))
+			h := hists[k]
+			if h == nil {
+				h = &hist{}
+				hists[k] = h
+			}
 			v := Hash([]byte(fmt.Sprint(rng.IntN(values))))
-			times, vals = append(times, now), append(vals, v)
-			got := d.Add([]byte("k"), now, v)
-			want := min(bruteDistinct(times, vals, now, per), limit+1)
+			h.times, h.vals = append(h.times, now), append(h.vals, v)
+			got := d.Add([]byte(k), now, v)
+			want := min(bruteDistinct(h.times, h.vals, now, per), limit+1)
 			if got != want {
 				t.Fatalf("seed %d event %d: %d distinct, brute force %d (limit %d)", seed, i, got, want, limit)
 			}
-			if when, ok := d.Below("k"); ok {
-				if v := bruteDistinct(times, vals, when, per); v > limit {
+			if when, ok := d.Below(k); ok {
+				if v := bruteDistinct(h.times, h.vals, when, per); v > limit {
 					t.Fatalf("seed %d event %d: Below says %s, but %d distinct then", seed, i, when, v)
 				}
-				if v := bruteDistinct(times, vals, when.Add(-time.Second), per); v <= limit {
+				if v := bruteDistinct(h.times, h.vals, when.Add(-time.Second), per); v <= limit {
 					t.Fatalf("seed %d event %d: Below says %s, but already %d a second before", seed, i, when, v)
 				}
 			} else if got > limit {
 				t.Fatalf("seed %d event %d: above the limit and no Below", seed, i)
 			}
-			if i%500 == 499 { // a restart: saved and restored
-				r := NewDistinct(limit, per)
-				d.Flush(func(key string, st State) { r.Restore(key, st) })
-				d = r
+			if rng.IntN(100) == 0 {
+				d.Expire(now)
 			}
+			if i%100 == 99 {
+				d.Flush(func(key string, st State) {
+					if st.Empty() {
+						delete(saved, key)
+						return
+					}
+					saved[key] = State{Times: slices.Clone(st.Times), Amounts: slices.Clone(st.Amounts), Tags: slices.Clone(st.Tags), Touched: st.Touched}
+				})
+				if i%500 == 499 { // a restart: saved and restored
+					d = NewDistinct(limit, per)
+					for key, st := range saved {
+						d.Restore(key, st)
+					}
+				}
+			}
+		}
+		// Past every window, every key is forgotten, in memory and saved.
+		d.Expire(now.Add(per))
+		d.Flush(func(key string, st State) {
+			if !st.Empty() {
+				t.Errorf("seed %d: %q saved after it expired", seed, key)
+			}
+			delete(saved, key)
+		})
+		if d.Len() != 0 || len(saved) != 0 {
+			t.Errorf("seed %d: %d keys kept, %d saved after every window ended", seed, d.Len(), len(saved))
 		}
 	}
 }
@@ -70,7 +110,7 @@ func TestDistinctMemoryIsBounded(t *testing.T) {
 	for i := range 100000 {
 		d.Add([]byte("k"), now.Add(time.Duration(i)*time.Millisecond), int64(i))
 	}
-	if n := len(d.keys["k"].times); n != 6 {
+	if n := d.count(d.slotOf("k")); n != 6 {
 		t.Errorf("a key keeps %d values, want 6", n)
 	}
 }
@@ -99,6 +139,29 @@ func BenchmarkDistinctMemory(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		d.Add(key, now.Add(time.Duration(i)*time.Millisecond), int64(i%40))
 		d.Tag(1<<40 | uint64(i+1))
+	}
+	b.ReportMetric(perKey, "bytes/key")
+	runtime.KeepAlive(d)
+}
+
+// BenchmarkDistinctOneValueKeys reports the memory of a key that saw one
+// value — a network a botnet sent one message from — among 1M such keys.
+func BenchmarkDistinctOneValueKeys(b *testing.B) {
+	const keys = 1 << 20
+	now := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	d := NewDistinct(10, time.Minute)
+	for k := range keys {
+		d.Add(fmt.Appendf(nil, "%d.%d.%d.0/24", 10+k>>16, k>>8&255, k&255), now, int64(k))
+		d.Tag(1<<40 | uint64(k+1))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perKey := float64(after.HeapAlloc-before.HeapAlloc) / float64(d.Len())
+	for i := 0; b.Loop(); i++ {
+		d.Add([]byte("hot"), now.Add(time.Duration(i)*time.Millisecond), int64(i%40))
 	}
 	b.ReportMetric(perKey, "bytes/key")
 	runtime.KeepAlive(d)

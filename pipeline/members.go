@@ -3,6 +3,7 @@ package pipeline
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -16,8 +17,20 @@ import (
 // addresses that sent before it too.
 type contributors struct {
 	max   int
-	keys  map[string][]seenAddr // oldest first
-	dirty map[string]bool       // changed since the last flush
+	keys  map[string]*members
+	dirty []*members // changed since the last flush
+	gone  []string   // forgotten since the last flush
+	// flush's buffers: what it hands save is only good during the call.
+	times []int64
+	addrs []netip.Addr
+}
+
+// members are one key's addresses, oldest first. An event of a key seen
+// before changes them in place: no allocation, no map write.
+type members struct {
+	key   string
+	list  []seenAddr
+	dirty bool
 }
 
 type seenAddr struct {
@@ -26,7 +39,14 @@ type seenAddr struct {
 }
 
 func newContributors(max int) *contributors {
-	return &contributors{max: max, keys: map[string][]seenAddr{}, dirty: map[string]bool{}}
+	return &contributors{max: max, keys: map[string]*members{}}
+}
+
+func (c *contributors) markDirty(m *members) {
+	if !m.dirty {
+		m.dirty = true
+		c.dirty = append(c.dirty, m)
+	}
 }
 
 // add notes that key's event at t came from addr.
@@ -34,25 +54,32 @@ func (c *contributors) add(key []byte, addr netip.Addr, t time.Time) {
 	if !addr.IsValid() {
 		return
 	}
-	list := c.keys[string(key)]
-	if i := slices.IndexFunc(list, func(s seenAddr) bool { return s.addr == addr }); i >= 0 {
-		list = slices.Delete(list, i, i+1)
+	m := c.keys[string(key)]
+	if m == nil {
+		m = &members{key: string(key)}
+		c.keys[m.key] = m
 	}
-	if n := len(list); n > 0 && t.Before(list[n-1].at) {
-		t = list[n-1].at // out of order: kept in order, as windows keep it
+	if i := slices.IndexFunc(m.list, func(s seenAddr) bool { return s.addr == addr }); i >= 0 {
+		m.list = slices.Delete(m.list, i, i+1)
 	}
-	list = append(list, seenAddr{addr, t})
-	if len(list) > c.max {
-		list = slices.Delete(list, 0, len(list)-c.max)
+	if n := len(m.list); n > 0 && t.Before(m.list[n-1].at) {
+		t = m.list[n-1].at // out of order: kept in order, as windows keep it
 	}
-	c.keys[string(key)] = list
-	c.dirty[string(key)] = true
+	m.list = append(m.list, seenAddr{addr, t})
+	if len(m.list) > c.max {
+		m.list = slices.Delete(m.list, 0, len(m.list)-c.max)
+	}
+	c.markDirty(m)
 }
 
 // since returns the addresses key's events came from after since.
 func (c *contributors) since(key string, since time.Time) []netip.Addr {
+	m := c.keys[key]
+	if m == nil {
+		return nil
+	}
 	var out []netip.Addr
-	for _, s := range c.keys[key] {
+	for _, s := range m.list {
 		if s.at.After(since) {
 			out = append(out, s.addr)
 		}
@@ -60,39 +87,69 @@ func (c *contributors) since(key string, since time.Time) []netip.Addr {
 	return out
 }
 
+// forget drops a key; the next flush saves that it is gone.
+func (c *contributors) forget(m *members) {
+	delete(c.keys, m.key)
+	c.gone = append(c.gone, m.key)
+}
+
+// newest is when a key's newest address was seen.
+func (m *members) newest() time.Time {
+	if len(m.list) == 0 {
+		return time.Time{}
+	}
+	return m.list[len(m.list)-1].at
+}
+
 // expire forgets the keys with no event after since.
 func (c *contributors) expire(since time.Time) {
-	for k, list := range c.keys {
-		if len(list) == 0 || !list[len(list)-1].at.After(since) {
-			delete(c.keys, k)
-			c.dirty[k] = true
+	for _, m := range c.keys {
+		if !m.newest().After(since) {
+			c.forget(m)
 		}
 	}
 }
 
 // flush calls save for every key changed since the last flush, with its
-// addresses and when each was seen (nil for a key forgotten).
+// addresses and when each was seen (nil for a key forgotten): those
+// forgotten first, so that a key forgotten and seen again is saved as it
+// is now. The slices are only good during the call.
 func (c *contributors) flush(save func(key string, times []int64, addrs []netip.Addr)) {
-	for k := range c.dirty {
-		list := c.keys[k]
-		var times []int64
-		var addrs []netip.Addr
-		for _, s := range list {
-			times, addrs = append(times, s.at.UnixNano()), append(addrs, s.addr)
+	for _, k := range c.gone {
+		save(k, nil, nil)
+	}
+	c.gone = c.gone[:0]
+	for _, m := range c.dirty {
+		m.dirty = false
+		if c.keys[m.key] != m {
+			continue // forgotten since: saved as gone
 		}
-		save(k, times, addrs)
+		c.times, c.addrs = c.times[:0], c.addrs[:0]
+		for _, s := range m.list {
+			c.times, c.addrs = append(c.times, s.at.UnixNano()), append(c.addrs, s.addr)
+		}
+		save(m.key, c.times, c.addrs)
 	}
 	clear(c.dirty)
+	c.dirty = c.dirty[:0]
+}
+
+// discard forgets what changed, for a pipeline that saves nothing.
+func (c *contributors) discard() {
+	for _, m := range c.dirty {
+		m.dirty = false
+	}
+	clear(c.dirty)
+	c.dirty, c.gone = c.dirty[:0], c.gone[:0]
 }
 
 // evict forgets the keys whose newest address was seen before before,
 // but those keep keeps.
 func (c *contributors) evict(before time.Time, keep func(key string) bool) int {
 	n := 0
-	for k, list := range c.keys {
-		if (len(list) == 0 || list[len(list)-1].at.Before(before)) && !keep(k) {
-			delete(c.keys, k)
-			c.dirty[k] = true
+	for _, m := range c.keys {
+		if m.newest().Before(before) && !keep(m.key) {
+			c.forget(m)
 			n++
 		}
 	}
@@ -101,8 +158,8 @@ func (c *contributors) evict(before time.Time, keep func(key string) bool) int {
 
 // resave marks every key changed, for the next flush.
 func (c *contributors) resave() {
-	for k := range c.keys {
-		c.dirty[k] = true
+	for _, m := range c.keys {
+		c.markDirty(m)
 	}
 }
 
@@ -110,11 +167,19 @@ func (c *contributors) resave() {
 // had; none forgets it.
 func (c *contributors) restore(key string, times []int64, addrs []netip.Addr) {
 	delete(c.keys, key)
-	if len(times) != len(addrs) {
+	if len(times) != len(addrs) || len(times) == 0 {
 		return
 	}
+	m := &members{key: strings.Clone(key)}
 	for i, a := range addrs {
-		c.add([]byte(key), a, time.Unix(0, times[i]).UTC())
+		at := time.Unix(0, times[i]).UTC()
+		if n := len(m.list); n > 0 && at.Before(m.list[n-1].at) {
+			at = m.list[n-1].at
+		}
+		m.list = append(m.list, seenAddr{a, at})
 	}
-	delete(c.dirty, key)
+	if len(m.list) > c.max {
+		m.list = slices.Delete(m.list, 0, len(m.list)-c.max)
+	}
+	c.keys[m.key] = m
 }

@@ -729,7 +729,7 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 				r.burst.Flush(func(string, []int64, []int64, []uint64) {})
 			}
 			if r.seenFrom != nil {
-				clear(r.seenFrom.dirty)
+				r.seenFrom.discard()
 			}
 		}
 		p.mu.Lock() // action outcomes come in from the Executor's goroutines

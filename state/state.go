@@ -9,7 +9,6 @@
 package state
 
 import (
-	"cmp"
 	"maps"
 	"net/netip"
 	"slices"
@@ -335,7 +334,7 @@ func (m *Memory) Commit(b *Batch) error {
 	m.files = append(m.files, b.Files...)
 	n := len(m.stats)
 	m.stats = append(m.stats, b.Stats...)
-	slices.SortStableFunc(m.stats[n:], func(a, b Stat) int { return cmp.Compare(a.Minute, b.Minute) }) // see Reader
+	slices.SortFunc(m.stats[n:], byMinute) // see Reader
 	if !b.PruneStats.IsZero() {
 		cut := b.PruneStats.Unix() / 60
 		m.stats = slices.DeleteFunc(m.stats, func(s Stat) bool { return s.Minute < cut })

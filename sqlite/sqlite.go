@@ -9,7 +9,6 @@ package sqlite
 import (
 	"cmp"
 	"database/sql"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -691,39 +690,4 @@ func nullTime(t time.Time) any {
 		return nil
 	}
 	return t.UnixNano()
-}
-
-// encodeTimes writes ascending times compactly: a window of 31 times costs
-// about 100 bytes instead of 248.
-func encodeTimes(buf []byte, times []int64) []byte {
-	prev := int64(0)
-	for i, t := range times {
-		if i == 0 {
-			buf = binary.AppendVarint(buf, t)
-		} else {
-			buf = binary.AppendUvarint(buf, uint64(max(t-prev, 0)))
-		}
-		prev = t
-	}
-	return buf
-}
-
-func decodeTimes(b []byte) ([]int64, error) {
-	var out []int64
-	for len(b) > 0 {
-		if len(out) == 0 {
-			v, n := binary.Varint(b)
-			if n <= 0 {
-				return nil, errors.New("corrupt window times")
-			}
-			out, b = append(out, v), b[n:]
-			continue
-		}
-		d, n := binary.Uvarint(b)
-		if n <= 0 {
-			return nil, errors.New("corrupt window times")
-		}
-		out, b = append(out, out[len(out)-1]+int64(d)), b[n:]
-	}
-	return out, nil
 }

@@ -130,18 +130,6 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 	}
 }
 
-func TestTimesEncoding(t *testing.T) {
-	for _, times := range [][]int64{{0}, {-5, 0, 7}, {t0.UnixNano(), t0.UnixNano(), t0.UnixNano() + 1e12}} {
-		got, err := decodeTimes(encodeTimes(nil, times))
-		if err != nil || !reflect.DeepEqual(got, times) {
-			t.Errorf("round trip of %v = %v, %v", times, got, err)
-		}
-	}
-	if _, err := decodeTimes([]byte{0x80}); err == nil {
-		t.Error("decoded a truncated varint")
-	}
-}
-
 func BenchmarkCommit(b *testing.B) {
 	s, err := Open(filepath.Join(b.TempDir(), "state.db"))
 	if err != nil {

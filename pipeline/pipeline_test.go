@@ -225,6 +225,12 @@ func sortedKeys(m map[string]bool) []string {
 // with the same SQLite state, as a daemon restarted while its log grew
 // would. It returns every detection, and the last part's pipeline.
 func replayInParts(t testing.TB, cfg *config.Config, parts ...[]byte) ([]Detection, *Pipeline) {
+	return replayInPartsChecking(t, cfg, nil, parts...)
+}
+
+// replayInPartsChecking is replayInParts that calls check, when not nil,
+// with the state and the pipeline after each part.
+func replayInPartsChecking(t testing.TB, cfg *config.Config, check func(state.Store, *Pipeline), parts ...[]byte) ([]Detection, *Pipeline) {
 	t.Helper()
 	dir := t.TempDir()
 	log := filepath.Join(dir, "mail.log")
@@ -245,6 +251,9 @@ func replayInParts(t testing.TB, cfg *config.Config, parts ...[]byte) ([]Detecti
 		}
 		var ds []Detection
 		ds, p = replay(t, cfg, s, nil, log)
+		if check != nil {
+			check(s, p)
+		}
 		s.Close()
 		got = append(got, ds...)
 	}
@@ -401,20 +410,7 @@ func TestFullBatchesKeepTheStoreSmallAndTheDecisionsTheSame(t *testing.T) {
 	data, _ := os.ReadFile(full)
 	want, _ := replay(t, config.Default(), nil, nil, full)
 	a, b := cutAtLine(data, len(data)/3), cutAtLine(data, 2*len(data)/3)
-	dir := t.TempDir()
-	log, db := filepath.Join(dir, "mail.log"), filepath.Join(dir, "state.db")
-	var got []Detection
-	for _, part := range [][]byte{data[:a], data[a:b], data[b:]} {
-		f, _ := os.OpenFile(log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		f.Write(part)
-		f.Close()
-		os.Chtimes(log, ref, ref)
-		s, err := sqlite.Open(db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ds, p := replay(t, config.Default(), s, nil, log)
-		got = append(got, ds...)
+	got, _ := replayInPartsChecking(t, config.Default(), func(s state.Store, p *Pipeline) {
 		records := 0
 		if err := s.Windows(func(*state.Window) { records++ }); err != nil {
 			t.Fatal(err)
@@ -422,8 +418,7 @@ func TestFullBatchesKeepTheStoreSmallAndTheDecisionsTheSame(t *testing.T) {
 		if keys := p.Keys(); records > 2*keys+300+100 {
 			t.Errorf("the store holds %d windows for %d keys in memory", records, keys)
 		}
-		s.Close()
-	}
+	}, data[:a], data[a:b], data[b:])
 	if len(got) != len(want) {
 		t.Fatalf("%d detections, want %d", len(got), len(want))
 	}

@@ -23,11 +23,16 @@ type Merger struct {
 	Delay time.Duration
 	// Now is the wall clock that idleness is measured by; nil is time.Now.
 	Now func() time.Time
+	// Publish keeps the events handed on from this host's own logs,
+	// encoded, for TakeEvents: what a store shared by several hosts gives
+	// the others (see RemoteSource).
+	Publish bool
 
-	srcs  []*Source
-	wake  chan struct{}
-	ready bool // Next found nothing to hand on: Wake says when to try again
-	qmail qmailJoin
+	srcs      []*Source
+	published []byte
+	wake      chan struct{}
+	ready     bool // Next found nothing to hand on: Wake says when to try again
+	qmail     qmailJoin
 }
 
 // NewMerger merges srcs, and starts their reading.
@@ -67,14 +72,30 @@ func (m *Merger) now() time.Time {
 // finished. qmail's two logs are joined on the way (see qmailJoin).
 func (m *Merger) Next() (e *parsers.Event, wait time.Duration, done bool) {
 	for {
-		e, wait, done = m.next()
-		if e == nil || m.qmail.take(e) {
+		var from *Source
+		e, from, wait, done = m.next()
+		if e == nil || from.feed != nil {
+			return e, wait, done // another host's: joined before it was published
+		}
+		if m.qmail.take(e) {
+			if m.Publish {
+				m.published = e.AppendBinary(m.published)
+			}
 			return e, wait, done
 		}
 	}
 }
 
-func (m *Merger) next() (e *parsers.Event, wait time.Duration, done bool) {
+// TakeEvents appends the events of this host's logs handed on since the
+// last call, encoded (see Publish): they go with the positions of the
+// same moment.
+func (m *Merger) TakeEvents(dst []byte) []byte {
+	dst = append(dst, m.published...)
+	m.published = m.published[:0]
+	return dst
+}
+
+func (m *Merger) next() (e *parsers.Event, from *Source, wait time.Duration, done bool) {
 	var best *Source
 	var bestTime time.Time
 	live, empty := 0, 0 // empty: live sources with no event waiting
@@ -91,7 +112,7 @@ func (m *Merger) next() (e *parsers.Event, wait time.Duration, done bool) {
 		}
 	}
 	if best == nil {
-		return nil, 0, live == 0
+		return nil, nil, 0, live == 0
 	}
 	if empty > 0 {
 		now := time.Time{}
@@ -105,7 +126,7 @@ func (m *Merger) next() (e *parsers.Event, wait time.Duration, done bool) {
 				continue
 			}
 			if !s.idle {
-				return nil, 0, false // reading: what it sends may be older
+				return nil, nil, 0, false // reading: what it sends may be older
 			}
 			if now.IsZero() {
 				now = m.now()
@@ -117,10 +138,10 @@ func (m *Merger) next() (e *parsers.Event, wait time.Duration, done bool) {
 			}
 		}
 		if wait > 0 {
-			return nil, wait, false
+			return nil, nil, wait, false
 		}
 	}
-	return best.pop(), 0, false
+	return best.pop(), best, 0, false
 }
 
 // Behind is how long the events waiting in the source have been read;

@@ -129,6 +129,8 @@ type Source struct {
 	quit       chan struct{}
 	started    bool
 	skipBase   int64 // lines skipped in the log's files before this one
+	feed       Feed  // another host's events (RemoteSource)
+	notices    <-chan struct{}
 	linesRead  atomic.Int64
 	skippedNow atomic.Int64
 }
@@ -486,6 +488,8 @@ func (s *Source) start(wake chan<- struct{}) {
 	switch {
 	case s.fol != nil:
 		go s.follow()
+	case s.feed != nil:
+		go s.readRemote()
 	case s.abs == "journald" && s.rd == nil:
 		go s.journal()
 	default:

@@ -403,8 +403,12 @@ func (p *Pipeline) Advance(t time.Time) {
 // block starts a block of key by rule r, because event e made its measure
 // value.
 func (p *Pipeline) block(r *rule, key string, e *parsers.Event, value, limit float64, per time.Duration, evidence []state.Evidence) *active {
+	id := p.blockID(r, key, e.Time)
+	if a := p.inForce[id]; a != nil {
+		return a // another host that shares the store decided it first, and it was adopted here
+	}
 	a := &active{rule: r, Block: state.Block{
-		ID: p.newID(), Rule: r.name, KeyType: r.keyType, Key: key, Host: cmp.Or(e.Host, p.opts.Host),
+		ID: id, Rule: r.name, KeyType: r.keyType, Key: key, Host: cmp.Or(e.Host, p.opts.Host),
 		Since: e.Time, Value: value, Limit: limit, Window: per,
 		Actions: make(map[string]string, len(r.actions)), File: e.File, Line: e.Line,
 		Evidence: evidence,
@@ -438,6 +442,24 @@ func (p *Pipeline) block(r *rule, key string, e *parsers.Event, value, limit flo
 // idBatch is how many block IDs are reserved at a time: one write to the
 // store per idBatch blocks.
 const idBatch = 64
+
+// blockID is the ID of the block of key by r from since: in a store
+// several hosts share, the one every host that decides it gets, so that
+// it is one block wherever it was seen; else the next of this pipeline's.
+func (p *Pipeline) blockID(r *rule, key string, since time.Time) int64 {
+	if c, ok := p.opts.Store.(claimer); ok {
+		id, err := c.ClaimBlock(r.name, r.keyType, key, since)
+		if err == nil {
+			return id
+		}
+		p.log.Error("claim a block ID from the shared state; using one of this host's", "err", err)
+	}
+	return p.newID()
+}
+
+type claimer interface {
+	ClaimBlock(rule, keyType, key string, since time.Time) (int64, error)
+}
 
 // newID is the next block ID, from the store's reservations.
 func (p *Pipeline) newID() int64 {
@@ -778,6 +800,7 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 	if m != nil {
 		b.Positions = m.Positions(b.Positions) // first: it hands on the batches' stats
 		b.Stats = m.TakeStats(b.Stats)
+		b.Events = m.TakeEvents(b.Events)
 	}
 	b.Clock = p.clock
 	// A batch that failed (disk full, read-only, locked) is saved first,

@@ -46,6 +46,9 @@ type Block struct {
 	// Ended is when the block was lifted, zero while it is in force.
 	Ended     time.Time
 	EndReason string // "expired", "unban"
+	// EndedOn is the host that lifted it, in a store several hosts share
+	// (Shared); "" in the others.
+	EndedOn string
 	// Host is where the event that crossed the limit was seen: the
 	// logging host of its line, or the host that decided, when the line
 	// names none (a ban by hand, multilog's lines).
@@ -166,12 +169,18 @@ type Batch struct {
 	// of a window's tag is Snapshot.Files[tag>>40 - 1], in the order
 	// added over the store's life.
 	Files []string
+	// Events are the events of this host's own logs that ran since the
+	// last batch, encoded one after the other (parsers.Event.AppendBinary):
+	// a store shared by several hosts keeps them for the others (see
+	// Shared); the others ignore them.
+	Events []byte
 }
 
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
 	return b.Segment.Len() == 0 && !b.Full && len(b.Blocks) == 0 && len(b.Ends) == 0 && len(b.Members) == 0 && len(b.Offenses) == 0 &&
-		len(b.Stats) == 0 && b.PruneStats.IsZero() && len(b.Positions) == 0 && b.Clock.IsZero() && !b.Manual && len(b.Files) == 0
+		len(b.Stats) == 0 && b.PruneStats.IsZero() && len(b.Positions) == 0 && b.Clock.IsZero() && !b.Manual && len(b.Files) == 0 &&
+		len(b.Events) == 0
 }
 
 // Reset empties the batch for reuse.
@@ -188,6 +197,7 @@ func (b *Batch) Reset() {
 	b.Clock = time.Time{}
 	b.Manual = false
 	b.Files = b.Files[:0]
+	b.Events = b.Events[:0]
 }
 
 // Snapshot is the state loaded at start, but for the windows, which are
@@ -230,6 +240,35 @@ type Store interface {
 	// summed): what reports read, with Blocks (Reader).
 	Stats(firstMinute, lastMinute int64, fn func(*Stat)) error
 	Close() error
+}
+
+// Shared is a store several MX hosts share, so that a bomb spread over
+// them is counted as one: each host's batches carry the events of its own
+// logs (Batch.Events), every host reads the others' and runs them, merged
+// by time with its own (input.RemoteSource), and so counts what they
+// count. Blocks are one set for all: Blocks returns every host's, a block
+// is the same (same ID) wherever it was decided (ClaimBlock), and the
+// statuses of its actions are each host's own.
+type Shared interface {
+	Store
+	// Host is the name this host's rows are kept under.
+	Host() string
+	// Hosts are the other hosts that share the store.
+	Hosts() ([]string, error)
+	// Events calls fn with the runs of events host published, in order,
+	// from the one numbered from on (see input.Feed).
+	Events(host string, from int64, fn func(seq int64, events []byte) error) error
+	// ClaimBlock returns the ID of the block of a rule and key from a
+	// time: the same on every host that decides it, new on the first.
+	ClaimBlock(rule, keyType, key string, since time.Time) (int64, error)
+	// BlockChanges counts the changes of blocks — started, lifted, made
+	// or lifted by hand — by any host, over the store's life.
+	BlockChanges() (int64, error)
+	// Notices receives, soon after another host commits, when host (""
+	// for any) published events, or when any host changed blocks
+	// (blocks): a wake-up, not a guarantee — readers poll as well.
+	Notices(host string) <-chan struct{}
+	BlockNotices() <-chan struct{}
 }
 
 // Memory is a Store that keeps state for the life of the process: the

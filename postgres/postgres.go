@@ -4,23 +4,34 @@
 // windows, state.EncodeStats for the reports' counts), each batch in one
 // transaction, and passes the same conformance suite (state/statetest).
 //
-// Every row is kept under the host that wrote it (OpenOptions.Host, by
-// default the machine's name), so that several hosts may share one
-// database without reading or dropping each other's windows, positions or
-// blocks; block IDs come from one counter for all. Sharing the counts and
-// blocks between hosts is not done here yet.
+// It is the store several MX hosts share (state.Shared). Each host keeps
+// its own windows, positions, offenses and stats under its name
+// (OpenOptions.Host, by default the machine's name), and appends the
+// events of its own logs, in the transaction that saves the positions
+// they were read up to, so that they are published exactly once. Every
+// host reads the others' events and runs them merged by time with its
+// own: all count the same windows, and a bomb spread over the hosts is
+// seen whole. Blocks are one set for all hosts: a block of a rule, key
+// and start has one ID whichever host decided it first (ClaimBlock), its
+// row is written by the first to commit, and each host keeps the
+// outcomes of its own actions. A commit that publishes events or changes
+// blocks sends a notice (NOTIFY), which wakes the other hosts at once;
+// they poll as well, for what a notice missed.
 package postgres
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
 	"github.com/bombwatch/bombwatch/state"
@@ -99,19 +110,63 @@ CREATE TABLE IF NOT EXISTS bombwatch_files (
 	name text NOT NULL,
 	PRIMARY KEY (host, id)
 );
+CREATE TABLE IF NOT EXISTS bombwatch_hosts (
+	host text PRIMARY KEY,
+	since bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bombwatch_events (
+	host text NOT NULL,
+	seq  bigserial,
+	at   bigint NOT NULL,
+	data bytea NOT NULL,
+	PRIMARY KEY (host, seq)
+);
+CREATE TABLE IF NOT EXISTS bombwatch_block_claims (
+	rule     text NOT NULL,
+	key_type text NOT NULL,
+	key      text NOT NULL,
+	since    bigint NOT NULL,
+	id       bigint NOT NULL,
+	PRIMARY KEY (rule, key_type, key, since)
+);
+CREATE TABLE IF NOT EXISTS bombwatch_block_actions (
+	block  bigint NOT NULL,
+	host   text NOT NULL,
+	action text NOT NULL,
+	status text NOT NULL,
+	PRIMARY KEY (block, host, action)
+);
+ALTER TABLE bombwatch_blocks ADD COLUMN IF NOT EXISTS ended_on text NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS bombwatch_blocks_in_force ON bombwatch_blocks (id) WHERE ended IS NULL;
 `
+
+// eventsKept is how long a host's published events are kept: how long a
+// host may be down and still catch up with what the others saw.
+const eventsKept = 24 * time.Hour
 
 // Store is a state.Store in a PostgreSQL database.
 type Store struct {
-	db   *sql.DB
-	host string
-	dsn  string // with the password hidden, for errors
-	gen  atomic.Int64
+	db     *sql.DB
+	host   string
+	dsn    string // with the password hidden, for errors
+	rawDSN string // for the listening connection
+	gen    atomic.Int64
+	pruned time.Time // when this host's old events were last dropped
+
+	// The notices: one connection LISTENs, from the first call to
+	// Notices or BlockNotices until Close.
+	listening sync.Once
+	stop      context.CancelFunc
+	stopped   chan struct{}
+	mu        sync.Mutex
+	hostWakes map[string]chan struct{}
+	blockWake chan struct{}
 }
 
 var (
 	_ state.Store  = (*Store)(nil)
 	_ state.Reader = (*Store)(nil)
+	_ state.Shared = (*Store)(nil)
 )
 
 func init() {
@@ -136,11 +191,15 @@ func Open(dsn string, o state.OpenOptions) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", state.Redact(dsn), err)
 	}
-	s := &Store{db: db, host: host, dsn: state.Redact(dsn)}
+	s := &Store{db: db, host: host, dsn: state.Redact(dsn), rawDSN: dsn, hostWakes: map[string]chan struct{}{}, blockWake: make(chan struct{}, 1)}
 	if !o.ReadOnly {
 		if _, err := db.Exec(schema); err != nil {
 			db.Close()
 			return nil, s.wrap("make the tables", err)
+		}
+		if _, err := db.Exec(`INSERT INTO bombwatch_hosts (host, since) VALUES ($1, $2) ON CONFLICT DO NOTHING`, host, time.Now().UnixNano()); err != nil {
+			db.Close()
+			return nil, s.wrap("add this host", err)
 		}
 	}
 	var gen sql.NullInt64
@@ -160,7 +219,16 @@ func (s *Store) wrap(what string, err error) error {
 }
 
 // Close closes the connections.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	if s.stop != nil {
+		s.stop()
+		<-s.stopped
+	}
+	return s.db.Close()
+}
+
+// Host is the name this host's rows are kept under.
+func (s *Store) Host() string { return s.host }
 
 // Generation counts the batches this host committed.
 func (s *Store) Generation() int64 { return s.gen.Load() }
@@ -310,14 +378,20 @@ func (s *Store) Commit(b *state.Batch) error {
 			}
 			evidence = string(e)
 		}
+		// The first host to save a block writes it; another that decided
+		// it too (the same ID, see ClaimBlock) adds its action outcomes.
 		_, err = tx.Exec(`INSERT INTO bombwatch_blocks (id, host, rule, key_type, key, since, until, value, lim, win, actions, ended, end_reason, file, line, evidence, seen_on)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-			ON CONFLICT (id) DO UPDATE SET rule = $3, key_type = $4, key = $5, since = $6, until = $7, value = $8, lim = $9, win = $10,
-				actions = $11, ended = $12, end_reason = $13, file = $14, line = $15, evidence = $16, seen_on = $17`,
+			ON CONFLICT (id) DO NOTHING`,
 			bl.ID, s.host, bl.Rule, bl.KeyType, bl.Key, bl.Since.UnixNano(), nullTime(bl.Until), bl.Value, bl.Limit,
 			int64(bl.Window), string(actions), nullTime(bl.Ended), bl.EndReason, bl.File, bl.Line, evidence, bl.Host)
 		if err != nil {
 			return s.wrap("commit blocks", err)
+		}
+		for action, status := range bl.Actions {
+			if err := setStatus(tx, bl.ID, s.host, action, status); err != nil {
+				return s.wrap("commit blocks", err)
+			}
 		}
 		for _, m := range bl.Members {
 			if _, err := tx.Exec(`INSERT INTO bombwatch_block_members (block, addr) VALUES ($1, $2) ON CONFLICT DO NOTHING`, bl.ID, m); err != nil {
@@ -356,8 +430,39 @@ func (s *Store) Commit(b *state.Batch) error {
 		}
 	}
 	for _, e := range b.Ends {
-		if _, err := tx.Exec(`UPDATE bombwatch_blocks SET ended = $1, end_reason = $2 WHERE id = $3`, e.Time.UnixNano(), e.Reason, e.ID); err != nil {
+		// The first end is the block's: hosts that lift it on time after
+		// another did change nothing.
+		if _, err := tx.Exec(`UPDATE bombwatch_blocks SET ended = $1, end_reason = $2, ended_on = $3 WHERE id = $4 AND ended IS NULL`,
+			e.Time.UnixNano(), e.Reason, s.host, e.ID); err != nil {
 			return s.wrap("commit block ends", err)
+		}
+	}
+	if len(b.Events) > 0 {
+		now := time.Now()
+		if _, err := tx.Exec(`INSERT INTO bombwatch_events (host, at, data) VALUES ($1, $2, $3)`, s.host, now.UnixNano(), b.Events); err != nil {
+			return s.wrap("publish events", err)
+		}
+		if now.Sub(s.pruned) >= time.Minute {
+			if _, err := tx.Exec(`DELETE FROM bombwatch_events WHERE host = $1 AND at < $2`, s.host, now.Add(-eventsKept).UnixNano()); err != nil {
+				return s.wrap("drop old events", err)
+			}
+		}
+		if _, err := tx.Exec(`SELECT pg_notify('bombwatch_events', $1)`, s.host); err != nil {
+			return s.wrap("publish events", err)
+		}
+	}
+	if len(b.Blocks) > 0 || len(b.Ends) > 0 || b.Manual {
+		if err := setMeta(tx, "", "block_changes", 1, "bombwatch_meta.value + 1"); err != nil {
+			return s.wrap("commit", err)
+		}
+		// A daemon ignores its own notices, but not those of `bans` run
+		// on its host.
+		who := s.host
+		if b.Manual {
+			who = "manual:" + s.host
+		}
+		if _, err := tx.Exec(`SELECT pg_notify('bombwatch_blocks', $1)`, who); err != nil {
+			return s.wrap("commit", err)
 		}
 	}
 	for _, p := range b.Positions {
@@ -385,7 +490,16 @@ func (s *Store) Commit(b *state.Batch) error {
 		return s.wrap("commit", err)
 	}
 	s.gen.Store(gen)
+	if len(b.Events) > 0 && time.Since(s.pruned) >= time.Minute {
+		s.pruned = time.Now()
+	}
 	return nil
+}
+
+func setStatus(tx *sql.Tx, id int64, host, action, status string) error {
+	_, err := tx.Exec(`INSERT INTO bombwatch_block_actions (block, host, action, status) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (block, host, action) DO UPDATE SET status = excluded.status`, id, host, action, status)
+	return err
 }
 
 // setMeta sets a host's meta value: to value when new, else to update (an
@@ -415,16 +529,21 @@ func (s *Store) ReserveIDs(n int64) (int64, error) {
 // ManualChanges counts the batches this host committed by hand.
 func (s *Store) ManualChanges() (int64, error) { return s.meta("manual") }
 
-// SetActionStatus records one action's outcome on a block.
+// SetActionStatus records one action's outcome on a block, on this host.
 func (s *Store) SetActionStatus(id int64, action, status string) error {
-	_, err := s.db.Exec(`UPDATE bombwatch_blocks SET actions = jsonb_set(actions, ARRAY[$1::text], to_jsonb($2::text)) WHERE id = $3`, action, status, id)
+	_, err := s.db.Exec(`INSERT INTO bombwatch_block_actions (block, host, action, status) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (block, host, action) DO UPDATE SET status = excluded.status`, id, s.host, action, status)
 	return s.wrap("set action status", err)
 }
 
-// Blocks returns this host's blocks in force, or with activeOnly false
-// every one in force at some time after since.
+// Blocks returns the blocks in force, of every host, or with activeOnly
+// false every one in force at some time after since. The statuses of
+// their actions are this host's: pending where it has not acted yet.
 func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) {
-	q := `SELECT id, rule, key_type, key, since, until, value, lim, win, actions::text, ended, end_reason, file, line, evidence, seen_on FROM bombwatch_blocks WHERE host = $1 AND `
+	q := `SELECT id, rule, key_type, key, since, until, value, lim, win, actions::text,
+			COALESCE((SELECT jsonb_object_agg(a.action, a.status) FROM bombwatch_block_actions a WHERE a.block = b.id AND a.host = $1), '{}')::text,
+			ended, end_reason, ended_on, file, line, evidence, seen_on
+		FROM bombwatch_blocks b WHERE `
 	args := []any{s.host}
 	if activeOnly {
 		q += `ended IS NULL ORDER BY id`
@@ -443,8 +562,9 @@ func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) 
 		var b state.Block
 		var sinceNS, window int64
 		var until, ended sql.NullInt64
-		var actions, evidence string
-		if err := rows.Scan(&b.ID, &b.Rule, &b.KeyType, &b.Key, &sinceNS, &until, &b.Value, &b.Limit, &window, &actions, &ended, &b.EndReason, &b.File, &b.Line, &evidence, &b.Host); err != nil {
+		var actions, here, evidence string
+		if err := rows.Scan(&b.ID, &b.Rule, &b.KeyType, &b.Key, &sinceNS, &until, &b.Value, &b.Limit, &window, &actions, &here,
+			&ended, &b.EndReason, &b.EndedOn, &b.File, &b.Line, &evidence, &b.Host); err != nil {
 			return nil, s.wrap("read blocks", err)
 		}
 		if evidence != "" {
@@ -459,8 +579,20 @@ func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) 
 		if ended.Valid {
 			b.Ended = time.Unix(0, ended.Int64).UTC()
 		}
+		// The actions are those of the host that saved the block; their
+		// statuses this host's.
+		var statuses map[string]string
 		if err := json.Unmarshal([]byte(actions), &b.Actions); err != nil {
 			return nil, s.wrap(fmt.Sprintf("read block %d actions", b.ID), err)
+		}
+		if err := json.Unmarshal([]byte(here), &statuses); err != nil {
+			return nil, s.wrap(fmt.Sprintf("read block %d actions", b.ID), err)
+		}
+		for name := range b.Actions {
+			b.Actions[name] = state.Pending
+		}
+		for name, status := range statuses {
+			b.Actions[name] = status
 		}
 		byID[b.ID] = len(out)
 		out = append(out, b)
@@ -472,8 +604,7 @@ func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) 
 	if len(out) == 0 {
 		return out, nil
 	}
-	mrows, err := s.db.Query(`SELECT m.block, m.addr FROM bombwatch_block_members m JOIN bombwatch_blocks b ON b.id = m.block
-		WHERE b.host = $1 AND m.block >= $2 ORDER BY m.block, m.addr`, s.host, out[0].ID)
+	mrows, err := s.db.Query(`SELECT block, addr FROM bombwatch_block_members WHERE block >= $1 ORDER BY block, addr`, out[0].ID)
 	if err != nil {
 		return nil, s.wrap("read block members", err)
 	}
@@ -520,4 +651,179 @@ func (s *Store) Stats(first, last int64, fn func(*state.Stat)) error {
 		}
 	}
 	return s.wrap("read stats", rows.Err())
+}
+
+// Hosts are the other hosts that opened the database to write to it.
+func (s *Store) Hosts() ([]string, error) {
+	rows, err := s.db.Query(`SELECT host FROM bombwatch_hosts WHERE host <> $1 ORDER BY host`, s.host)
+	if err != nil {
+		return nil, s.wrap("read hosts", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, s.wrap("read hosts", err)
+		}
+		out = append(out, h)
+	}
+	return out, s.wrap("read hosts", rows.Err())
+}
+
+// eventRuns is how many runs of events one read takes at most: a host
+// catching up reads a day's in steps.
+const eventRuns = 64
+
+// Events calls fn with the runs of events host published, from the one
+// numbered from on. A host commits one batch at a time, so its runs are
+// numbered in the order they were committed: none is ever found later
+// below one read.
+func (s *Store) Events(host string, from int64, fn func(seq int64, events []byte) error) error {
+	for {
+		rows, err := s.db.Query(`SELECT seq, data FROM bombwatch_events WHERE host = $1 AND seq >= $2 ORDER BY seq LIMIT $3`, host, from, eventRuns)
+		if err != nil {
+			return s.wrap("read "+host+"'s events", err)
+		}
+		n := 0
+		var data []byte
+		for rows.Next() {
+			var seq int64
+			if err := rows.Scan(&seq, &data); err != nil {
+				rows.Close()
+				return s.wrap("read "+host+"'s events", err)
+			}
+			n++
+			from = seq + 1
+			if err := fn(seq, data); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil || n < eventRuns {
+			return s.wrap("read "+host+"'s events", err)
+		}
+	}
+}
+
+// ClaimBlock returns the ID of the block of rule and key from since: the
+// one another host claimed first, or a new one.
+func (s *Store) ClaimBlock(rule, keyType, key string, since time.Time) (int64, error) {
+	find := func() (int64, error) {
+		var id int64
+		err := s.db.QueryRow(`SELECT id FROM bombwatch_block_claims WHERE rule = $1 AND key_type = $2 AND key = $3 AND since = $4`,
+			rule, keyType, key, since.UnixNano()).Scan(&id)
+		return id, err
+	}
+	id, err := find()
+	if err == nil {
+		return id, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return 0, s.wrap("claim block", err)
+	}
+	if id, err = s.ReserveIDs(1); err != nil {
+		return 0, err
+	}
+	res, err := s.db.Exec(`INSERT INTO bombwatch_block_claims (rule, key_type, key, since, id) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+		rule, keyType, key, since.UnixNano(), id)
+	if err != nil {
+		return 0, s.wrap("claim block", err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return id, nil
+	}
+	id, err = find() // another host claimed it meanwhile
+	return id, s.wrap("claim block", err)
+}
+
+// BlockChanges counts the commits of any host that changed blocks.
+func (s *Store) BlockChanges() (int64, error) {
+	var v sql.NullInt64
+	err := s.db.QueryRow(`SELECT value FROM bombwatch_meta WHERE host = '' AND name = 'block_changes'`).Scan(&v)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, s.wrap("read block changes", err)
+	}
+	return v.Int64, nil
+}
+
+// Notices receives when host publishes events.
+func (s *Store) Notices(host string) <-chan struct{} {
+	s.listening.Do(s.startListening)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.hostWakes[host]
+	if c == nil {
+		c = make(chan struct{}, 1)
+		s.hostWakes[host] = c
+	}
+	return c
+}
+
+// BlockNotices receives when another host, or `bans` on this one,
+// changes blocks.
+func (s *Store) BlockNotices() <-chan struct{} {
+	s.listening.Do(s.startListening)
+	return s.blockWake
+}
+
+func (s *Store) startListening() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop, s.stopped = cancel, make(chan struct{})
+	go s.listen(ctx)
+}
+
+func wake(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// wakeAll wakes every reader: after a lost connection, notices may have
+// been missed.
+func (s *Store) wakeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.hostWakes {
+		wake(c)
+	}
+	wake(s.blockWake)
+}
+
+// listen holds one connection that LISTENs, and connects again when it
+// is lost, until ctx is done.
+func (s *Store) listen(ctx context.Context) {
+	defer close(s.stopped)
+	for ctx.Err() == nil {
+		conn, err := pgx.Connect(ctx, s.rawDSN)
+		if err == nil {
+			if _, err = conn.Exec(ctx, `LISTEN bombwatch_events; LISTEN bombwatch_blocks`); err == nil {
+				s.wakeAll()
+				for {
+					n, err := conn.WaitForNotification(ctx)
+					if err != nil {
+						break
+					}
+					switch {
+					case n.Channel == "bombwatch_blocks" && n.Payload != s.host:
+						wake(s.blockWake)
+					case n.Channel == "bombwatch_events" && n.Payload != s.host:
+						s.mu.Lock()
+						if c := s.hostWakes[n.Payload]; c != nil {
+							wake(c)
+						}
+						s.mu.Unlock()
+					}
+				}
+			}
+			conn.Close(context.Background())
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 }

@@ -1,6 +1,8 @@
 package postgres
 
 import (
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,10 +24,11 @@ func TestConforms(t *testing.T) {
 	})
 }
 
-// TestHostsKeepTheirOwnRows: two hosts on one database each load their
-// own windows, positions and blocks, and a full batch of one drops none
-// of the other's; block IDs never collide.
-func TestHostsKeepTheirOwnRows(t *testing.T) {
+// TestHostsKeepTheirOwnRowsAndShareBlocks: two hosts on one database each
+// load their own windows and positions, and a full batch of one drops none
+// of the other's; the blocks are one set, with IDs that never collide and
+// action outcomes that are each host's own.
+func TestHostsKeepTheirOwnRowsAndShareBlocks(t *testing.T) {
 	dsn := pgtest.Start(t).NewDatabase(t)
 	mx1, err := Open(dsn, state.OpenOptions{Host: "mx1"})
 	if err != nil {
@@ -43,7 +46,7 @@ func TestHostsKeepTheirOwnRows(t *testing.T) {
 			t.Fatal(err)
 		}
 		b := &state.Batch{Full: true, Positions: []state.Position{{Input: "/var/log/mail.log", Offset: 100}},
-			Blocks: []state.Block{{ID: first, Rule: "r", KeyType: "sender", Key: s.host + "@example.org"}}}
+			Blocks: []state.Block{{ID: first, Rule: "r", KeyType: "sender", Key: s.host + "@example.org", Actions: map[string]string{"nft": state.Applied}}}}
 		b.Segment.Add(&state.Window{Rule: "r/0", Key: s.host, Times: []int64{1}, Touched: 1})
 		if err := s.Commit(b); err != nil {
 			t.Fatal(err)
@@ -56,13 +59,117 @@ func TestHostsKeepTheirOwnRows(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(keys) != 1 || keys[0] != s.host || len(snap.Blocks) != 1 || snap.Blocks[0].Key != s.host+"@example.org" || len(snap.Positions) != 1 {
-			t.Errorf("%s loads windows %v, blocks %+v, positions %v", s.host, keys, snap.Blocks, snap.Positions)
+		if len(keys) != 1 || keys[0] != s.host || len(snap.Positions) != 1 {
+			t.Errorf("%s loads windows %v, positions %v", s.host, keys, snap.Positions)
+		}
+		if len(snap.Blocks) != 2 || snap.Blocks[0].ID == snap.Blocks[1].ID {
+			t.Fatalf("%s loads blocks %+v, want both hosts'", s.host, snap.Blocks)
+		}
+		for _, b := range snap.Blocks {
+			own := b.Key == s.host+"@example.org"
+			if got := b.Actions["nft"]; own && got != state.Applied || !own && got != state.Pending {
+				t.Errorf("%s sees block of %s with nft %s", s.host, b.Key, got)
+			}
 		}
 	}
-	a, _ := mx1.Blocks(true, time.Time{})
-	b, _ := mx2.Blocks(true, time.Time{})
-	if len(a) != 1 || len(b) != 1 || a[0].ID == b[0].ID {
-		t.Errorf("block IDs %v and %v", a, b)
+	if hosts, err := mx1.Hosts(); err != nil || len(hosts) != 1 || hosts[0] != "mx2" {
+		t.Errorf("mx1's other hosts: %v, %v", hosts, err)
+	}
+}
+
+// TestClaimBlockIsOneIDForEveryHost: hosts that decide the same block,
+// even at once, get one ID; another start of the key gets another.
+func TestClaimBlockIsOneIDForEveryHost(t *testing.T) {
+	dsn := pgtest.Start(t).NewDatabase(t)
+	var stores []*Store
+	for _, h := range []string{"mx1", "mx2", "mx3"} {
+		s, err := Open(dsn, state.OpenOptions{Host: h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		stores = append(stores, s)
+	}
+	since := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	ids := make([]int64, len(stores))
+	errs := make([]error, len(stores))
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		wg.Go(func() { ids[i], errs[i] = s.ClaimBlock("flood", "sender", "a@example.org", since) })
+	}
+	wg.Wait()
+	for i := range ids {
+		if errs[i] != nil || ids[i] != ids[0] || ids[0] < 1 {
+			t.Fatalf("claims %v, %v: want one ID", ids, errs)
+		}
+	}
+	other, err := stores[1].ClaimBlock("flood", "sender", "a@example.org", since.Add(time.Second))
+	if err != nil || other == ids[0] {
+		t.Errorf("a later block of the key got %d (%v), the first %d", other, err, ids[0])
+	}
+}
+
+// TestEventsArePublishedOnceAndNoticed: a host's batch events are read
+// back by another in order, from a number on, and wake it.
+func TestEventsArePublishedOnceAndNoticed(t *testing.T) {
+	dsn := pgtest.Start(t).NewDatabase(t)
+	mx1, err := Open(dsn, state.OpenOptions{Host: "mx1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mx1.Close()
+	mx2, err := Open(dsn, state.OpenOptions{Host: "mx2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mx2.Close()
+	woken := mx2.Notices("mx1")
+	blocks := mx2.BlockNotices()
+	time.Sleep(200 * time.Millisecond) // listening
+	for len(woken) > 0 {
+		<-woken
+	}
+	for len(blocks) > 0 {
+		<-blocks
+	}
+	for _, run := range []string{"one", "two", "three"} {
+		if err := mx1.Commit(&state.Batch{Events: []byte(run)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-woken:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no notice of mx1's events")
+	}
+	var runs []string
+	var seqs []int64
+	read := func(from int64) {
+		runs, seqs = nil, nil
+		if err := mx2.Events("mx1", from, func(seq int64, data []byte) error {
+			runs, seqs = append(runs, string(data)), append(seqs, seq)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read(0)
+	if !slices.Equal(runs, []string{"one", "two", "three"}) {
+		t.Fatalf("runs %v", runs)
+	}
+	read(seqs[1])
+	if !slices.Equal(runs, []string{"two", "three"}) {
+		t.Errorf("from the second: %v", runs)
+	}
+	if err := mx1.Commit(&state.Batch{Blocks: []state.Block{{ID: 1, Rule: "r", KeyType: "sender", Key: "k"}}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-blocks:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no notice of mx1's block")
+	}
+	if n, err := mx2.BlockChanges(); err != nil || n != 1 {
+		t.Errorf("BlockChanges = %d, %v", n, err)
 	}
 }

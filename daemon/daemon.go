@@ -105,8 +105,15 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		return nil, err
 	}
 	defer store.Close()
-	// Bans made by hand while running are picked up when this moves on.
-	manual, err := store.ManualChanges()
+	// Bans made by hand while running are picked up when this moves on;
+	// in a state shared with other hosts, their blocks and ends too, at
+	// once when a notice comes.
+	changes := store.ManualChanges
+	var blockNotices <-chan struct{}
+	if sh, ok := store.(state.Shared); ok {
+		changes, blockNotices = sh.BlockChanges, sh.BlockNotices()
+	}
+	manual, err := changes()
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +183,8 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 	if wall == nil {
 		wall = time.Now
 	}
-	ins := openInputs(cfg, p.Positions(), wall, log, metrics)
+	shared, _ := store.(state.Shared)
+	ins := openInputs(cfg, p.Positions(), wall, log, metrics, shared)
 	defer ins.Close()
 	if o.Ready != nil {
 		close(o.Ready)
@@ -263,6 +271,15 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		}
 		return p.Close()
 	}
+	syncBlocks := func() {
+		if n, err := changes(); err == nil && n != manual {
+			if err := p.SyncManual(ins.Merger); err != nil {
+				saved(err)
+			} else {
+				manual = n
+			}
+		}
+	}
 	tick := o.Tick
 	if tick == nil {
 		t := time.NewTicker(time.Second)
@@ -321,14 +338,10 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 			countKinds()
 			ins.count()
 			ins.scan()
-			if n, err := store.ManualChanges(); err == nil && n != manual {
-				if err := p.SyncManual(ins.Merger); err != nil {
-					saved(err)
-				} else {
-					manual = n
-				}
-			}
+			syncBlocks()
 			commit(false)
+		case <-blockNotices:
+			syncBlocks()
 		case <-o.Reload:
 			next, err := o.Load()
 			if err != nil {

@@ -27,12 +27,17 @@ type inputs struct {
 	metrics *Metrics
 	// What the metrics were last told, by source.
 	lines, skipped map[*input.Source]int64
+	// shared, when the state is shared with other hosts: their events
+	// are merged with this host's (see addHosts).
+	shared state.Shared
+	opts   input.Options
+	hosts  map[string]bool
 }
 
 // openInputs opens the config's inputs at their saved positions, before
 // the daemon says it is ready, so that no line written after that is taken
 // for the past.
-func openInputs(cfg *config.Config, saved map[string]state.Position, now func() time.Time, log *slog.Logger, metrics *Metrics) *inputs {
+func openInputs(cfg *config.Config, saved map[string]state.Position, now func() time.Time, log *slog.Logger, metrics *Metrics, shared state.Shared) *inputs {
 	loc := cfg.Location
 	if loc == nil {
 		loc = time.Local
@@ -45,12 +50,45 @@ func openInputs(cfg *config.Config, saved map[string]state.Position, now func() 
 	}
 	m := input.NewMerger(srcs)
 	m.Delay, m.Now = time.Duration(cfg.MergeDelay), now
-	return &inputs{Merger: m, globs: input.NewGlobs(specs, o), log: log, metrics: metrics,
-		lines: map[*input.Source]int64{}, skipped: map[*input.Source]int64{}}
+	in := &inputs{Merger: m, globs: input.NewGlobs(specs, o), log: log, metrics: metrics,
+		lines: map[*input.Source]int64{}, skipped: map[*input.Source]int64{},
+		shared: shared, opts: o, hosts: map[string]bool{}}
+	if shared != nil {
+		m.Publish = true
+		in.opts.Stats = false // each host counts its own logs for reports
+		in.addHosts()
+	}
+	return in
 }
 
-// scan merges the files that came to match a glob.
+// remotePoll is how often another host's events are looked for when no
+// notice comes.
+const remotePoll = time.Second
+
+// addHosts merges the events of the hosts that came to share the state.
+func (in *inputs) addHosts() {
+	hosts, err := in.shared.Hosts()
+	if err != nil {
+		in.log.Error("input: the other hosts sharing the state", "err", err)
+		return
+	}
+	for _, h := range hosts {
+		if in.hosts[h] {
+			continue
+		}
+		in.hosts[h] = true
+		feed := func(from int64, fn func(int64, []byte) error) error { return in.shared.Events(h, from, fn) }
+		in.log.Info("input: another host's events", "host", h)
+		in.Add(input.RemoteSource(h, feed, in.shared.Notices(h), remotePoll, in.opts))
+	}
+}
+
+// scan merges the files that came to match a glob, and the events of
+// hosts that came to share the state.
 func (in *inputs) scan() {
+	if in.shared != nil {
+		in.addHosts()
+	}
 	for _, s := range in.globs.Scan(in.Sources()) {
 		in.log.Info("input", "path", s.Name, "glob", true)
 		in.Add(s)

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -617,12 +618,15 @@ func (p *Pipeline) adopt(a *active) {
 	p.inForce[a.ID] = a
 }
 
-// SyncManual takes in the bans made and lifted by hand (`bombwatch bans`)
-// since the state was loaded or last synced: a ban is adopted — its
-// actions were run by the command, it is lifted on time here — and an
-// unban drops the block, whose actions the command lifted. The state is
-// saved first, so that what is in force here and in the store differ only
-// by what was done by hand.
+// SyncManual takes in the blocks started and lifted elsewhere since the
+// state was loaded or last synced: by hand (`bombwatch bans`), or — in a
+// store several hosts share — by another host. A block is adopted: it is
+// lifted on time here, and the actions it has not run on this host run
+// (none, for a ban made by hand here: the command ran them). A block
+// lifted elsewhere is dropped; its actions are lifted here unless it was
+// lifted on this host (by `bans unban`, which lifted them). The state is
+// saved first, so that what is in force here and in the store differ
+// only by what was done elsewhere.
 func (p *Pipeline) SyncManual(m *input.Merger) error {
 	if p.opts.Store == nil {
 		return nil
@@ -634,25 +638,60 @@ func (p *Pipeline) SyncManual(m *input.Merger) error {
 	if err != nil {
 		return err
 	}
+	here := ""
+	if h, ok := p.opts.Store.(interface{ Host() string }); ok {
+		here = h.Host()
+	}
 	inStore := map[int64]bool{}
 	for _, b := range saved {
 		inStore[b.ID] = true
 		if p.inForce[b.ID] == nil {
-			p.log.Info("ban made by hand", "rule", b.Rule, "key_type", b.KeyType, "key", b.Key, "until", b.Until)
-			p.adopt(&active{Block: b})
+			a := &active{Block: b}
+			p.adopt(a)
+			if !p.enforceHere(a) {
+				p.log.Info("ban made by hand", "rule", b.Rule, "key_type", b.KeyType, "key", b.Key, "until", b.Until)
+			}
 		}
 	}
-	for _, a := range p.Active() {
-		if inStore[a.ID] {
+	var gone []*active
+	since := time.Time{}
+	for _, a := range p.inForce {
+		if !inStore[a.ID] {
+			gone = append(gone, a)
+			if since.IsZero() || a.Since.Before(since) {
+				since = a.Since
+			}
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	ended := map[int64]state.Block{}
+	if here != "" {
+		all, err := p.opts.Store.Blocks(false, since.Add(-time.Nanosecond))
+		if err != nil {
+			return err
+		}
+		for _, b := range all {
+			ended[b.ID] = b
+		}
+	}
+	slices.SortFunc(gone, func(x, y *active) int { return cmp.Compare(x.ID, y.ID) })
+	for _, ia := range gone {
+		delete(p.inForce, ia.ID)
+		if r := ia.rule; r != nil && r.blocked[ia.Key] == ia {
+			delete(r.blocked, ia.Key)
+		}
+		if b, ok := ended[ia.ID]; ok && b.EndedOn != "" && b.EndedOn != here {
+			// Lifted by another host: its actions are lifted here too.
+			p.log.Info("block lifted by another host", "rule", ia.Rule, "key_type", ia.KeyType, "key", ia.Key, "host", b.EndedOn, "reason", b.EndReason)
+			ia.Ended, ia.EndReason = b.Ended, b.EndReason
+			p.Stats.Unblocks++
+			p.act("unblock", ia, b.Ended, b.EndReason, p.actionsOf(ia), nil)
 			continue
 		}
-		// Lifted by hand: drop it, and what it held, without acting.
-		ia := p.inForce[a.ID]
-		p.log.Info("block lifted by hand", "rule", a.Rule, "key_type", a.KeyType, "key", a.Key)
-		delete(p.inForce, a.ID)
-		if r := ia.rule; r != nil && r.blocked[a.Key] == ia {
-			delete(r.blocked, a.Key)
-		}
+		// Lifted by hand here: drop it, and what it held, without acting.
+		p.log.Info("block lifted by hand", "rule", ia.Rule, "key_type", ia.KeyType, "key", ia.Key)
 		ia.Ended = p.clock
 		for _, act := range p.actionsOf(ia) {
 			if act.External() {
@@ -663,6 +702,52 @@ func (p *Pipeline) SyncManual(m *input.Merger) error {
 		}
 	}
 	return nil
+}
+
+// enforceHere runs the actions of an adopted block that no action ran
+// on this host yet — another host decided it, or banned it by hand — and
+// reports whether it did. A ban made by hand here was acted on by the
+// command: some outcome is recorded. adopt already counted what the
+// actions hold.
+func (p *Pipeline) enforceHere(a *active) bool {
+	if len(a.Actions) == 0 {
+		return false
+	}
+	for _, st := range a.Actions {
+		if st != "" && st != state.Pending {
+			return false
+		}
+	}
+	todo := p.actionsOf(a)
+	p.log.Info("block from another host", "rule", a.Rule, "key_type", a.KeyType, "key", a.Key, "until", a.Until, "seen_on", a.Host)
+	p.Stats.Blocks++
+	d := actions.Detection{Event: "block", Time: a.Since, BlockID: a.ID, Rule: a.Rule, KeyType: a.KeyType, Key: a.Key,
+		Value: a.Value, Limit: a.Limit, Window: a.Window, Until: a.Until, Now: p.clock}
+	if x := p.opts.Executor; x != nil {
+		for _, act := range todo {
+			if !act.External() {
+				x.Dispatch(d, []actions.Action{act})
+				continue
+			}
+			for _, t := range a.targets(act) {
+				td := d
+				td.KeyType, td.Key = t.keyType, t.key
+				if h := p.holds[holdKey{act.Name(), t}]; h != nil {
+					td.Until = h.until
+				}
+				x.Dispatch(td, []actions.Action{act})
+			}
+		}
+	}
+	if p.opts.OnDetection != nil {
+		out := newDetection(d, todo, p.opts.Executor == nil || p.opts.Executor.Act, "", nil)
+		out.Host = a.Host
+		if a.rule != nil && a.rule.onClients {
+			out.Members = slices.Clone(a.Members)
+		}
+		p.opts.OnDetection(out)
+	}
+	return true
 }
 
 // Actions returns the config's actions, made, by name: the daemon sets up

@@ -1,0 +1,191 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bombwatch/bombwatch/config"
+	"github.com/bombwatch/bombwatch/internal/pgtest"
+	"github.com/bombwatch/bombwatch/pipeline"
+	"github.com/bombwatch/bombwatch/state"
+)
+
+// mxHost is one daemon of several sharing a PostgreSQL state: its log,
+// the file its script action writes what it enforces to, its detections.
+type mxHost struct {
+	name, log, enforced string
+	mu                  sync.Mutex
+	detections          []pipeline.Detection
+	stop                func() error
+}
+
+// startHosts starts one daemon per name on one database, each following
+// its own log, with a rule of limit 5 a minute per sender and a script
+// action that notes each block and unblock.
+func startHosts(t *testing.T, dsn string, names ...string) []*mxHost {
+	t.Helper()
+	dir := t.TempDir()
+	var hosts []*mxHost
+	for _, name := range names {
+		h := &mxHost{name: name, log: filepath.Join(dir, name+".log"), enforced: filepath.Join(dir, name+".enforced")}
+		os.WriteFile(h.log, nil, 0o644)
+		cfg, err := config.Parse(name+".yaml", []byte(fmt.Sprintf(`
+state: %q
+host: %s
+merge_delay: 200ms
+inputs:
+  - {path: %s, poll: 20ms}
+actions:
+  note:
+    type: script
+    command: [/bin/sh, -c, 'echo "block $1" >> %s', sh, "{key}"]
+    unblock_command: [/bin/sh, -c, 'echo "unblock $1" >> %s', sh, "{key}"]
+rules:
+  - {name: flood, on: [accepted], key: sender, limit: 5, per: 1m, block: 1h, actions: [log, note]}
+`, dsn, name, h.log, h.enforced, h.enforced)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		ready, done := make(chan struct{}), make(chan error, 1)
+		go func() {
+			done <- Run(ctx, Options{Load: func() (*config.Config, error) { return cfg, nil },
+				Logger: slog.New(slog.DiscardHandler), Now: time.Now, Ready: ready,
+				OnDetection: func(d pipeline.Detection) {
+					h.mu.Lock()
+					h.detections = append(h.detections, d)
+					h.mu.Unlock()
+				}})
+		}()
+		select {
+		case <-ready:
+		case err := <-done:
+			t.Fatalf("%s: Run: %v", name, err)
+		}
+		h.stop = func() error { cancel(); return <-done }
+		hosts = append(hosts, h)
+	}
+	t.Cleanup(func() {
+		for _, h := range hosts {
+			h.stop()
+		}
+	})
+	return hosts
+}
+
+// send appends n messages of sender to the host's log, stamped now.
+func (h *mxHost) send(t *testing.T, sender string, n int) {
+	t.Helper()
+	f, err := os.OpenFile(h.log, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for i := range n {
+		fmt.Fprintf(f, "%s %s postfix/qmgr[1]: %s%05d: from=<%s>, size=100, nrcpt=1 (queue active)\n",
+			time.Now().UTC().Format(time.RFC3339Nano), h.name, strings.ToUpper(h.name), i+len(sender)*100, sender)
+	}
+}
+
+func (h *mxHost) enforcedLines() []string {
+	data, _ := os.ReadFile(h.enforced)
+	return strings.Fields(strings.ReplaceAll(string(data), "block ", "block:"))
+}
+
+// waitUntil polls cond for up to 10 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// TestHostsShareCountsAndBlocks: three daemons on three hosts' logs,
+// appended live, one PostgreSQL state. A sender that stays under the limit
+// on every host but is over it across them is blocked, once, and the block
+// is enforced on every host; a sender under it across the hosts is not;
+// every host lists the same blocks; an unban on one host is lifted on all.
+func TestHostsShareCountsAndBlocks(t *testing.T) {
+	dsn := pgtest.Start(t).NewDatabase(t)
+	hosts := startHosts(t, dsn, "mx1", "mx2", "mx3")
+	time.Sleep(300 * time.Millisecond) // each host sees the others registered at its next look
+	for _, h := range hosts {
+		h.send(t, "spread@example.org", 2) // 6 across the hosts: over 5
+		h.send(t, "under@example.org", 1)  // 3: under
+	}
+	for _, h := range hosts {
+		waitUntil(t, h.name+" enforcing the block of spread@", func() bool {
+			return slices.Contains(h.enforcedLines(), "block:spread@example.org")
+		})
+	}
+	time.Sleep(500 * time.Millisecond) // time for a wrong block of under@ to show
+	var ids []int64
+	for _, h := range hosts {
+		if got := h.enforcedLines(); !slices.Equal(got, []string{"block:spread@example.org"}) {
+			t.Errorf("%s enforced %v, want the block of spread@ once", h.name, got)
+		}
+		s, err := state.Open(dsn, state.OpenOptions{Host: h.name, ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks, err := s.Blocks(true, time.Time{})
+		s.Close()
+		if err != nil || len(blocks) != 1 || blocks[0].Key != "spread@example.org" {
+			t.Fatalf("%s lists %+v, %v", h.name, blocks, err)
+		}
+		ids = append(ids, blocks[0].ID)
+		if blocks[0].Actions["note"] != state.Applied {
+			t.Errorf("%s: the note action is %q here", h.name, blocks[0].Actions["note"])
+		}
+	}
+	if ids[0] != ids[1] || ids[1] != ids[2] {
+		t.Errorf("the hosts list block IDs %v", ids)
+	}
+
+	// Unbanned on mx2 as `bans unban` does it: the command lifts mx2's
+	// actions and saves the end; mx1 and mx3 lift theirs.
+	s, err := state.Open(dsn, state.OpenOptions{Host: "mx2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Commit(&state.Batch{Manual: true, Ends: []state.End{{ID: ids[0], Time: time.Now().UTC(), Reason: "unban"}}})
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*mxHost{hosts[0], hosts[2]} {
+		waitUntil(t, h.name+" lifting the block", func() bool {
+			return slices.Contains(h.enforcedLines(), "unblock:spread@example.org")
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got := hosts[1].enforcedLines(); len(got) != 1 {
+		t.Errorf("mx2, where the command lifted it, acted again: %v", got)
+	}
+	for _, h := range hosts {
+		h.mu.Lock()
+		var events []string
+		for _, d := range h.detections {
+			events = append(events, d.Event+" "+d.Key)
+		}
+		h.mu.Unlock()
+		want := []string{"block spread@example.org", "unblock spread@example.org"}
+		if h.name == "mx2" {
+			want = want[:1]
+		}
+		if !slices.Equal(events, want) {
+			t.Errorf("%s detected %v, want %v", h.name, events, want)
+		}
+	}
+}

@@ -13,6 +13,7 @@ package daemon
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"slices"
@@ -52,6 +53,11 @@ type Options struct {
 	// Nil ticks every second; tests step it.
 	Tick <-chan time.Time
 }
+
+// aloneMax bounds what a host that cannot reach its shared state keeps
+// unsaved (see runConfig): past it, reading waits, as for a state of its
+// own that cannot be saved.
+const aloneMax = 256 << 20
 
 // runMax is how many events run between two looks at the daemon's other
 // work.
@@ -206,21 +212,44 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 	// they produced, so nothing is lost or counted twice — and is tried
 	// again every tick, the failed batch first. It is logged at once, then
 	// once a minute; /healthz fails and a metric counts it meanwhile.
+	//
+	// A state shared with other hosts (PostgreSQL) that cannot be reached
+	// does not stop detection: the daemon goes on alone — its own logs
+	// counted, its blocks enforced, the other hosts' events missing — with
+	// what it saw kept unsaved, up to aloneMax, and sent with the next
+	// save that succeeds. Its positions go with it: a kill -9 meanwhile
+	// loses nothing, the logs are read again from the last save.
 	var failing error
 	var failLogged time.Time
 	saved := func(err error) {
 		if err == nil {
 			if failing != nil {
-				log.Info("state saved again: reading on", "state", cfg.State)
+				if shared != nil {
+					log.Info("shared state saved again: what this host saw alone is sent; counting with the other hosts again", "state", state.Redact(cfg.State))
+				} else {
+					log.Info("state saved again: reading on", "state", cfg.State)
+				}
 				metrics.setHealth(nil)
+				metrics.alone.Set(0)
 			}
 			failing = nil
 			return
 		}
 		metrics.commitFailures.Inc()
+		if shared != nil {
+			err = fmt.Errorf("alone: the shared state cannot be saved, counting this host's events only: %w", err)
+		}
 		if failing == nil || time.Since(failLogged) >= time.Minute {
-			log.Error("state not saved: reading paused until it is", "state", cfg.State, "err", err)
+			if shared != nil {
+				log.Error("shared state not saved: going on alone, on this host's own events, until it is", "state", state.Redact(cfg.State), "err", err,
+					"unsaved_bytes", p.Unsaved())
+			} else {
+				log.Error("state not saved: reading paused until it is", "state", cfg.State, "err", err)
+			}
 			failLogged = time.Now()
+		}
+		if shared != nil {
+			metrics.alone.Set(1)
 		}
 		failing = err
 		metrics.setHealth(err)
@@ -294,14 +323,16 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		var wake <-chan struct{}
 		var idleC <-chan time.Time
 		more := false
-		if failing == nil { // else reading waits for the state to be saved
+		// Else reading waits for the state to be saved, but for a shared
+		// state's host going on alone.
+		if failing == nil || shared != nil && p.Unsaved() < aloneMax {
 			var wait time.Duration
 			more, wait = runReady()
-			if dirty && time.Since(lastCommit) >= commitEvery {
+			if failing == nil && dirty && time.Since(lastCommit) >= commitEvery {
 				commit(false)
 			}
 			wake = ins.Wake()
-			if dirty {
+			if dirty && failing == nil {
 				// Saved within commitEvery of the last event run, even
 				// when nothing else comes.
 				if due := commitEvery - time.Since(lastCommit); wait == 0 || due < wait {

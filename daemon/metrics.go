@@ -26,6 +26,7 @@ type Metrics struct {
 	lag            *prometheus.GaugeVec
 	commitSeconds  prometheus.Histogram
 	commitFailures prometheus.Counter
+	alone          prometheus.Gauge
 	keys           prometheus.Gauge
 	evicted        prometheus.Counter
 	registry       *prometheus.Registry
@@ -57,6 +58,8 @@ func NewMetrics() *Metrics {
 			Help: "Time to hand a batch to SQLite (the transaction may run on after).", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8)}),
 		commitFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "bombwatch_state_commit_failures_total",
 			Help: "Attempts to save the state that failed; reading pauses until one succeeds."}),
+		alone: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bombwatch_state_alone",
+			Help: "1 while the shared state cannot be reached and this host goes on alone, on its own events."}),
 		keys: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bombwatch_keys",
 			Help: "Keys the rules' windows hold, together (see max_keys)."}),
 		evicted: prometheus.NewCounter(prometheus.CounterOpts{Name: "bombwatch_keys_evicted_total",
@@ -64,7 +67,7 @@ func NewMetrics() *Metrics {
 		registry: prometheus.NewRegistry(),
 	}
 	m.registry.MustRegister(m.lines, m.skipped, m.events, m.detections,
-		m.actionFailures, m.actionsDropped, m.active, m.lag, m.commitSeconds, m.commitFailures, m.keys, m.evicted)
+		m.actionFailures, m.actionsDropped, m.active, m.lag, m.commitSeconds, m.commitFailures, m.alone, m.keys, m.evicted)
 	return m
 }
 

@@ -12,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/bombwatch/bombwatch/config"
 	"github.com/bombwatch/bombwatch/internal/pgtest"
+	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/pipeline"
 	"github.com/bombwatch/bombwatch/state"
 )
@@ -24,6 +27,8 @@ type mxHost struct {
 	name, log, enforced string
 	mu                  sync.Mutex
 	detections          []pipeline.Detection
+	metrics             *Metrics
+	sent                int
 	stop                func() error
 }
 
@@ -32,10 +37,16 @@ type mxHost struct {
 // action that notes each block and unblock.
 func startHosts(t *testing.T, dsn string, names ...string) []*mxHost {
 	t.Helper()
+	return startHostsPer(t, dsn, "1m", names...)
+}
+
+// startHostsPer is startHosts with the rule's window per.
+func startHostsPer(t *testing.T, dsn, per string, names ...string) []*mxHost {
+	t.Helper()
 	dir := t.TempDir()
 	var hosts []*mxHost
 	for _, name := range names {
-		h := &mxHost{name: name, log: filepath.Join(dir, name+".log"), enforced: filepath.Join(dir, name+".enforced")}
+		h := &mxHost{name: name, log: filepath.Join(dir, name+".log"), enforced: filepath.Join(dir, name+".enforced"), metrics: NewMetrics()}
 		os.WriteFile(h.log, nil, 0o644)
 		cfg, err := config.Parse(name+".yaml", []byte(fmt.Sprintf(`
 state: %q
@@ -49,16 +60,16 @@ actions:
     command: [/bin/sh, -c, 'echo "block $1" >> %s', sh, "{key}"]
     unblock_command: [/bin/sh, -c, 'echo "unblock $1" >> %s', sh, "{key}"]
 rules:
-  - {name: flood, on: [accepted], key: sender, limit: 5, per: 1m, block: 1h, actions: [log, note]}
-`, dsn, name, h.log, h.enforced, h.enforced)))
+  - {name: flood, on: [accepted], key: sender, limit: 5, per: %s, block: 1h, actions: [log, note]}
+`, dsn, name, h.log, h.enforced, h.enforced, per)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		ready, done := make(chan struct{}), make(chan error, 1)
 		go func() {
-			done <- Run(ctx, Options{Load: func() (*config.Config, error) { return cfg, nil },
-				Logger: slog.New(slog.DiscardHandler), Now: time.Now, Ready: ready,
+			done <- Run(ctx, Options{Load: func() (*config.Config, error) { return cfg, nil }, Metrics: h.metrics,
+				Logger: testLogger(name), Now: time.Now, Ready: ready,
 				OnDetection: func(d pipeline.Detection) {
 					h.mu.Lock()
 					h.detections = append(h.detections, d)
@@ -89,9 +100,10 @@ func (h *mxHost) send(t *testing.T, sender string, n int) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	for i := range n {
+	for range n {
+		h.sent++ // a queue ID is a message: the parser counts each once
 		fmt.Fprintf(f, "%s %s postfix/qmgr[1]: %s%05d: from=<%s>, size=100, nrcpt=1 (queue active)\n",
-			time.Now().UTC().Format(time.RFC3339Nano), h.name, strings.ToUpper(h.name), i+len(sender)*100, sender)
+			time.Now().UTC().Format(time.RFC3339Nano), h.name, strings.ToUpper(h.name), h.sent, sender)
 	}
 }
 
@@ -188,4 +200,123 @@ func TestHostsShareCountsAndBlocks(t *testing.T) {
 			t.Errorf("%s detected %v, want %v", h.name, events, want)
 		}
 	}
+}
+
+// published reads every host's published events from the state and
+// returns, per host, how many times each line (file:line) was published.
+func published(t *testing.T, dsn string, hosts ...string) map[string]map[string]int {
+	t.Helper()
+	s, err := state.Open(dsn, state.OpenOptions{Host: "reader", ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	out := map[string]map[string]int{}
+	for _, h := range hosts {
+		out[h] = map[string]int{}
+		var d parsers.Decoder
+		err := s.(state.Shared).Events(h, 0, func(_ int64, data []byte) error {
+			for len(data) > 0 {
+				var e parsers.Event
+				var err error
+				if data, err = d.Decode(data, &e); err != nil {
+					return err
+				}
+				out[h][fmt.Sprintf("%s:%d", filepath.Base(e.File), e.Line)]++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// TestHostsGoOnAloneWhileTheDatabaseIsDown: the database stopped for a
+// minute. Each host goes on alone — a sender over the limit on one host
+// is blocked there at once — and says so (the metric, /healthz's error);
+// once the database is back, what each saw is sent: a sender split over
+// the two hosts during the outage is blocked on both, the block made alone
+// reaches the other host, and every line is published exactly once.
+//
+// OUTAGE=3s shortens the outage while working on it.
+func TestHostsGoOnAloneWhileTheDatabaseIsDown(t *testing.T) {
+	outage := time.Minute
+	if os.Getenv("OUTAGE") != "" {
+		outage, _ = time.ParseDuration(os.Getenv("OUTAGE"))
+	}
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	hosts := startHostsPer(t, dsn, "10m", "mx1", "mx2")
+	mx1, mx2 := hosts[0], hosts[1]
+	time.Sleep(300 * time.Millisecond)
+	mx1.send(t, "before@example.org", 1)
+	mx2.send(t, "before@example.org", 1)
+	waitUntil(t, "the first lines published", func() bool {
+		p := published(t, dsn, "mx1", "mx2")
+		return len(p["mx1"]) == 1 && len(p["mx2"]) == 1
+	})
+
+	srv.Stop(t)
+	mx1.send(t, "alone@example.org", 6) // over on mx1 alone
+	mx1.send(t, "split@example.org", 3) // over only together
+	mx2.send(t, "split@example.org", 3)
+	waitUntil(t, "mx1 blocking alone@ while the database is down", func() bool {
+		return slices.Contains(mx1.enforcedLines(), "block:alone@example.org")
+	})
+	for _, h := range hosts {
+		waitUntil(t, h.name+" saying it is alone", func() bool {
+			h.metrics.mu.Lock()
+			defer h.metrics.mu.Unlock()
+			return h.metrics.health != nil && strings.Contains(h.metrics.health.Error(), "alone")
+		})
+		if v := testutil.ToFloat64(h.metrics.alone); v != 1 {
+			t.Errorf("%s: bombwatch_state_alone = %v while the database is down", h.name, v)
+		}
+	}
+	time.Sleep(outage)
+	if slices.Contains(mx1.enforcedLines(), "block:split@example.org") || slices.Contains(mx2.enforcedLines(), "block:split@example.org") {
+		t.Fatal("split@ blocked while no host could see the other's 3")
+	}
+	srv.Restart(t)
+
+	for _, h := range hosts {
+		waitUntil(t, h.name+" blocking split@ once the hosts see each other again", func() bool {
+			return slices.Contains(h.enforcedLines(), "block:split@example.org")
+		})
+	}
+	waitUntil(t, "mx2 enforcing the block mx1 made alone", func() bool {
+		return slices.Contains(mx2.enforcedLines(), "block:alone@example.org")
+	})
+	for _, h := range hosts {
+		waitUntil(t, h.name+" healthy again", func() bool {
+			h.metrics.mu.Lock()
+			defer h.metrics.mu.Unlock()
+			return h.metrics.health == nil
+		})
+		if v := testutil.ToFloat64(h.metrics.alone); v != 0 {
+			t.Errorf("%s: bombwatch_state_alone = %v once the database is back", h.name, v)
+		}
+	}
+	p := published(t, dsn, "mx1", "mx2")
+	for h, want := range map[string]int{"mx1": 10, "mx2": 4} {
+		n := 0
+		for line, times := range p[h] {
+			n++
+			if times != 1 {
+				t.Errorf("%s's %s published %d times", h, line, times)
+			}
+		}
+		if n != want {
+			t.Errorf("%s published %d lines, want %d", h, n, want)
+		}
+	}
+}
+
+func testLogger(name string) *slog.Logger {
+	if os.Getenv("DEBUGLOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("host", name)
+	}
+	return slog.New(slog.DiscardHandler)
 }

@@ -447,7 +447,9 @@ const idBatch = 64
 // several hosts share, the one every host that decides it gets, so that
 // it is one block wherever it was seen; else the next of this pipeline's.
 func (p *Pipeline) blockID(r *rule, key string, since time.Time) int64 {
-	if c, ok := p.opts.Store.(claimer); ok {
+	// While the store cannot be saved, it is not asked: the ID is one
+	// reserved before, which no other host can have.
+	if c, ok := p.opts.Store.(claimer); ok && !p.failed {
 		id, err := c.ClaimBlock(r.name, r.keyType, key, since)
 		if err == nil {
 			return id
@@ -729,6 +731,16 @@ func (p *Pipeline) Commit(m *input.Merger) error {
 // background, unless wait is set.
 func (p *Pipeline) CommitNow(m *input.Merger, wait bool) error {
 	return p.commit(m, wait)
+}
+
+// Unsaved is about how many bytes the batches not yet saved hold: what
+// grows while the state cannot be saved.
+func (p *Pipeline) Unsaved() int {
+	n := len(p.batch.Events) + p.batch.Segment.Size() + 64*len(p.batch.Stats)
+	if p.failed {
+		n += len(p.spare.Events) + p.spare.Segment.Size() + 64*len(p.spare.Stats)
+	}
+	return n
 }
 
 // Close waits for a commit under way.

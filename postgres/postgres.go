@@ -393,6 +393,12 @@ func (s *Store) Commit(b *state.Batch) error {
 				return s.wrap("commit blocks", err)
 			}
 		}
+		// A block decided while the database was out of reach, or by
+		// hand, claims its ID now: a host deciding it later gets this one.
+		if _, err := tx.Exec(`INSERT INTO bombwatch_block_claims (rule, key_type, key, since, id) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+			bl.Rule, bl.KeyType, bl.Key, bl.Since.UnixNano(), bl.ID); err != nil {
+			return s.wrap("commit blocks", err)
+		}
 		for _, m := range bl.Members {
 			if _, err := tx.Exec(`INSERT INTO bombwatch_block_members (block, addr) VALUES ($1, $2) ON CONFLICT DO NOTHING`, bl.ID, m); err != nil {
 				return s.wrap("commit block members", err)

@@ -62,6 +62,15 @@ func (s *Segment) Len() int { return s.n }
 // (DecodeChunk).
 func (s *Segment) Chunks() [][]byte { return s.chunks }
 
+// Size is how many bytes the segment's chunks hold.
+func (s *Segment) Size() int {
+	n := 0
+	for _, c := range s.chunks {
+		n += len(c)
+	}
+	return n
+}
+
 // Reset empties the segment for reuse, keeping its first chunk's room.
 func (s *Segment) Reset() {
 	if len(s.chunks) > 0 {

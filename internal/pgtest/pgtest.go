@@ -84,13 +84,36 @@ func Start(t testing.TB) *Server {
 	}
 	s.Port = ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off", s.Port, dir)
-	if out, err := s.run("pg_ctl", "-D", s.data, "-o", opts, "-l", s.log, "-w", "start"); err != nil {
-		log, _ := os.ReadFile(s.log)
-		t.Fatalf("pg_ctl start: %v\n%s\n%s", err, out, log)
+	if err := s.start(); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.run("pg_ctl", "-D", s.data, "-m", "immediate", "-w", "stop") })
 	return s
+}
+
+func (s *Server) start() error {
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off", s.Port, s.dir)
+	if out, err := s.run("pg_ctl", "-D", s.data, "-o", opts, "-l", s.log, "-w", "start"); err != nil {
+		log, _ := os.ReadFile(s.log)
+		return fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, log)
+	}
+	return nil
+}
+
+// Stop stops the server, as an outage would: connections are cut.
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	if out, err := s.run("pg_ctl", "-D", s.data, "-m", "fast", "-w", "stop"); err != nil {
+		t.Fatalf("pg_ctl stop: %v\n%s", err, out)
+	}
+}
+
+// Restart starts the server again after Stop, on the same port.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // run runs one of the server's programs, as the server's user.

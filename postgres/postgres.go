@@ -715,17 +715,28 @@ func (s *Store) Events(host string, from int64, fn func(seq int64, events []byte
 }
 
 // ClaimBlock returns the ID of the block of rule and key from since: the
-// one another host claimed first, or a new one.
+// block of the key that another host claimed and that is in force then
+// (or not saved yet: its host is saving it, or died before), or a new
+// one. Hosts see an event late when one of them was down, so two may see
+// the limit crossed at different events; it is one block all the same.
+// Claims of one key are made one at a time (an advisory lock of the
+// transaction), so two hosts claiming at once get one ID.
 func (s *Store) ClaimBlock(rule, keyType, key string, since time.Time) (int64, error) {
-	find := func() (int64, error) {
-		var id int64
-		err := s.db.QueryRow(`SELECT id FROM bombwatch_block_claims WHERE rule = $1 AND key_type = $2 AND key = $3 AND since = $4`,
-			rule, keyType, key, since.UnixNano()).Scan(&id)
-		return id, err
+	tx, err := s.db.Begin()
+	if err != nil {
+		return 0, s.wrap("claim block", err)
 	}
-	id, err := find()
+	defer tx.Rollback()
+	if _, err := tx.Exec(`SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2 || ' ' || $3))`, rule, keyType, key); err != nil {
+		return 0, s.wrap("claim block", err)
+	}
+	var id int64
+	err = tx.QueryRow(`SELECT c.id FROM bombwatch_block_claims c LEFT JOIN bombwatch_blocks b ON b.id = c.id
+		WHERE c.rule = $1 AND c.key_type = $2 AND c.key = $3
+			AND (c.since = $4 OR b.id IS NULL OR b.ended IS NULL AND b.since <= $4 AND (b.until IS NULL OR b.until > $4))
+		ORDER BY c.since DESC LIMIT 1`, rule, keyType, key, since.UnixNano()).Scan(&id)
 	if err == nil {
-		return id, nil
+		return id, s.wrap("claim block", tx.Commit())
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return 0, s.wrap("claim block", err)
@@ -733,16 +744,11 @@ func (s *Store) ClaimBlock(rule, keyType, key string, since time.Time) (int64, e
 	if id, err = s.ReserveIDs(1); err != nil {
 		return 0, err
 	}
-	res, err := s.db.Exec(`INSERT INTO bombwatch_block_claims (rule, key_type, key, since, id) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
-		rule, keyType, key, since.UnixNano(), id)
-	if err != nil {
+	if _, err := tx.Exec(`INSERT INTO bombwatch_block_claims (rule, key_type, key, since, id) VALUES ($1, $2, $3, $4, $5)`,
+		rule, keyType, key, since.UnixNano(), id); err != nil {
 		return 0, s.wrap("claim block", err)
 	}
-	if n, _ := res.RowsAffected(); n == 1 {
-		return id, nil
-	}
-	id, err = find() // another host claimed it meanwhile
-	return id, s.wrap("claim block", err)
+	return id, s.wrap("claim block", tx.Commit())
 }
 
 // BlockChanges counts the commits of any host that changed blocks.

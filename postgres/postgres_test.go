@@ -78,7 +78,8 @@ func TestHostsKeepTheirOwnRowsAndShareBlocks(t *testing.T) {
 }
 
 // TestClaimBlockIsOneIDForEveryHost: hosts that decide the same block,
-// even at once, get one ID; another start of the key gets another.
+// even at once, or at different events, get one ID; a crossing after the
+// block ended is another.
 func TestClaimBlockIsOneIDForEveryHost(t *testing.T) {
 	dsn := pgtest.Start(t).NewDatabase(t)
 	var stores []*Store
@@ -103,9 +104,27 @@ func TestClaimBlockIsOneIDForEveryHost(t *testing.T) {
 			t.Fatalf("claims %v, %v: want one ID", ids, errs)
 		}
 	}
-	other, err := stores[1].ClaimBlock("flood", "sender", "a@example.org", since.Add(time.Second))
-	if err != nil || other == ids[0] {
-		t.Errorf("a later block of the key got %d (%v), the first %d", other, err, ids[0])
+	// Seen crossed at a later event by a host that saw the events late:
+	// the same block, while it is not saved, or in force.
+	if again, err := stores[1].ClaimBlock("flood", "sender", "a@example.org", since.Add(time.Second)); err != nil || again != ids[0] {
+		t.Errorf("the block claimed again a second later: %d (%v), want %d", again, err, ids[0])
+	}
+	b := state.Block{ID: ids[0], Rule: "flood", KeyType: "sender", Key: "a@example.org", Since: since, Until: since.Add(time.Hour)}
+	if err := stores[0].Commit(&state.Batch{Blocks: []state.Block{b}}); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := stores[2].ClaimBlock("flood", "sender", "a@example.org", since.Add(time.Minute)); err != nil || again != ids[0] {
+		t.Errorf("claimed while the block is in force: %d (%v), want %d", again, err, ids[0])
+	}
+	// Once it ended, or after its end, a crossing is another block.
+	if later, err := stores[1].ClaimBlock("flood", "sender", "a@example.org", since.Add(2*time.Hour)); err != nil || later == ids[0] {
+		t.Errorf("a crossing after the block's end got %d (%v), the block's %d", later, err, ids[0])
+	}
+	if err := stores[0].Commit(&state.Batch{Ends: []state.End{{ID: ids[0], Time: since.Add(time.Minute), Reason: "unban"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if other, err := stores[1].ClaimBlock("flood", "sender", "a@example.org", since.Add(2*time.Minute)); err != nil || other == ids[0] {
+		t.Errorf("a crossing after an unban got %d (%v), the ended block's %d", other, err, ids[0])
 	}
 }
 

@@ -447,20 +447,23 @@ const idBatch = 64
 // several hosts share, the one every host that decides it gets, so that
 // it is one block wherever it was seen; else the next of this pipeline's.
 func (p *Pipeline) blockID(r *rule, key string, since time.Time) int64 {
+	id := p.newID()
 	// While the store cannot be saved, it is not asked: the ID is one
 	// reserved before, which no other host can have.
 	if c, ok := p.opts.Store.(claimer); ok && !p.failed {
-		id, err := c.ClaimBlock(r.name, r.keyType, key, since)
-		if err == nil {
-			return id
+		claimed, err := c.ClaimBlock(r.name, r.keyType, key, since, id)
+		if err != nil {
+			p.log.Error("claim a block ID from the shared state; using one of this host's", "err", err)
+		} else if claimed != id {
+			p.ids[0]-- // not used: the next block's
+			id = claimed
 		}
-		p.log.Error("claim a block ID from the shared state; using one of this host's", "err", err)
 	}
-	return p.newID()
+	return id
 }
 
 type claimer interface {
-	ClaimBlock(rule, keyType, key string, since time.Time) (int64, error)
+	ClaimBlock(rule, keyType, key string, since time.Time, id int64) (int64, error)
 }
 
 // newID is the next block ID, from the store's reservations.

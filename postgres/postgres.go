@@ -716,12 +716,12 @@ func (s *Store) Events(host string, from int64, fn func(seq int64, events []byte
 
 // ClaimBlock returns the ID of the block of rule and key from since: the
 // block of the key that another host claimed and that is in force then
-// (or not saved yet: its host is saving it, or died before), or a new
-// one. Hosts see an event late when one of them was down, so two may see
+// (or not saved yet: its host is saving it, or died before), or else id,
+// which the caller reserved (ReserveIDs). Hosts see an event late when one of them was down, so two may see
 // the limit crossed at different events; it is one block all the same.
 // Claims of one key are made one at a time (an advisory lock of the
 // transaction), so two hosts claiming at once get one ID.
-func (s *Store) ClaimBlock(rule, keyType, key string, since time.Time) (int64, error) {
+func (s *Store) ClaimBlock(rule, keyType, key string, since time.Time, id int64) (int64, error) {
 	tx, err := s.db.Begin()
 	if err != nil {
 		return 0, s.wrap("claim block", err)
@@ -730,19 +730,16 @@ func (s *Store) ClaimBlock(rule, keyType, key string, since time.Time) (int64, e
 	if _, err := tx.Exec(`SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2 || ' ' || $3))`, rule, keyType, key); err != nil {
 		return 0, s.wrap("claim block", err)
 	}
-	var id int64
+	var claimed int64
 	err = tx.QueryRow(`SELECT c.id FROM bombwatch_block_claims c LEFT JOIN bombwatch_blocks b ON b.id = c.id
 		WHERE c.rule = $1 AND c.key_type = $2 AND c.key = $3
 			AND (c.since = $4 OR b.id IS NULL OR b.ended IS NULL AND b.since <= $4 AND (b.until IS NULL OR b.until > $4))
-		ORDER BY c.since DESC LIMIT 1`, rule, keyType, key, since.UnixNano()).Scan(&id)
+		ORDER BY c.since DESC LIMIT 1`, rule, keyType, key, since.UnixNano()).Scan(&claimed)
 	if err == nil {
-		return id, s.wrap("claim block", tx.Commit())
+		return claimed, s.wrap("claim block", tx.Commit())
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return 0, s.wrap("claim block", err)
-	}
-	if id, err = s.ReserveIDs(1); err != nil {
-		return 0, err
 	}
 	if _, err := tx.Exec(`INSERT INTO bombwatch_block_claims (rule, key_type, key, since, id) VALUES ($1, $2, $3, $4, $5)`,
 		rule, keyType, key, since.UnixNano(), id); err != nil {

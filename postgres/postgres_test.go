@@ -96,7 +96,14 @@ func TestClaimBlockIsOneIDForEveryHost(t *testing.T) {
 	errs := make([]error, len(stores))
 	var wg sync.WaitGroup
 	for i, s := range stores {
-		wg.Go(func() { ids[i], errs[i] = s.ClaimBlock("flood", "sender", "a@example.org", since) })
+		wg.Go(func() {
+			mine, err := s.ReserveIDs(1)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			ids[i], errs[i] = s.ClaimBlock("flood", "sender", "a@example.org", since, mine)
+		})
 	}
 	wg.Wait()
 	for i := range ids {
@@ -106,24 +113,24 @@ func TestClaimBlockIsOneIDForEveryHost(t *testing.T) {
 	}
 	// Seen crossed at a later event by a host that saw the events late:
 	// the same block, while it is not saved, or in force.
-	if again, err := stores[1].ClaimBlock("flood", "sender", "a@example.org", since.Add(time.Second)); err != nil || again != ids[0] {
+	if again, err := stores[1].ClaimBlock("flood", "sender", "a@example.org", since.Add(time.Second), 101); err != nil || again != ids[0] {
 		t.Errorf("the block claimed again a second later: %d (%v), want %d", again, err, ids[0])
 	}
 	b := state.Block{ID: ids[0], Rule: "flood", KeyType: "sender", Key: "a@example.org", Since: since, Until: since.Add(time.Hour)}
 	if err := stores[0].Commit(&state.Batch{Blocks: []state.Block{b}}); err != nil {
 		t.Fatal(err)
 	}
-	if again, err := stores[2].ClaimBlock("flood", "sender", "a@example.org", since.Add(time.Minute)); err != nil || again != ids[0] {
+	if again, err := stores[2].ClaimBlock("flood", "sender", "a@example.org", since.Add(time.Minute), 102); err != nil || again != ids[0] {
 		t.Errorf("claimed while the block is in force: %d (%v), want %d", again, err, ids[0])
 	}
 	// Once it ended, or after its end, a crossing is another block.
-	if later, err := stores[1].ClaimBlock("flood", "sender", "a@example.org", since.Add(2*time.Hour)); err != nil || later == ids[0] {
+	if later, err := stores[1].ClaimBlock("flood", "sender", "a@example.org", since.Add(2*time.Hour), 103); err != nil || later == ids[0] {
 		t.Errorf("a crossing after the block's end got %d (%v), the block's %d", later, err, ids[0])
 	}
 	if err := stores[0].Commit(&state.Batch{Ends: []state.End{{ID: ids[0], Time: since.Add(time.Minute), Reason: "unban"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if other, err := stores[1].ClaimBlock("flood", "sender", "a@example.org", since.Add(2*time.Minute)); err != nil || other == ids[0] {
+	if other, err := stores[1].ClaimBlock("flood", "sender", "a@example.org", since.Add(2*time.Minute), 104); err != nil || other == ids[0] {
 		t.Errorf("a crossing after an unban got %d (%v), the ended block's %d", other, err, ids[0])
 	}
 }

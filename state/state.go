@@ -259,8 +259,10 @@ type Shared interface {
 	// from the one numbered from on (see input.Feed).
 	Events(host string, from int64, fn func(seq int64, events []byte) error) error
 	// ClaimBlock returns the ID of the block of a rule and key from a
-	// time: the same on every host that decides it, new on the first.
-	ClaimBlock(rule, keyType, key string, since time.Time) (int64, error)
+	// time: the same on every host that decides it — the block of the key
+	// in force then, if another host started one — or else id, which the
+	// caller reserved.
+	ClaimBlock(rule, keyType, key string, since time.Time, id int64) (int64, error)
 	// BlockChanges counts the changes of blocks — started, lifted, made
 	// or lifted by hand — by any host, over the store's life.
 	BlockChanges() (int64, error)

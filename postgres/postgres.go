@@ -20,12 +20,14 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,6 +141,10 @@ CREATE TABLE IF NOT EXISTS bombwatch_block_actions (
 ALTER TABLE bombwatch_blocks ADD COLUMN IF NOT EXISTS ended_on text NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS bombwatch_blocks_in_force ON bombwatch_blocks (id) WHERE ended IS NULL;
 `
+
+// unsavedClaim is how far apart a claim whose block was never saved and
+// another of its key may start and be one block.
+const unsavedClaim = 24 * time.Hour
 
 // eventsKept is how long a host's published events are kept: how long a
 // host may be down and still catch up with what the others saw.
@@ -435,7 +441,10 @@ func (s *Store) Commit(b *state.Batch) error {
 			return s.wrap("commit offenses", err)
 		}
 	}
-	for _, e := range b.Ends {
+	// By ID: hosts ending the same blocks lock their rows in one order,
+	// never waiting on each other in a circle.
+	ends := slices.SortedFunc(slices.Values(b.Ends), func(x, y state.End) int { return cmp.Compare(x.ID, y.ID) })
+	for _, e := range ends {
 		// The first end is the block's: hosts that lift it on time after
 		// another did change nothing.
 		if _, err := tx.Exec(`UPDATE bombwatch_blocks SET ended = $1, end_reason = $2, ended_on = $3 WHERE id = $4 AND ended IS NULL`,
@@ -715,10 +724,12 @@ func (s *Store) Events(host string, from int64, fn func(seq int64, events []byte
 }
 
 // ClaimBlock returns the ID of the block of rule and key from since: the
-// block of the key that another host claimed and that is in force then
-// (or not saved yet: its host is saving it, or died before), or else id,
-// which the caller reserved (ReserveIDs). Hosts see an event late when one of them was down, so two may see
-// the limit crossed at different events; it is one block all the same.
+// block of the key that another host claimed, if since is in its life —
+// from a window before its start to its end — or it is not saved yet (its
+// host is saving it, or died first; within unsavedClaim), or else id,
+// which the caller reserved (ReserveIDs). Hosts see an event late when
+// one of them was down, so two may see the limit crossed at different
+// events, earlier or later; it is one block all the same.
 // Claims of one key are made one at a time (an advisory lock of the
 // transaction), so two hosts claiming at once get one ID.
 func (s *Store) ClaimBlock(rule, keyType, key string, since time.Time, id int64) (int64, error) {
@@ -733,8 +744,10 @@ func (s *Store) ClaimBlock(rule, keyType, key string, since time.Time, id int64)
 	var claimed int64
 	err = tx.QueryRow(`SELECT c.id FROM bombwatch_block_claims c LEFT JOIN bombwatch_blocks b ON b.id = c.id
 		WHERE c.rule = $1 AND c.key_type = $2 AND c.key = $3
-			AND (c.since = $4 OR b.id IS NULL OR b.ended IS NULL AND b.since <= $4 AND (b.until IS NULL OR b.until > $4))
-		ORDER BY c.since DESC LIMIT 1`, rule, keyType, key, since.UnixNano()).Scan(&claimed)
+			AND (c.since = $4
+				OR b.id IS NULL AND c.since BETWEEN $4 - $5 AND $4 + $5
+				OR $4 >= b.since - b.win AND $4 < COALESCE(b.ended, b.until, 9223372036854775807))
+		ORDER BY c.since DESC LIMIT 1`, rule, keyType, key, since.UnixNano(), int64(unsavedClaim)).Scan(&claimed)
 	if err == nil {
 		return claimed, s.wrap("claim block", tx.Commit())
 	}

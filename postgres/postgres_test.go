@@ -116,9 +116,12 @@ func TestClaimBlockIsOneIDForEveryHost(t *testing.T) {
 	if again, err := stores[1].ClaimBlock("flood", "sender", "a@example.org", since.Add(time.Second), 101); err != nil || again != ids[0] {
 		t.Errorf("the block claimed again a second later: %d (%v), want %d", again, err, ids[0])
 	}
-	b := state.Block{ID: ids[0], Rule: "flood", KeyType: "sender", Key: "a@example.org", Since: since, Until: since.Add(time.Hour)}
+	b := state.Block{ID: ids[0], Rule: "flood", KeyType: "sender", Key: "a@example.org", Since: since, Until: since.Add(time.Hour), Window: time.Minute}
 	if err := stores[0].Commit(&state.Batch{Blocks: []state.Block{b}}); err != nil {
 		t.Fatal(err)
+	}
+	if again, err := stores[2].ClaimBlock("flood", "sender", "a@example.org", since.Add(-30*time.Second), 105); err != nil || again != ids[0] {
+		t.Errorf("claimed at an event before the block's start, within its window: %d (%v), want %d", again, err, ids[0])
 	}
 	if again, err := stores[2].ClaimBlock("flood", "sender", "a@example.org", since.Add(time.Minute), 102); err != nil || again != ids[0] {
 		t.Errorf("claimed while the block is in force: %d (%v), want %d", again, err, ids[0])

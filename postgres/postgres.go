@@ -199,7 +199,7 @@ func Open(dsn string, o state.OpenOptions) (*Store, error) {
 	}
 	s := &Store{db: db, host: host, dsn: state.Redact(dsn), rawDSN: dsn, hostWakes: map[string]chan struct{}{}, blockWake: make(chan struct{}, 1)}
 	if !o.ReadOnly {
-		if _, err := db.Exec(schema); err != nil {
+		if err := makeTables(db); err != nil {
 			db.Close()
 			return nil, s.wrap("make the tables", err)
 		}
@@ -215,6 +215,26 @@ func Open(dsn string, o state.OpenOptions) (*Store, error) {
 	}
 	s.gen.Store(gen.Int64)
 	return s, nil
+}
+
+// schemaLock is the advisory lock under which the tables are made:
+// CREATE TABLE IF NOT EXISTS is not safe against itself, and the hosts
+// of a site start their daemons at once.
+const schemaLock = 0x626f6d62 // "bomb"
+
+func makeTables(db *sql.DB) error {
+	tx, err := db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`SELECT pg_advisory_xact_lock($1)`, schemaLock); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(schema); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 func (s *Store) wrap(what string, err error) error {

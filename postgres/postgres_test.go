@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -200,5 +201,28 @@ func TestEventsArePublishedOnceAndNoticed(t *testing.T) {
 	}
 	if n, err := mx2.BlockChanges(); err != nil || n != 1 {
 		t.Errorf("BlockChanges = %d, %v", n, err)
+	}
+}
+
+// TestHostsStartingAtOnceMakeTheTablesOnce: the daemons of a site start
+// together on an empty database; each opens it without error.
+func TestHostsStartingAtOnceMakeTheTablesOnce(t *testing.T) {
+	dsn := pgtest.Start(t).NewDatabase(t)
+	errs := make([]error, 4)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() {
+			s, err := Open(dsn, state.OpenOptions{Host: fmt.Sprintf("mx%d", i)})
+			if err == nil {
+				s.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("host %d: %v", i, err)
+		}
 	}
 }

@@ -328,7 +328,7 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		if failing == nil || shared != nil && p.Unsaved() < aloneMax {
 			var wait time.Duration
 			more, wait = runReady()
-			if failing == nil && dirty && time.Since(lastCommit) >= commitEvery {
+			if failing == nil && dirty && (time.Since(lastCommit) >= commitEvery || p.Blocking()) {
 				commit(false)
 			}
 			wake = ins.Wake()

@@ -746,6 +746,15 @@ func (p *Pipeline) Unsaved() int {
 	return n
 }
 
+// Blocking reports whether blocks started since the last commit: the
+// daemon saves them at once, so that other hosts sharing the state, and
+// `bans list`, see them without waiting for the next periodic save.
+func (p *Pipeline) Blocking() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.unsaved) > 0
+}
+
 // Close waits for a commit under way.
 func (p *Pipeline) Close() error { return p.waitCommit() }
 

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
 	"github.com/bombwatch/bombwatch/state"
@@ -357,11 +358,25 @@ func nullTime(t time.Time) any {
 	return t.UnixNano()
 }
 
-// Commit writes a batch in one transaction.
+// Commit writes a batch in one transaction. One the server aborted for
+// a deadlock or a serialization failure — hosts writing the same blocks
+// at once — is tried again at once, up to commitTries times.
 func (s *Store) Commit(b *state.Batch) error {
 	if b.Empty() {
 		return nil
 	}
+	for try := 1; ; try++ {
+		err := s.commit(b)
+		var pgErr *pgconn.PgError
+		if err == nil || try == commitTries || !errors.As(err, &pgErr) || pgErr.Code != "40P01" && pgErr.Code != "40001" {
+			return err
+		}
+	}
+}
+
+const commitTries = 5
+
+func (s *Store) commit(b *state.Batch) error {
 	tx, err := s.db.Begin()
 	if err != nil {
 		return s.wrap("commit", err)
@@ -425,13 +440,22 @@ func (s *Store) Commit(b *state.Batch) error {
 			bl.Rule, bl.KeyType, bl.Key, bl.Since.UnixNano(), bl.ID); err != nil {
 			return s.wrap("commit blocks", err)
 		}
+	}
+	// Members in one order, (block, address), whichever list they came
+	// in: hosts adding the same members to the same blocks (a botnet's
+	// network, seen everywhere) never wait on each other in a circle.
+	var members []state.Member
+	for _, bl := range b.Blocks {
 		for _, m := range bl.Members {
-			if _, err := tx.Exec(`INSERT INTO bombwatch_block_members (block, addr) VALUES ($1, $2) ON CONFLICT DO NOTHING`, bl.ID, m); err != nil {
-				return s.wrap("commit block members", err)
-			}
+			members = append(members, state.Member{ID: bl.ID, Addr: m})
 		}
 	}
-	for _, m := range b.Members {
+	members = append(members, b.Members...)
+	slices.SortFunc(members, func(x, y state.Member) int { return cmp.Or(cmp.Compare(x.ID, y.ID), strings.Compare(x.Addr, y.Addr)) })
+	for i, m := range members {
+		if i > 0 && m == members[i-1] {
+			continue
+		}
 		if _, err := tx.Exec(`INSERT INTO bombwatch_block_members (block, addr) VALUES ($1, $2) ON CONFLICT DO NOTHING`, m.ID, m.Addr); err != nil {
 			return s.wrap("commit block members", err)
 		}

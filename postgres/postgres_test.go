@@ -226,3 +226,51 @@ func TestHostsStartingAtOnceMakeTheTablesOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestHostsAddingTheSameMembersNeverDeadlock: two hosts add the members
+// of the same network blocks at once, in opposite orders, as two hosts
+// seeing one botnet do; every commit succeeds.
+func TestHostsAddingTheSameMembersNeverDeadlock(t *testing.T) {
+	dsn := pgtest.Start(t).NewDatabase(t)
+	var stores []*Store
+	for _, h := range []string{"mx1", "mx2"} {
+		s, err := Open(dsn, state.OpenOptions{Host: h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		stores = append(stores, s)
+	}
+	var blocks []state.Block
+	for id := int64(1); id <= 10; id++ {
+		blocks = append(blocks, state.Block{ID: id, Rule: "botnet", KeyType: "client_net", Key: fmt.Sprintf("192.0.%d.0/24", id)})
+	}
+	if err := stores[0].Commit(&state.Batch{Blocks: blocks}); err != nil {
+		t.Fatal(err)
+	}
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		wg.Go(func() {
+			for round := range 30 {
+				var ms []state.Member
+				for id := int64(1); id <= 10; id++ {
+					ms = append(ms, state.Member{ID: id, Addr: fmt.Sprintf("192.0.%d.%d", id, round)})
+				}
+				if i == 1 {
+					slices.Reverse(ms)
+				}
+				if err := s.Commit(&state.Batch{Members: ms}); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("mx%d: %v", i+1, err)
+		}
+	}
+}

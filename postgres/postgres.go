@@ -798,11 +798,16 @@ func (s *Store) ClaimBlock(rule, keyType, key string, since time.Time, id int64)
 	if !errors.Is(err, sql.ErrNoRows) {
 		return 0, s.wrap("claim block", err)
 	}
-	if _, err := tx.Exec(`INSERT INTO bombwatch_block_claims (rule, key_type, key, since, id) VALUES ($1, $2, $3, $4, $5)`,
-		rule, keyType, key, since.UnixNano(), id); err != nil {
+	// A host saving a block it did not claim (decided while the database
+	// was out of reach, or at another event than the one claimed) writes
+	// its claim without the lock: then that one is the block.
+	err = tx.QueryRow(`INSERT INTO bombwatch_block_claims (rule, key_type, key, since, id) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (rule, key_type, key, since) DO UPDATE SET id = bombwatch_block_claims.id RETURNING id`,
+		rule, keyType, key, since.UnixNano(), id).Scan(&claimed)
+	if err != nil {
 		return 0, s.wrap("claim block", err)
 	}
-	return id, s.wrap("claim block", tx.Commit())
+	return claimed, s.wrap("claim block", tx.Commit())
 }
 
 // BlockChanges counts the commits of any host that changed blocks.

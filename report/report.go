@@ -19,6 +19,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bombwatch/bombwatch/parsers"
@@ -192,6 +193,43 @@ func Build(s state.Reader, o Options) (*Report, error) {
 	for _, typ := range KeyTypes {
 		tallies[typ] = newTally(maxReportKeys, o.WhatIf != nil && o.WhatIf.KeyType == typ)
 	}
+	// Each family of key types (a sender and its domain, an address and
+	// its network, a user) is added up on a goroutine of its own, while
+	// the stats are read: the tallies' map lookups are most of a report.
+	families := map[string]*family{}
+	bits4, bits6 := cmp.Or(o.Net4, 24), cmp.Or(o.Net6, 48)
+	var added sync.WaitGroup
+	for _, typ := range []string{"sender", "client_ip", "sasl_user"} {
+		f := &family{work: make(chan []state.Stat, 4), free: make(chan []state.Stat, 6)}
+		families[typ] = f
+		own, of := tallies[typ], tallies[derivedType[typ]]
+		added.Go(func() {
+			for batch := range f.work {
+				for i := range batch {
+					st := &batch[i]
+					k := own.add(st.Key, st)
+					if of == nil {
+						continue
+					}
+					// An address's network is made once, when the address
+					// is first added, not for each of its minutes.
+					if k.derived == "" {
+						var ok bool
+						if k.derived, ok = derived(typ, st.Key, bits4, bits6); !ok {
+							k.derived = noDerived
+						}
+					}
+					if k.derived != noDerived {
+						of.add(k.derived, st)
+					}
+				}
+				select {
+				case f.free <- batch[:0]:
+				default:
+				}
+			}
+		})
+	}
 	lost := map[int64]int64{}
 	err := s.Stats(first, last, func(st *state.Stat) {
 		switch st.KeyType {
@@ -214,11 +252,17 @@ func Build(s state.Reader, o Options) (*Report, error) {
 		case "pipelining":
 			r.Lost.Pipelining += st.Messages
 		case "sender", "client_ip", "sasl_user":
-			for _, k := range derived(st.KeyType, st.Key, cmp.Or(o.Net4, 24), cmp.Or(o.Net6, 48)) {
-				tallies[k.typ].add(k.key, st)
+			f := families[st.KeyType]
+			if f.batch = append(f.batch, *st); len(f.batch) == familyBatch {
+				f.send()
 			}
 		}
 	})
+	for _, f := range families {
+		f.send()
+		close(f.work)
+	}
+	added.Wait()
 	if err != nil {
 		return nil, err
 	}
@@ -267,8 +311,12 @@ func Build(s state.Reader, o Options) (*Report, error) {
 		r.WhatIf = whatIf(o.WhatIf, func(yield func(string, map[int64]int64)) {
 			for i := range t.keys {
 				k := &t.keys[i]
-				m := make(map[int64]int64, len(k.minutes))
-				for _, mc := range k.minutes {
+				var minutes []minuteCount
+				if k.minutes != nil {
+					minutes = *k.minutes
+				}
+				m := make(map[int64]int64, len(minutes))
+				for _, mc := range minutes {
 					m[mc.minute] += mc.n
 				}
 				yield(k.Key, m)
@@ -301,14 +349,37 @@ func Build(s state.Reader, o Options) (*Report, error) {
 	return r, nil
 }
 
-// derived are the keys a stored key counts for: a sender for its domain
-// too, an address for its network (bits4 or bits6 long).
-func derived(typ, key string, bits4, bits6 int) []struct{ typ, key string } {
-	out := []struct{ typ, key string }{{typ, key}}
+// family is the stats of one family of key types, on their way to the
+// goroutine that adds them up.
+type family struct {
+	batch      []state.Stat
+	work, free chan []state.Stat
+}
+
+const familyBatch = 4096
+
+func (f *family) send() {
+	if len(f.batch) == 0 {
+		return
+	}
+	f.work <- f.batch
+	select {
+	case f.batch = <-f.free:
+	default:
+		f.batch = make([]state.Stat, 0, familyBatch)
+	}
+}
+
+// derivedType is the key type a stored key type counts for too.
+var derivedType = map[string]string{"sender": "sender_domain", "client_ip": "client_net"}
+
+// derived is the key a stored key counts for too (derivedType): a
+// sender's domain, an address's network (bits4 or bits6 long).
+func derived(typ, key string, bits4, bits6 int) (string, bool) {
 	switch typ {
 	case "sender":
 		if at := strings.LastIndexByte(key, '@'); at >= 0 && at+1 < len(key) {
-			out = append(out, struct{ typ, key string }{"sender_domain", key[at+1:]})
+			return key[at+1:], true
 		}
 	case "client_ip":
 		if a, err := netip.ParseAddr(key); err == nil {
@@ -317,11 +388,11 @@ func derived(typ, key string, bits4, bits6 int) []struct{ typ, key string } {
 				bits = bits6
 			}
 			if p, err := a.Prefix(bits); err == nil {
-				out = append(out, struct{ typ, key string }{"client_net", p.String()})
+				return p.String(), true
 			}
 		}
 	}
-	return out
+	return "", false
 }
 
 // whatIf slides the candidate's window over each key's minutes.
@@ -437,11 +508,19 @@ type keyTally struct {
 	// (see state.EncodeStats), so a key's minutes come in order. A
 	// minute older than the one being added up (stats saved before they
 	// were ordered, or logs merged out of order) is added to it.
-	minute, minuteN, bestMinute int64
-	hour, hourN, bestHour       int64
+	// Minutes and hours since 1970, and counts of a key's minute or
+	// hour, fit 32 bits: a key costs less, and a report holds 100,000 of
+	// each type.
+	minute, minuteN, bestMinute int32
+	hour, hourN, bestHour       int32
 	// minutes are its per-minute counts, for --what-if's key type only.
-	minutes []minuteCount
+	minutes *[]minuteCount
+	// derived is the key it counts for too (see derived), once made;
+	// noDerived when it has none.
+	derived string
 }
+
+const noDerived = "\x00"
 
 type minuteCount struct{ minute, n int64 }
 
@@ -449,7 +528,7 @@ func newTally(max int, perMinute bool) *tally {
 	return &tally{max: max, perMinute: perMinute, index: map[string]int32{}, minute: map[int64]int64{}, hour: map[int64]int64{}}
 }
 
-func (t *tally) add(key string, st *state.Stat) {
+func (t *tally) add(key string, st *state.Stat) *keyTally {
 	i, ok := t.index[key]
 	if !ok {
 		t.distinct.add(key)
@@ -457,30 +536,35 @@ func (t *tally) add(key string, st *state.Stat) {
 			t.prune()
 		}
 		i = int32(len(t.keys))
-		t.keys = append(t.keys, keyTally{TopEntry: TopEntry{Key: key}, minute: st.Minute, hour: st.Minute / 60})
+		t.keys = append(t.keys, keyTally{TopEntry: TopEntry{Key: key}, minute: int32(st.Minute), hour: int32(st.Minute / 60)})
 		t.index[key] = i
 	}
 	k := &t.keys[i]
 	k.Messages += st.Messages
 	k.Bytes += st.Bytes
 	k.Recipients += st.Recipients
-	if st.Minute > k.minute {
+	if m := int32(st.Minute); m > k.minute {
 		k.bestMinute = max(k.bestMinute, k.minuteN)
-		k.minute, k.minuteN = st.Minute, 0
+		k.minute, k.minuteN = m, 0
 	}
-	k.minuteN += st.Messages
-	if h := st.Minute / 60; h > k.hour {
+	k.minuteN += int32(st.Messages)
+	if h := int32(st.Minute / 60); h > k.hour {
 		k.bestHour = max(k.bestHour, k.hourN)
 		k.hour, k.hourN = h, 0
 	}
-	k.hourN += st.Messages
+	k.hourN += int32(st.Messages)
 	if t.perMinute {
-		if n := len(k.minutes); n > 0 && k.minutes[n-1].minute == st.Minute {
-			k.minutes[n-1].n += st.Messages
+		if k.minutes == nil {
+			k.minutes = new([]minuteCount)
+		}
+		ms := k.minutes
+		if n := len(*ms); n > 0 && (*ms)[n-1].minute == st.Minute {
+			(*ms)[n-1].n += st.Messages
 		} else {
-			k.minutes = append(k.minutes, minuteCount{st.Minute, st.Messages})
+			*ms = append(*ms, minuteCount{st.Minute, st.Messages})
 		}
 	}
+	return k
 }
 
 // prune lets go of the half of the keys with the least messages.
@@ -515,7 +599,7 @@ func (t *tally) prune() {
 
 // bests is a key's busiest minute and clock hour.
 func (k *keyTally) bests() (minute, hour int64) {
-	return max(k.bestMinute, k.minuteN), max(k.bestHour, k.hourN)
+	return int64(max(k.bestMinute, k.minuteN)), int64(max(k.bestHour, k.hourN))
 }
 
 // bests are how many keys, kept or let go, had each busiest minute and

@@ -41,18 +41,21 @@ func TestCentilesAndDerived(t *testing.T) {
 	if c := centiles(nil); c != (Centile{}) {
 		t.Errorf("of nothing: %+v", c)
 	}
-	d := derived("sender", "a@example.org", 24, 48)
-	if len(d) != 2 || d[1].typ != "sender_domain" || d[1].key != "example.org" {
-		t.Errorf("%+v", d)
+	for _, tt := range []struct {
+		typ, key     string
+		bits4, bits6 int
+		want         string
+	}{
+		{"sender", "a@example.org", 24, 48, "example.org"},
+		{"client_ip", "2001:db8:1:2::3", 24, 48, "2001:db8:1::/48"},
+		{"client_ip", "192.0.2.77", 26, 64, "192.0.2.64/26"}, // the rules' prefix, not a fixed one
+	} {
+		if got, ok := derived(tt.typ, tt.key, tt.bits4, tt.bits6); !ok || got != tt.want {
+			t.Errorf("derived(%s %s) = %q, %v; want %q", tt.typ, tt.key, got, ok, tt.want)
+		}
 	}
-	d = derived("client_ip", "2001:db8:1:2::3", 24, 48)
-	if len(d) != 2 || d[1].key != "2001:db8:1::/48" {
-		t.Errorf("%+v", d)
-	}
-	// The rules' prefix, not a fixed one.
-	d = derived("client_ip", "192.0.2.77", 26, 64)
-	if len(d) != 2 || d[1].key != "192.0.2.64/26" {
-		t.Errorf("with /26: %+v", d)
+	if got, ok := derived("sender", "postmaster", 24, 48); ok {
+		t.Errorf("a sender without a domain counts for %q", got)
 	}
 	if share(1, 3) != 0.3333 || share(1, 0) != 0 {
 		t.Error("share")

@@ -2,6 +2,8 @@ package report
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -104,5 +106,32 @@ func TestReportMemoryIsBounded(t *testing.T) {
 	small := stats[:5000]
 	if r, _ := Build(small, Options{Since: time.Unix(0, 0), Until: time.Unix(1e6, 0)}); r.Advisor["sender"].Dropped != 0 || r.Advisor["sender"].ShortBy != 0 {
 		t.Errorf("a small report let keys go: %+v", r.Advisor["sender"])
+	}
+}
+
+// TestNthIsTheSortedValue: nth agrees with sorting, on runs of equal
+// values, sorted and reversed runs and random ones.
+func TestNthIsTheSortedValue(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 500 {
+		n := 1 + rng.IntN(200)
+		a := make([]int64, n)
+		for i := range a {
+			switch round % 4 {
+			case 0:
+				a[i] = 1
+			case 1:
+				a[i] = int64(i)
+			case 2:
+				a[i] = int64(n - i)
+			default:
+				a[i] = rng.Int64N(10)
+			}
+		}
+		sorted := slices.Sorted(slices.Values(a))
+		k := rng.IntN(n)
+		if got := nth(slices.Clone(a), k); got != sorted[k] {
+			t.Fatalf("nth(%v, %d) = %d, want %d", a, k, got, sorted[k])
+		}
 	}
 }

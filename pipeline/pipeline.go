@@ -578,6 +578,12 @@ func (p *Pipeline) lift(a *active, at time.Time, reason string) {
 
 // act runs the actions of a block or unblock and reports the detection.
 func (p *Pipeline) act(event string, a *active, at time.Time, reason string, acts []actions.Action, e *parsers.Event) {
+	p.dispatch(event, a, at, reason, acts, e, true)
+}
+
+// dispatch is act; hold says whether a block counts what its actions
+// hold (see hold), which a block adopted from the store did already.
+func (p *Pipeline) dispatch(event string, a *active, at time.Time, reason string, acts []actions.Action, e *parsers.Event, hold bool) {
 	d := actions.Detection{Event: event, Time: at, BlockID: a.ID, Rule: a.Rule, KeyType: a.KeyType, Key: a.Key,
 		Value: a.Value, Limit: a.Limit, Window: a.Window, Until: a.Until, Reason: reason, Now: p.clock}
 	executed := true
@@ -592,8 +598,12 @@ func (p *Pipeline) act(event string, a *active, at time.Time, reason string, act
 			for _, t := range a.targets(act) {
 				td := d
 				td.KeyType, td.Key = t.keyType, t.key
-				if event == "block" {
+				if event == "block" && hold {
 					td.Until = p.hold(act, t, a.Until)
+				} else if event == "block" {
+					if h := p.holds[holdKey{act.Name(), t}]; h != nil {
+						td.Until = h.until
+					}
 				} else if !p.release(act, t) {
 					continue // another block in force still holds it
 				}

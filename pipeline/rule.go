@@ -725,35 +725,9 @@ func (p *Pipeline) enforceHere(a *active) bool {
 			return false
 		}
 	}
-	todo := p.actionsOf(a)
 	p.log.Info("block from another host", "rule", a.Rule, "key_type", a.KeyType, "key", a.Key, "until", a.Until, "seen_on", a.Host)
 	p.Stats.Blocks++
-	d := actions.Detection{Event: "block", Time: a.Since, BlockID: a.ID, Rule: a.Rule, KeyType: a.KeyType, Key: a.Key,
-		Value: a.Value, Limit: a.Limit, Window: a.Window, Until: a.Until, Now: p.clock}
-	if x := p.opts.Executor; x != nil {
-		for _, act := range todo {
-			if !act.External() {
-				x.Dispatch(d, []actions.Action{act})
-				continue
-			}
-			for _, t := range a.targets(act) {
-				td := d
-				td.KeyType, td.Key = t.keyType, t.key
-				if h := p.holds[holdKey{act.Name(), t}]; h != nil {
-					td.Until = h.until
-				}
-				x.Dispatch(td, []actions.Action{act})
-			}
-		}
-	}
-	if p.opts.OnDetection != nil {
-		out := newDetection(d, todo, p.opts.Executor == nil || p.opts.Executor.Act, "", nil)
-		out.Host = a.Host
-		if a.rule != nil && a.rule.onClients {
-			out.Members = slices.Clone(a.Members)
-		}
-		p.opts.OnDetection(out)
-	}
+	p.dispatch("block", a, a.Since, "", p.actionsOf(a), nil, false)
 	return true
 }
 

@@ -25,22 +25,30 @@ func TestConforms(t *testing.T) {
 	})
 }
 
+// openHosts opens the database as each of hosts, closed when the test
+// ends.
+func openHosts(t *testing.T, dsn string, hosts ...string) []*Store {
+	t.Helper()
+	var out []*Store
+	for _, h := range hosts {
+		s, err := Open(dsn, state.OpenOptions{Host: h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		out = append(out, s)
+	}
+	return out
+}
+
 // TestHostsKeepTheirOwnRowsAndShareBlocks: two hosts on one database each
 // load their own windows and positions, and a full batch of one drops none
 // of the other's; the blocks are one set, with IDs that never collide and
 // action outcomes that are each host's own.
 func TestHostsKeepTheirOwnRowsAndShareBlocks(t *testing.T) {
 	dsn := pgtest.Start(t).NewDatabase(t)
-	mx1, err := Open(dsn, state.OpenOptions{Host: "mx1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mx1.Close()
-	mx2, err := Open(dsn, state.OpenOptions{Host: "mx2"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mx2.Close()
+	hosts := openHosts(t, dsn, "mx1", "mx2")
+	mx1, mx2 := hosts[0], hosts[1]
 	for _, s := range []*Store{mx1, mx2} {
 		first, err := s.ReserveIDs(10)
 		if err != nil {
@@ -83,15 +91,7 @@ func TestHostsKeepTheirOwnRowsAndShareBlocks(t *testing.T) {
 // block ended is another.
 func TestClaimBlockIsOneIDForEveryHost(t *testing.T) {
 	dsn := pgtest.Start(t).NewDatabase(t)
-	var stores []*Store
-	for _, h := range []string{"mx1", "mx2", "mx3"} {
-		s, err := Open(dsn, state.OpenOptions{Host: h})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		stores = append(stores, s)
-	}
+	stores := openHosts(t, dsn, "mx1", "mx2", "mx3")
 	since := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
 	ids := make([]int64, len(stores))
 	errs := make([]error, len(stores))
@@ -143,16 +143,8 @@ func TestClaimBlockIsOneIDForEveryHost(t *testing.T) {
 // back by another in order, from a number on, and wake it.
 func TestEventsArePublishedOnceAndNoticed(t *testing.T) {
 	dsn := pgtest.Start(t).NewDatabase(t)
-	mx1, err := Open(dsn, state.OpenOptions{Host: "mx1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mx1.Close()
-	mx2, err := Open(dsn, state.OpenOptions{Host: "mx2"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mx2.Close()
+	hosts := openHosts(t, dsn, "mx1", "mx2")
+	mx1, mx2 := hosts[0], hosts[1]
 	woken := mx2.Notices("mx1")
 	blocks := mx2.BlockNotices()
 	time.Sleep(200 * time.Millisecond) // listening
@@ -232,15 +224,7 @@ func TestHostsStartingAtOnceMakeTheTablesOnce(t *testing.T) {
 // seeing one botnet do; every commit succeeds.
 func TestHostsAddingTheSameMembersNeverDeadlock(t *testing.T) {
 	dsn := pgtest.Start(t).NewDatabase(t)
-	var stores []*Store
-	for _, h := range []string{"mx1", "mx2"} {
-		s, err := Open(dsn, state.OpenOptions{Host: h})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		stores = append(stores, s)
-	}
+	stores := openHosts(t, dsn, "mx1", "mx2")
 	var blocks []state.Block
 	for id := int64(1); id <= 10; id++ {
 		blocks = append(blocks, state.Block{ID: id, Rule: "botnet", KeyType: "client_net", Key: fmt.Sprintf("192.0.%d.0/24", id)})

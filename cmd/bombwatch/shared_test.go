@@ -76,7 +76,8 @@ func blockedKeys(t *testing.T, out string) []string {
 // with SIGKILL now and then and started again. In the end every line was
 // published exactly once, the senders over the limit only across the
 // hosts — and only they — are blocked, once each, as a replay of both
-// logs together decides, and `bans list` says the same on both hosts.
+// logs together decides, and `bans list` says the same on both hosts; a
+// ban and an unban by hand on one host reach the other's daemon.
 func TestHostsKilledLoseAndDoubleNothing(t *testing.T) {
 	dsn := pgtest.Start(t).NewDatabase(t)
 	dir := t.TempDir()
@@ -211,6 +212,32 @@ func TestHostsKilledLoseAndDoubleNothing(t *testing.T) {
 	}
 	if lists[0] != lists[1] {
 		t.Errorf("bans list differs between the hosts:\nmx1 %s\nmx2 %s", lists[0], lists[1])
+	}
+
+	// A ban and an unban by hand on mx2 reach mx1's daemon: it runs the
+	// block's actions, then lifts them.
+	running["mx1"].detections()
+	seen := func(want string) bool { // a detection of manual@ on mx1
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			for _, l := range running["mx1"].detections() {
+				if strings.Contains(l, want) && strings.Contains(l, `"key":"manual@example.org"`) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if code, _, errOut := bombwatch(t, "bans", "ban", "manual@example.org", "--for", "1h", "-c", cfgs["mx2"]); code != 0 {
+		t.Fatalf("bans ban on mx2: %s", errOut)
+	}
+	if !seen(`"event":"block"`) {
+		t.Errorf("mx1 did not take in the ban made on mx2:\n%s", running["mx1"].stderr)
+	}
+	if code, _, errOut := bombwatch(t, "bans", "unban", "manual@example.org", "-c", cfgs["mx2"]); code != 0 {
+		t.Fatalf("bans unban on mx2: %s", errOut)
+	}
+	if !seen(`"event":"unblock"`) {
+		t.Error("mx1 did not lift the ban lifted on mx2")
 	}
 	for _, h := range hosts {
 		if code, _ := running[h].stop(t); code != 0 {

@@ -216,15 +216,7 @@ func published(t *testing.T, dsn string, hosts ...string) map[string]map[string]
 		out[h] = map[string]int{}
 		var d parsers.Decoder
 		err := s.(state.Shared).Events(h, 0, func(_ int64, data []byte) error {
-			for len(data) > 0 {
-				var e parsers.Event
-				var err error
-				if data, err = d.Decode(data, &e); err != nil {
-					return err
-				}
-				out[h][fmt.Sprintf("%s:%d", filepath.Base(e.File), e.Line)]++
-			}
-			return nil
+			return d.DecodeEach(data, func(e *parsers.Event) { out[h][fmt.Sprintf("%s:%d", filepath.Base(e.File), e.Line)]++ })
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -110,6 +110,20 @@ func (d *Decoder) Decode(data []byte, e *Event) ([]byte, error) {
 	return r.b, nil
 }
 
+// DecodeEach calls fn with each event of a run encoded one after the
+// other (a shared state's run of a host's events), valid during the call.
+func (d *Decoder) DecodeEach(data []byte, fn func(*Event)) error {
+	var e Event
+	for len(data) > 0 {
+		var err error
+		if data, err = d.Decode(data, &e); err != nil {
+			return err
+		}
+		fn(&e)
+	}
+	return nil
+}
+
 type reader struct {
 	b   []byte
 	err error

@@ -48,6 +48,10 @@ func TestBinaryRoundTripsEveryParsedEvent(t *testing.T) {
 		t.Fatalf("only %d events parsed from testdata", len(want))
 	}
 	var d Decoder
+	n := 0
+	if err := d.DecodeEach(buf, func(*Event) { n++ }); err != nil || n != len(want) {
+		t.Fatalf("DecodeEach: %d events, %v; want %d", n, err, len(want))
+	}
 	rest := buf
 	for i := range want {
 		var got Event

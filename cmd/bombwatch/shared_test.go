@@ -34,15 +34,7 @@ func linesPublished(t *testing.T, dsn string, hosts ...string) map[string]int {
 	for _, h := range hosts {
 		var d parsers.Decoder
 		err := s.(state.Shared).Events(h, 0, func(_ int64, data []byte) error {
-			for len(data) > 0 {
-				var e parsers.Event
-				var err error
-				if data, err = d.Decode(data, &e); err != nil {
-					return err
-				}
-				out[fmt.Sprintf("%s %s:%d", h, filepath.Base(e.File), e.Line)]++
-			}
-			return nil
+			return d.DecodeEach(data, func(e *parsers.Event) { out[fmt.Sprintf("%s %s:%d", h, filepath.Base(e.File), e.Line)]++ })
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -116,8 +116,9 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 	// once when a notice comes.
 	changes := store.ManualChanges
 	var blockNotices <-chan struct{}
-	if sh, ok := store.(state.Shared); ok {
-		changes, blockNotices = sh.BlockChanges, sh.BlockNotices()
+	shared, _ := store.(state.Shared)
+	if shared != nil {
+		changes, blockNotices = shared.BlockChanges, shared.BlockNotices()
 	}
 	manual, err := changes()
 	if err != nil {
@@ -189,7 +190,6 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 	if wall == nil {
 		wall = time.Now
 	}
-	shared, _ := store.(state.Shared)
 	ins := openInputs(cfg, p.Positions(), wall, log, metrics, shared)
 	defer ins.Close()
 	if o.Ready != nil {

@@ -55,7 +55,6 @@ func openInputs(cfg *config.Config, saved map[string]state.Position, now func() 
 		shared: shared, opts: o, hosts: map[string]bool{}}
 	if shared != nil {
 		m.Publish = true
-		in.opts.Stats = false // each host counts its own logs for reports
 		in.addHosts()
 	}
 	return in

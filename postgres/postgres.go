@@ -159,6 +159,8 @@ type Store struct {
 	rawDSN string // for the listening connection
 	gen    atomic.Int64
 	pruned time.Time // when this host's old events were last dropped
+	// timeout bounds each exchange with the server (see state.OpenOptions).
+	timeout time.Duration
 
 	// The notices: one connection LISTENs, from the first call to
 	// Notices or BlockNotices until Close.
@@ -198,19 +200,22 @@ func Open(dsn string, o state.OpenOptions) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", state.Redact(dsn), err)
 	}
-	s := &Store{db: db, host: host, dsn: state.Redact(dsn), rawDSN: dsn, hostWakes: map[string]chan struct{}{}, blockWake: make(chan struct{}, 1)}
+	s := &Store{db: db, host: host, dsn: state.Redact(dsn), rawDSN: dsn, timeout: cmp.Or(o.Timeout, DefaultTimeout),
+		hostWakes: map[string]chan struct{}{}, blockWake: make(chan struct{}, 1)}
+	ctx, done := s.deadline(s.timeout)
+	defer done()
 	if !o.ReadOnly {
-		if err := makeTables(db); err != nil {
+		if err := makeTables(ctx, db); err != nil {
 			db.Close()
 			return nil, s.wrap("make the tables", err)
 		}
-		if _, err := db.Exec(`INSERT INTO bombwatch_hosts (host, since) VALUES ($1, $2) ON CONFLICT DO NOTHING`, host, time.Now().UnixNano()); err != nil {
+		if _, err := db.ExecContext(ctx, `INSERT INTO bombwatch_hosts (host, since) VALUES ($1, $2) ON CONFLICT DO NOTHING`, host, time.Now().UnixNano()); err != nil {
 			db.Close()
 			return nil, s.wrap("add this host", err)
 		}
 	}
 	var gen sql.NullInt64
-	if err := db.QueryRow(`SELECT value FROM bombwatch_meta WHERE host = $1 AND name = 'generation'`, host).Scan(&gen); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err := db.QueryRowContext(ctx, `SELECT value FROM bombwatch_meta WHERE host = $1 AND name = 'generation'`, host).Scan(&gen); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		db.Close()
 		return nil, s.wrap("read generation", err)
 	}
@@ -223,19 +228,39 @@ func Open(dsn string, o state.OpenOptions) (*Store, error) {
 // of a site start their daemons at once.
 const schemaLock = 0x626f6d62 // "bomb"
 
-func makeTables(db *sql.DB) error {
-	tx, err := db.Begin()
+func makeTables(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.Exec(`SELECT pg_advisory_xact_lock($1)`, schemaLock); err != nil {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLock); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(schema); err != nil {
+	if _, err := tx.ExecContext(ctx, schema); err != nil {
 		return err
 	}
 	return tx.Commit()
+}
+
+// DefaultTimeout is how long the server may take to answer one exchange
+// (a statement, or a commit of an ordinary batch) before the store says it
+// is out of reach. A server that stops answering without refusing — a
+// network that drops packets, a machine that hangs — would otherwise hold
+// the daemon's reading, when it should go on alone.
+const DefaultTimeout = 10 * time.Second
+
+// loadTimeout bounds the reads of a whole state at start (windows,
+// stats): they are long for a large state.
+const loadTimeout = 10 * time.Minute
+
+// commitRate is the bytes a second a commit's deadline allows for beyond
+// the store's timeout: a full batch of millions of windows takes long.
+const commitRate = 1 << 20
+
+// deadline is the context of one exchange, done after d.
+func (s *Store) deadline(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
 }
 
 func (s *Store) wrap(what string, err error) error {
@@ -261,8 +286,10 @@ func (s *Store) Host() string { return s.host }
 func (s *Store) Generation() int64 { return s.gen.Load() }
 
 func (s *Store) meta(name string) (int64, error) {
+	ctx, done := s.deadline(s.timeout)
+	defer done()
 	var v sql.NullInt64
-	err := s.db.QueryRow(`SELECT value FROM bombwatch_meta WHERE host = $1 AND name = $2`, s.host, name).Scan(&v)
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM bombwatch_meta WHERE host = $1 AND name = $2`, s.host, name).Scan(&v)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, s.wrap("read "+name, err)
 	}
@@ -270,12 +297,14 @@ func (s *Store) meta(name string) (int64, error) {
 }
 
 func (s *Store) Load() (*state.Snapshot, error) {
+	ctx, done := s.deadline(loadTimeout)
+	defer done()
 	snap := &state.Snapshot{Positions: map[string]state.Position{}}
 	var err error
 	if snap.Blocks, err = s.Blocks(true, time.Time{}); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.Query(`SELECT rule, key, count, last FROM bombwatch_offenses WHERE host = $1`, s.host)
+	rows, err := s.db.QueryContext(ctx, `SELECT rule, key, count, last FROM bombwatch_offenses WHERE host = $1`, s.host)
 	if err != nil {
 		return nil, s.wrap("load offenses", err)
 	}
@@ -290,7 +319,7 @@ func (s *Store) Load() (*state.Snapshot, error) {
 		snap.Offenses = append(snap.Offenses, o)
 	}
 	rows.Close()
-	rows, err = s.db.Query(`SELECT input, device, inode, off, line, fingerprint, counted FROM bombwatch_positions WHERE host = $1`, s.host)
+	rows, err = s.db.QueryContext(ctx, `SELECT input, device, inode, off, line, fingerprint, counted FROM bombwatch_positions WHERE host = $1`, s.host)
 	if err != nil {
 		return nil, s.wrap("load positions", err)
 	}
@@ -316,7 +345,7 @@ func (s *Store) Load() (*state.Snapshot, error) {
 	if clock != 0 {
 		snap.Clock = time.Unix(0, clock).UTC()
 	}
-	rows, err = s.db.Query(`SELECT name FROM bombwatch_files WHERE host = $1 ORDER BY id`, s.host)
+	rows, err = s.db.QueryContext(ctx, `SELECT name FROM bombwatch_files WHERE host = $1 ORDER BY id`, s.host)
 	if err != nil {
 		return nil, s.wrap("load files", err)
 	}
@@ -333,7 +362,9 @@ func (s *Store) Load() (*state.Snapshot, error) {
 
 // Windows hands back this host's windows as its batches saved them.
 func (s *Store) Windows(fn func(*state.Window)) error {
-	rows, err := s.db.Query(`SELECT seq, data FROM bombwatch_segments WHERE host = $1 ORDER BY seq`, s.host)
+	ctx, done := s.deadline(loadTimeout)
+	defer done()
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, data FROM bombwatch_segments WHERE host = $1 ORDER BY seq`, s.host)
 	if err != nil {
 		return s.wrap("load windows", err)
 	}
@@ -377,28 +408,31 @@ func (s *Store) Commit(b *state.Batch) error {
 const commitTries = 5
 
 func (s *Store) commit(b *state.Batch) error {
-	tx, err := s.db.Begin()
+	size := len(b.Events) + b.Segment.Size() + 64*len(b.Stats)
+	ctx, done := s.deadline(s.timeout + time.Duration(size/commitRate)*time.Second)
+	defer done()
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return s.wrap("commit", err)
 	}
 	defer tx.Rollback()
 	if b.Full {
-		if _, err := tx.Exec(`DELETE FROM bombwatch_segments WHERE host = $1`, s.host); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM bombwatch_segments WHERE host = $1`, s.host); err != nil {
 			return s.wrap("commit windows", err)
 		}
 	}
 	for _, chunk := range b.Segment.Chunks() {
-		if _, err := tx.Exec(`INSERT INTO bombwatch_segments (host, data) VALUES ($1, $2)`, s.host, chunk); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO bombwatch_segments (host, data) VALUES ($1, $2)`, s.host, chunk); err != nil {
 			return s.wrap("commit windows", err)
 		}
 	}
 	if len(b.Files) > 0 {
 		var n int64
-		if err := tx.QueryRow(`SELECT count(*) FROM bombwatch_files WHERE host = $1`, s.host).Scan(&n); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM bombwatch_files WHERE host = $1`, s.host).Scan(&n); err != nil {
 			return s.wrap("commit files", err)
 		}
 		for i, name := range b.Files {
-			if _, err := tx.Exec(`INSERT INTO bombwatch_files (host, id, name) VALUES ($1, $2, $3)`, s.host, n+int64(i)+1, name); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO bombwatch_files (host, id, name) VALUES ($1, $2, $3)`, s.host, n+int64(i)+1, name); err != nil {
 				return s.wrap("commit files", err)
 			}
 		}
@@ -421,7 +455,7 @@ func (s *Store) commit(b *state.Batch) error {
 		}
 		// The first host to save a block writes it; another that decided
 		// it too (the same ID, see ClaimBlock) adds its action outcomes.
-		_, err = tx.Exec(`INSERT INTO bombwatch_blocks (id, host, rule, key_type, key, since, until, value, lim, win, actions, ended, end_reason, file, line, evidence, seen_on)
+		_, err = tx.ExecContext(ctx, `INSERT INTO bombwatch_blocks (id, host, rule, key_type, key, since, until, value, lim, win, actions, ended, end_reason, file, line, evidence, seen_on)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 			ON CONFLICT (id) DO NOTHING`,
 			bl.ID, s.host, bl.Rule, bl.KeyType, bl.Key, bl.Since.UnixNano(), nullTime(bl.Until), bl.Value, bl.Limit,
@@ -430,13 +464,13 @@ func (s *Store) commit(b *state.Batch) error {
 			return s.wrap("commit blocks", err)
 		}
 		for action, status := range bl.Actions {
-			if err := setStatus(tx, bl.ID, s.host, action, status); err != nil {
+			if err := setStatus(ctx, tx, bl.ID, s.host, action, status); err != nil {
 				return s.wrap("commit blocks", err)
 			}
 		}
 		// A block decided while the database was out of reach, or by
 		// hand, claims its ID now: a host deciding it later gets this one.
-		if _, err := tx.Exec(`INSERT INTO bombwatch_block_claims (rule, key_type, key, since, id) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO bombwatch_block_claims (rule, key_type, key, since, id) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
 			bl.Rule, bl.KeyType, bl.Key, bl.Since.UnixNano(), bl.ID); err != nil {
 			return s.wrap("commit blocks", err)
 		}
@@ -456,7 +490,7 @@ func (s *Store) commit(b *state.Batch) error {
 		if i > 0 && m == members[i-1] {
 			continue
 		}
-		if _, err := tx.Exec(`INSERT INTO bombwatch_block_members (block, addr) VALUES ($1, $2) ON CONFLICT DO NOTHING`, m.ID, m.Addr); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO bombwatch_block_members (block, addr) VALUES ($1, $2) ON CONFLICT DO NOTHING`, m.ID, m.Addr); err != nil {
 			return s.wrap("commit block members", err)
 		}
 	}
@@ -465,22 +499,22 @@ func (s *Store) commit(b *state.Batch) error {
 		for _, st := range b.Stats {
 			first, last = min(first, st.Minute), max(last, st.Minute)
 		}
-		if _, err := tx.Exec(`INSERT INTO bombwatch_stats (host, first_minute, last_minute, data) VALUES ($1, $2, $3, $4)`,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO bombwatch_stats (host, first_minute, last_minute, data) VALUES ($1, $2, $3, $4)`,
 			s.host, first, last, state.EncodeStats(b.Stats)); err != nil {
 			return s.wrap("commit stats", err)
 		}
 	}
 	if !b.PruneStats.IsZero() {
 		cut := b.PruneStats.Unix() / 60
-		if _, err := tx.Exec(`DELETE FROM bombwatch_stats WHERE host = $1 AND last_minute < $2`, s.host, cut); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM bombwatch_stats WHERE host = $1 AND last_minute < $2`, s.host, cut); err != nil {
 			return s.wrap("prune stats", err)
 		}
-		if err := setMeta(tx, s.host, "stats_pruned", cut, "GREATEST(bombwatch_meta.value, excluded.value)"); err != nil {
+		if err := setMeta(ctx, tx, s.host, "stats_pruned", cut, "GREATEST(bombwatch_meta.value, excluded.value)"); err != nil {
 			return s.wrap("prune stats", err)
 		}
 	}
 	for _, o := range b.Offenses {
-		if _, err := tx.Exec(`INSERT INTO bombwatch_offenses (host, rule, key, count, last) VALUES ($1, $2, $3, $4, $5)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO bombwatch_offenses (host, rule, key, count, last) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (host, rule, key) DO UPDATE SET count = $4, last = $5`, s.host, o.Rule, o.Key, o.Count, o.Last.UnixNano()); err != nil {
 			return s.wrap("commit offenses", err)
 		}
@@ -491,27 +525,27 @@ func (s *Store) commit(b *state.Batch) error {
 	for _, e := range ends {
 		// The first end is the block's: hosts that lift it on time after
 		// another did change nothing.
-		if _, err := tx.Exec(`UPDATE bombwatch_blocks SET ended = $1, end_reason = $2, ended_on = $3 WHERE id = $4 AND ended IS NULL`,
+		if _, err := tx.ExecContext(ctx, `UPDATE bombwatch_blocks SET ended = $1, end_reason = $2, ended_on = $3 WHERE id = $4 AND ended IS NULL`,
 			e.Time.UnixNano(), e.Reason, s.host, e.ID); err != nil {
 			return s.wrap("commit block ends", err)
 		}
 	}
 	if len(b.Events) > 0 {
 		now := time.Now()
-		if _, err := tx.Exec(`INSERT INTO bombwatch_events (host, at, data) VALUES ($1, $2, $3)`, s.host, now.UnixNano(), b.Events); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO bombwatch_events (host, at, data) VALUES ($1, $2, $3)`, s.host, now.UnixNano(), b.Events); err != nil {
 			return s.wrap("publish events", err)
 		}
 		if now.Sub(s.pruned) >= time.Minute {
-			if _, err := tx.Exec(`DELETE FROM bombwatch_events WHERE host = $1 AND at < $2`, s.host, now.Add(-eventsKept).UnixNano()); err != nil {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM bombwatch_events WHERE host = $1 AND at < $2`, s.host, now.Add(-eventsKept).UnixNano()); err != nil {
 				return s.wrap("drop old events", err)
 			}
 		}
-		if _, err := tx.Exec(`SELECT pg_notify('bombwatch_events', $1)`, s.host); err != nil {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_notify('bombwatch_events', $1)`, s.host); err != nil {
 			return s.wrap("publish events", err)
 		}
 	}
 	if len(b.Blocks) > 0 || len(b.Ends) > 0 || b.Manual {
-		if err := setMeta(tx, "", "block_changes", 1, "bombwatch_meta.value + 1"); err != nil {
+		if err := setMeta(ctx, tx, "", "block_changes", 1, "bombwatch_meta.value + 1"); err != nil {
 			return s.wrap("commit", err)
 		}
 		// A daemon ignores its own notices, but not those of `bans` run
@@ -520,29 +554,29 @@ func (s *Store) commit(b *state.Batch) error {
 		if b.Manual {
 			who = "manual:" + s.host
 		}
-		if _, err := tx.Exec(`SELECT pg_notify('bombwatch_blocks', $1)`, who); err != nil {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_notify('bombwatch_blocks', $1)`, who); err != nil {
 			return s.wrap("commit", err)
 		}
 	}
 	for _, p := range b.Positions {
-		if _, err := tx.Exec(`INSERT INTO bombwatch_positions (host, input, device, inode, off, line, fingerprint, counted) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO bombwatch_positions (host, input, device, inode, off, line, fingerprint, counted) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (host, input) DO UPDATE SET device = $3, inode = $4, off = $5, line = $6, fingerprint = $7, counted = $8`,
 			s.host, p.Input, int64(p.Device), int64(p.Inode), p.Offset, p.Line, p.Fingerprint, strings.Join(p.Counted, "\n")); err != nil {
 			return s.wrap("commit positions", err)
 		}
 	}
 	if !b.Clock.IsZero() {
-		if err := setMeta(tx, s.host, "clock", b.Clock.UnixNano(), "excluded.value"); err != nil {
+		if err := setMeta(ctx, tx, s.host, "clock", b.Clock.UnixNano(), "excluded.value"); err != nil {
 			return s.wrap("commit clock", err)
 		}
 	}
 	if b.Manual {
-		if err := setMeta(tx, s.host, "manual", 1, "bombwatch_meta.value + 1"); err != nil {
+		if err := setMeta(ctx, tx, s.host, "manual", 1, "bombwatch_meta.value + 1"); err != nil {
 			return s.wrap("commit", err)
 		}
 	}
 	gen := s.gen.Load() + 1
-	if err := setMeta(tx, s.host, "generation", gen, "excluded.value"); err != nil {
+	if err := setMeta(ctx, tx, s.host, "generation", gen, "excluded.value"); err != nil {
 		return s.wrap("commit generation", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -555,16 +589,16 @@ func (s *Store) commit(b *state.Batch) error {
 	return nil
 }
 
-func setStatus(tx *sql.Tx, id int64, host, action, status string) error {
-	_, err := tx.Exec(`INSERT INTO bombwatch_block_actions (block, host, action, status) VALUES ($1, $2, $3, $4)
+func setStatus(ctx context.Context, tx *sql.Tx, id int64, host, action, status string) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO bombwatch_block_actions (block, host, action, status) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (block, host, action) DO UPDATE SET status = excluded.status`, id, host, action, status)
 	return err
 }
 
 // setMeta sets a host's meta value: to value when new, else to update (an
 // expression over bombwatch_meta.value and excluded.value).
-func setMeta(tx *sql.Tx, host, name string, value int64, update string) error {
-	_, err := tx.Exec(`INSERT INTO bombwatch_meta (host, name, value) VALUES ($1, $2, $3)
+func setMeta(ctx context.Context, tx *sql.Tx, host, name string, value int64, update string) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO bombwatch_meta (host, name, value) VALUES ($1, $2, $3)
 		ON CONFLICT (host, name) DO UPDATE SET value = `+update, host, name, value)
 	return err
 }
@@ -573,8 +607,10 @@ func setMeta(tx *sql.Tx, host, name string, value int64, update string) error {
 // (the meta row of host ""): two reserving at once get ranges that do not
 // overlap.
 func (s *Store) ReserveIDs(n int64) (int64, error) {
+	ctx, done := s.deadline(s.timeout)
+	defer done()
 	var next int64
-	err := s.db.QueryRow(`INSERT INTO bombwatch_meta (host, name, value)
+	err := s.db.QueryRowContext(ctx, `INSERT INTO bombwatch_meta (host, name, value)
 			VALUES ('', 'next_block_id', (SELECT COALESCE(MAX(id), 0) + 1 FROM bombwatch_blocks) + $1)
 		ON CONFLICT (host, name) DO UPDATE
 			SET value = GREATEST(bombwatch_meta.value, (SELECT COALESCE(MAX(id), 0) + 1 FROM bombwatch_blocks)) + $1
@@ -590,7 +626,9 @@ func (s *Store) ManualChanges() (int64, error) { return s.meta("manual") }
 
 // SetActionStatus records one action's outcome on a block, on this host.
 func (s *Store) SetActionStatus(id int64, action, status string) error {
-	_, err := s.db.Exec(`INSERT INTO bombwatch_block_actions (block, host, action, status) VALUES ($1, $2, $3, $4)
+	ctx, done := s.deadline(s.timeout)
+	defer done()
+	_, err := s.db.ExecContext(ctx, `INSERT INTO bombwatch_block_actions (block, host, action, status) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (block, host, action) DO UPDATE SET status = excluded.status`, id, s.host, action, status)
 	return s.wrap("set action status", err)
 }
@@ -599,6 +637,8 @@ func (s *Store) SetActionStatus(id int64, action, status string) error {
 // false every one in force at some time after since. The statuses of
 // their actions are this host's: pending where it has not acted yet.
 func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) {
+	ctx, done := s.deadline(s.timeout)
+	defer done()
 	q := `SELECT id, rule, key_type, key, since, until, value, lim, win, actions::text,
 			COALESCE((SELECT jsonb_object_agg(a.action, a.status) FROM bombwatch_block_actions a WHERE a.block = b.id AND a.host = $1), '{}')::text,
 			ended, end_reason, ended_on, file, line, evidence, seen_on
@@ -610,7 +650,7 @@ func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) 
 		q += `(ended IS NULL OR ended > $2) ORDER BY id`
 		args = append(args, since.UnixNano())
 	}
-	rows, err := s.db.Query(q, args...)
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, s.wrap("read blocks", err)
 	}
@@ -663,7 +703,7 @@ func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) 
 	if len(out) == 0 {
 		return out, nil
 	}
-	mrows, err := s.db.Query(`SELECT block, addr FROM bombwatch_block_members WHERE block >= $1 ORDER BY block, addr`, out[0].ID)
+	mrows, err := s.db.QueryContext(ctx, `SELECT block, addr FROM bombwatch_block_members WHERE block >= $1 ORDER BY block, addr`, out[0].ID)
 	if err != nil {
 		return nil, s.wrap("read block members", err)
 	}
@@ -689,7 +729,9 @@ func (s *Store) Stats(first, last int64, fn func(*state.Stat)) error {
 		return err
 	}
 	first = max(first, pruned)
-	rows, err := s.db.Query(`SELECT data FROM bombwatch_stats WHERE host = $1 AND last_minute >= $2 AND first_minute <= $3 ORDER BY seq`,
+	ctx, done := s.deadline(loadTimeout)
+	defer done()
+	rows, err := s.db.QueryContext(ctx, `SELECT data FROM bombwatch_stats WHERE host = $1 AND last_minute >= $2 AND first_minute <= $3 ORDER BY seq`,
 		s.host, first, last)
 	if err != nil {
 		return s.wrap("read stats", err)
@@ -714,7 +756,9 @@ func (s *Store) Stats(first, last int64, fn func(*state.Stat)) error {
 
 // Hosts are the other hosts that opened the database to write to it.
 func (s *Store) Hosts() ([]string, error) {
-	rows, err := s.db.Query(`SELECT host FROM bombwatch_hosts WHERE host <> $1 ORDER BY host`, s.host)
+	ctx, done := s.deadline(s.timeout)
+	defer done()
+	rows, err := s.db.QueryContext(ctx, `SELECT host FROM bombwatch_hosts WHERE host <> $1 ORDER BY host`, s.host)
 	if err != nil {
 		return nil, s.wrap("read hosts", err)
 	}
@@ -739,30 +783,43 @@ const eventRuns = 64
 // numbered in the order they were committed: none is ever found later
 // below one read.
 func (s *Store) Events(host string, from int64, fn func(seq int64, events []byte) error) error {
+	type run struct {
+		seq  int64
+		data []byte
+	}
+	runs := make([]run, 0, eventRuns)
 	for {
-		rows, err := s.db.Query(`SELECT seq, data FROM bombwatch_events WHERE host = $1 AND seq >= $2 ORDER BY seq LIMIT $3`, host, from, eventRuns)
+		// Read first, then handed on: fn may wait for the reader, and the
+		// server's answer may not.
+		runs = runs[:0]
+		err := func() error {
+			ctx, done := s.deadline(s.timeout)
+			defer done()
+			rows, err := s.db.QueryContext(ctx, `SELECT seq, data FROM bombwatch_events WHERE host = $1 AND seq >= $2 ORDER BY seq LIMIT $3`, host, from, eventRuns)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var r run
+				if err := rows.Scan(&r.seq, &r.data); err != nil {
+					return err
+				}
+				runs = append(runs, r)
+			}
+			return rows.Err()
+		}()
 		if err != nil {
 			return s.wrap("read "+host+"'s events", err)
 		}
-		n := 0
-		var data []byte
-		for rows.Next() {
-			var seq int64
-			if err := rows.Scan(&seq, &data); err != nil {
-				rows.Close()
-				return s.wrap("read "+host+"'s events", err)
-			}
-			n++
-			from = seq + 1
-			if err := fn(seq, data); err != nil {
-				rows.Close()
+		for _, r := range runs {
+			from = r.seq + 1
+			if err := fn(r.seq, r.data); err != nil {
 				return err
 			}
 		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil || n < eventRuns {
-			return s.wrap("read "+host+"'s events", err)
+		if len(runs) < eventRuns {
+			return nil
 		}
 	}
 }
@@ -777,16 +834,18 @@ func (s *Store) Events(host string, from int64, fn func(seq int64, events []byte
 // Claims of one key are made one at a time (an advisory lock of the
 // transaction), so two hosts claiming at once get one ID.
 func (s *Store) ClaimBlock(rule, keyType, key string, since time.Time, id int64) (int64, error) {
-	tx, err := s.db.Begin()
+	ctx, done := s.deadline(s.timeout)
+	defer done()
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, s.wrap("claim block", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.Exec(`SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2 || ' ' || $3))`, rule, keyType, key); err != nil {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2 || ' ' || $3))`, rule, keyType, key); err != nil {
 		return 0, s.wrap("claim block", err)
 	}
 	var claimed int64
-	err = tx.QueryRow(`SELECT c.id FROM bombwatch_block_claims c LEFT JOIN bombwatch_blocks b ON b.id = c.id
+	err = tx.QueryRowContext(ctx, `SELECT c.id FROM bombwatch_block_claims c LEFT JOIN bombwatch_blocks b ON b.id = c.id
 		WHERE c.rule = $1 AND c.key_type = $2 AND c.key = $3
 			AND (c.since = $4
 				OR b.id IS NULL AND c.since BETWEEN $4 - $5 AND $4 + $5
@@ -801,7 +860,7 @@ func (s *Store) ClaimBlock(rule, keyType, key string, since time.Time, id int64)
 	// A host saving a block it did not claim (decided while the database
 	// was out of reach, or at another event than the one claimed) writes
 	// its claim without the lock: then that one is the block.
-	err = tx.QueryRow(`INSERT INTO bombwatch_block_claims (rule, key_type, key, since, id) VALUES ($1, $2, $3, $4, $5)
+	err = tx.QueryRowContext(ctx, `INSERT INTO bombwatch_block_claims (rule, key_type, key, since, id) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (rule, key_type, key, since) DO UPDATE SET id = bombwatch_block_claims.id RETURNING id`,
 		rule, keyType, key, since.UnixNano(), id).Scan(&claimed)
 	if err != nil {
@@ -812,8 +871,10 @@ func (s *Store) ClaimBlock(rule, keyType, key string, since time.Time, id int64)
 
 // BlockChanges counts the commits of any host that changed blocks.
 func (s *Store) BlockChanges() (int64, error) {
+	ctx, done := s.deadline(s.timeout)
+	defer done()
 	var v sql.NullInt64
-	err := s.db.QueryRow(`SELECT value FROM bombwatch_meta WHERE host = '' AND name = 'block_changes'`).Scan(&v)
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM bombwatch_meta WHERE host = '' AND name = 'block_changes'`).Scan(&v)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, s.wrap("read block changes", err)
 	}
@@ -865,36 +926,61 @@ func (s *Store) wakeAll() {
 }
 
 // listen holds one connection that LISTENs, and connects again when it
-// is lost, until ctx is done.
+// is lost, until ctx is done. A connection silent for listenCheck is asked
+// whether the server is still there: one whose server stopped answering,
+// or whose network dropped it, is never told so.
 func (s *Store) listen(ctx context.Context) {
 	defer close(s.stopped)
 	for ctx.Err() == nil {
-		conn, err := pgx.Connect(ctx, s.rawDSN)
+		connectCtx, done := context.WithTimeout(ctx, s.timeout)
+		conn, err := pgx.Connect(connectCtx, s.rawDSN)
 		if err == nil {
-			if _, err = conn.Exec(ctx, `LISTEN bombwatch_events; LISTEN bombwatch_blocks`); err == nil {
+			if _, err = conn.Exec(connectCtx, `LISTEN bombwatch_events; LISTEN bombwatch_blocks`); err == nil {
 				s.wakeAll()
-				for {
-					n, err := conn.WaitForNotification(ctx)
-					if err != nil {
-						break
-					}
-					switch {
-					case n.Channel == "bombwatch_blocks" && n.Payload != s.host:
-						wake(s.blockWake)
-					case n.Channel == "bombwatch_events" && n.Payload != s.host:
-						s.mu.Lock()
-						if c := s.hostWakes[n.Payload]; c != nil {
-							wake(c)
-						}
-						s.mu.Unlock()
-					}
-				}
+				s.notices(ctx, conn)
 			}
 			conn.Close(context.Background())
 		}
+		done()
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
+		}
+	}
+}
+
+// listenCheck is how long the listening connection may be silent before
+// the server is asked whether it is there.
+var listenCheck = 30 * time.Second
+
+// notices wakes the readers of the notices conn receives, until ctx is
+// done or conn is lost.
+func (s *Store) notices(ctx context.Context, conn *pgx.Conn) {
+	for {
+		waitCtx, done := context.WithTimeout(ctx, listenCheck)
+		n, err := conn.WaitForNotification(waitCtx)
+		done()
+		if err != nil {
+			if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) && !pgconn.Timeout(err) {
+				return
+			}
+			pingCtx, done := context.WithTimeout(ctx, s.timeout)
+			err := conn.Ping(pingCtx)
+			done()
+			if err != nil {
+				return
+			}
+			continue
+		}
+		switch {
+		case n.Channel == "bombwatch_blocks" && n.Payload != s.host:
+			wake(s.blockWake)
+		case n.Channel == "bombwatch_events" && n.Payload != s.host:
+			s.mu.Lock()
+			if c := s.hostWakes[n.Payload]; c != nil {
+				wake(c)
+			}
+			s.mu.Unlock()
 		}
 	}
 }

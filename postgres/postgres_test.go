@@ -258,3 +258,99 @@ func TestHostsAddingTheSameMembersNeverDeadlock(t *testing.T) {
 		}
 	}
 }
+
+// TestAHungServerIsOutOfReachWithinTheTimeout: a server that neither
+// answers nor refuses (its processes stopped, as on a hung machine or
+// behind a network dropping packets) makes every exchange fail after the
+// store's timeout — on a connection open before, and on a new one — so
+// that the daemon goes on alone rather than waiting with it.
+func TestAHungServerIsOutOfReachWithinTheTimeout(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	const timeout = time.Second
+	s, err := Open(dsn, state.OpenOptions{Host: "mx1", Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.db.SetMaxIdleConns(1) // one connection open before, one opened after
+	if _, err := s.BlockChanges(); err != nil {
+		t.Fatal(err)
+	}
+	srv.Freeze(t)
+	var seg state.Segment
+	seg.Add(&state.Window{Rule: "flood", Key: "a@example.org", Times: []int64{1}, Amounts: []int64{1}})
+	exchanges := []struct {
+		name string
+		do   func() error
+	}{
+		{"BlockChanges", func() error { _, err := s.BlockChanges(); return err }},
+		{"Commit", func() error { return s.Commit(&state.Batch{Segment: seg, Events: []byte{1, 2, 3}}) }},
+		{"ClaimBlock", func() error {
+			_, err := s.ClaimBlock("flood", "sender", "a@example.org", time.Unix(100, 0), 1)
+			return err
+		}},
+		{"ReserveIDs", func() error { _, err := s.ReserveIDs(64); return err }},
+		{"Events", func() error { return s.Events("mx2", 0, func(int64, []byte) error { return nil }) }},
+		{"Hosts", func() error { _, err := s.Hosts(); return err }},
+		{"Blocks", func() error { _, err := s.Blocks(true, time.Time{}); return err }},
+		{"SetActionStatus", func() error { return s.SetActionStatus(1, "log", state.Applied) }},
+	}
+	for _, x := range exchanges {
+		start := time.Now()
+		err := x.do()
+		took := time.Since(start)
+		if err == nil {
+			t.Errorf("%s succeeded against a hung server", x.name)
+		}
+		if took > 3*timeout {
+			t.Errorf("%s took %v against a hung server: its timeout is %v", x.name, took, timeout)
+		}
+	}
+	srv.Thaw(t)
+	if _, err := s.BlockChanges(); err != nil {
+		t.Errorf("the server answering again: %v", err)
+	}
+}
+
+// TestNoticesComeBackAfterAPartition: the network between a host and the
+// server drops everything for a while, and the connections open then stay
+// dead after (as when a router or a NAT forgot them). The connection
+// that listens is never told; it is found dead when, silent for
+// listenCheck, the server does not answer a ping, and a new one listens.
+func TestNoticesComeBackAfterAPartition(t *testing.T) {
+	defer func(d time.Duration) { listenCheck = d }(listenCheck)
+	listenCheck = 300 * time.Millisecond
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	proxy := srv.Proxy(t)
+	mx1 := openHosts(t, dsn, "mx1")[0]
+	mx2, err := Open(proxy.DSN(dsn), state.OpenOptions{Host: "mx2", Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mx2.Close()
+	blocks := mx2.BlockNotices()
+	select {
+	case <-blocks: // listening: woken once at the start
+	case <-time.After(5 * time.Second):
+		t.Fatal("mx2 not listening")
+	}
+	proxy.Cut()
+	time.Sleep(2 * time.Second)
+	proxy.Heal()
+	// Connected again (a try a second): the wake that follows is drained,
+	// so that only the block's notice can pass.
+	time.Sleep(2 * time.Second)
+	for len(blocks) > 0 {
+		<-blocks
+	}
+	if err := mx1.Commit(&state.Batch{Blocks: []state.Block{{ID: 1, Rule: "r", KeyType: "sender", Key: "k"}}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-blocks:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no notice of mx1's block after the partition healed")
+	}
+}

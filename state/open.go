@@ -17,6 +17,10 @@ type OpenOptions struct {
 	// Host names this host's rows in a store several hosts share
 	// (PostgreSQL); "" is the machine's name.
 	Host string
+	// Timeout bounds each exchange with a store over the network: past
+	// it, the store is out of reach (its error says so) and the daemon
+	// goes on alone. 0 is the store's default.
+	Timeout time.Duration
 }
 
 // Opener opens a store from its DSN with the scheme taken off ("PATH" of

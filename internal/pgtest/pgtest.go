@@ -18,7 +18,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 )
 
@@ -114,6 +116,69 @@ func (s *Server) Restart(t testing.TB) {
 	if err := s.start(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Freeze stops every process of the server (SIGSTOP), as a hung machine
+// or a network that drops packets would: connections are neither answered
+// nor refused. Thaw resumes them; the test's end does too.
+func (s *Server) Freeze(t testing.TB) {
+	t.Helper()
+	pids, err := s.processes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids { // the postmaster first: it forks no more
+		syscall.Kill(pid, syscall.SIGSTOP)
+	}
+	t.Cleanup(func() { s.signal(syscall.SIGCONT) })
+}
+
+// Thaw resumes the processes Freeze stopped.
+func (s *Server) Thaw(t testing.TB) {
+	t.Helper()
+	if err := s.signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *Server) signal(sig syscall.Signal) error {
+	pids, err := s.processes()
+	for _, pid := range pids {
+		syscall.Kill(pid, sig)
+	}
+	return err
+}
+
+// processes are the server's postmaster and its children.
+func (s *Server) processes() ([]int, error) {
+	data, err := os.ReadFile(filepath.Join(s.data, "postmaster.pid"))
+	if err != nil {
+		return nil, fmt.Errorf("the server's pid: %w", err)
+	}
+	first, _, _ := strings.Cut(string(data), "\n")
+	postmaster, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		return nil, fmt.Errorf("the server's pid: %w", err)
+	}
+	pids := []int{postmaster}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …: comm may hold spaces and parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(b[i+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(postmaster) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }
 
 // run runs one of the server's programs, as the server's user.

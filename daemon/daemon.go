@@ -59,6 +59,11 @@ type Options struct {
 // own that cannot be saved.
 const aloneMax = 256 << 20
 
+// aloneIDs is how many block IDs a host sharing its state keeps set
+// aside for the blocks it decides alone (see pipeline.Options.AloneIDs):
+// a botnet's worth.
+const aloneIDs = 1024
+
 // runMax is how many events run between two looks at the daemon's other
 // work.
 const runMax = 4096
@@ -132,12 +137,16 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		Dropped: func(action string) { metrics.actionsDropped.WithLabelValues(action).Inc() }}
 	// The blocks in force are enforced before the windows are read: a
 	// state of millions of keys takes seconds to load, the blocks not.
-	p, err := config.NewPipeline(cfg, pipeline.Options{Store: store, Executor: exec, Logger: log, DeferWindows: true, Host: cfg.HostName(), OnDetection: func(d pipeline.Detection) {
+	popts := pipeline.Options{Store: store, Executor: exec, Logger: log, DeferWindows: true, Host: cfg.HostName(), OnDetection: func(d pipeline.Detection) {
 		metrics.detections.WithLabelValues(d.Rule, d.Event).Inc()
 		if o.OnDetection != nil {
 			o.OnDetection(d)
 		}
-	}})
+	}}
+	if shared != nil {
+		popts.AloneIDs = aloneIDs
+	}
+	p, err := config.NewPipeline(cfg, popts)
 	if err != nil {
 		stopActions()
 		return nil, err
@@ -262,7 +271,9 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 			metrics.commitSeconds.Observe(time.Since(start).Seconds())
 			dirty, lastCommit = false, time.Now()
 		} else {
-			err = p.Settle() // a commit under way is seen through: its failure is known now
+			// A commit under way is seen through: its failure is known
+			// now. One that failed is tried again, in the background.
+			err = p.Retry()
 		}
 		saved(err)
 		return err
@@ -301,7 +312,17 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		return p.Close()
 	}
 	syncBlocks := func() {
-		if n, err := changes(); err == nil && n != manual {
+		// A shared state out of reach is not asked until a save succeeds:
+		// each question would wait for its timeout.
+		if shared != nil && failing != nil {
+			return
+		}
+		n, err := changes()
+		if err != nil && shared != nil {
+			saved(err)
+			return
+		}
+		if err == nil && n != manual {
 			if err := p.SyncManual(ins.Merger); err != nil {
 				saved(err)
 			} else {
@@ -368,7 +389,7 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 			evicted = p.Stats.Evicted
 			countKinds()
 			ins.count()
-			ins.scan()
+			ins.scan(failing == nil)
 			syncBlocks()
 			commit(false)
 		case <-blockNotices:

@@ -82,10 +82,11 @@ func (in *inputs) addHosts() {
 	}
 }
 
-// scan merges the files that came to match a glob, and the events of
-// hosts that came to share the state.
-func (in *inputs) scan() {
-	if in.shared != nil {
+// scan merges the files that came to match a glob, and, unless the
+// shared state is out of reach, the events of hosts that came to share
+// it.
+func (in *inputs) scan(reachable bool) {
+	if in.shared != nil && reachable {
 		in.addHosts()
 	}
 	for _, s := range in.globs.Scan(in.Sources()) {

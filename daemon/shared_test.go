@@ -43,6 +43,13 @@ func startHosts(t *testing.T, dsn string, names ...string) []*mxHost {
 // startHostsPer is startHosts with the rule's window per.
 func startHostsPer(t *testing.T, dsn, per string, names ...string) []*mxHost {
 	t.Helper()
+	return startHostsWith(t, dsn, per, 0, names...)
+}
+
+// startHostsWith is startHostsPer with the store's timeout (0: its
+// default).
+func startHostsWith(t *testing.T, dsn, per string, timeout time.Duration, names ...string) []*mxHost {
+	t.Helper()
 	dir := t.TempDir()
 	var hosts []*mxHost
 	for _, name := range names {
@@ -70,6 +77,9 @@ rules:
 		go func() {
 			done <- Run(ctx, Options{Load: func() (*config.Config, error) { return cfg, nil }, Metrics: h.metrics,
 				Logger: testLogger(name), Now: time.Now, Ready: ready,
+				OpenStore: func(dsn string) (state.Store, error) {
+					return state.Open(dsn, state.OpenOptions{Host: name, Timeout: timeout})
+				},
 				OnDetection: func(d pipeline.Detection) {
 					h.mu.Lock()
 					h.detections = append(h.detections, d)
@@ -233,14 +243,32 @@ func published(t *testing.T, dsn string, hosts ...string) map[string]map[string]
 // reaches the other host, and every line is published exactly once.
 //
 // OUTAGE=3s shortens the outage while working on it.
+// The database is lost in two ways: stopped (connections refused) and
+// hung (its processes stopped: connections neither answered nor refused,
+// as when a network drops packets). Either way each host goes on alone at
+// once, keeps reading at full speed, and sends what it saw once the
+// database is back.
 func TestHostsGoOnAloneWhileTheDatabaseIsDown(t *testing.T) {
 	outage := time.Minute
 	if os.Getenv("OUTAGE") != "" {
 		outage, _ = time.ParseDuration(os.Getenv("OUTAGE"))
 	}
-	srv := pgtest.Start(t)
+	t.Run("stopped", func(t *testing.T) {
+		srv := pgtest.Start(t)
+		testHostsAlone(t, srv, 0, srv.Stop, srv.Restart, outage)
+	})
+	t.Run("hung", func(t *testing.T) {
+		srv := pgtest.Start(t)
+		testHostsAlone(t, srv, hungTimeout, srv.Freeze, srv.Thaw, min(outage, 20*time.Second))
+	})
+}
+
+// hungTimeout is the store's timeout in the test of a hung database.
+const hungTimeout = 3 * time.Second
+
+func testHostsAlone(t *testing.T, srv *pgtest.Server, timeout time.Duration, lose, regain func(testing.TB), outage time.Duration) {
 	dsn := srv.NewDatabase(t)
-	hosts := startHostsPer(t, dsn, "10m", "mx1", "mx2")
+	hosts := startHostsWith(t, dsn, "10m", timeout, "mx1", "mx2")
 	mx1, mx2 := hosts[0], hosts[1]
 	time.Sleep(300 * time.Millisecond)
 	mx1.send(t, "before@example.org", 1)
@@ -250,7 +278,7 @@ func TestHostsGoOnAloneWhileTheDatabaseIsDown(t *testing.T) {
 		return len(p["mx1"]) == 1 && len(p["mx2"]) == 1
 	})
 
-	srv.Stop(t)
+	lose(t)
 	mx1.send(t, "alone@example.org", 6) // over on mx1 alone
 	mx1.send(t, "split@example.org", 3) // over only together
 	mx2.send(t, "split@example.org", 3)
@@ -267,20 +295,34 @@ func TestHostsGoOnAloneWhileTheDatabaseIsDown(t *testing.T) {
 			t.Errorf("%s: bombwatch_state_alone = %v while the database is down", h.name, v)
 		}
 	}
+	// Alone, a host reads at full speed: its tries to save, each waiting
+	// for the timeout of a hung server, run beside the reading.
+	sent := time.Now()
+	mx1.send(t, "later@example.org", 6)
+	waitUntil(t, "mx1 blocking later@ while the database is down", func() bool {
+		return slices.Contains(mx1.enforcedLines(), "block:later@example.org")
+	})
+	took := time.Since(sent)
+	t.Logf("later@ blocked by mx1, alone, %v after it was sent", took)
+	if timeout > 0 && took > timeout*3/4 {
+		t.Errorf("mx1 took %v to block later@ while alone: reading waited for the database (timeout %v)", took, timeout)
+	}
 	time.Sleep(outage)
 	if slices.Contains(mx1.enforcedLines(), "block:split@example.org") || slices.Contains(mx2.enforcedLines(), "block:split@example.org") {
 		t.Fatal("split@ blocked while no host could see the other's 3")
 	}
-	srv.Restart(t)
+	regain(t)
 
 	for _, h := range hosts {
 		waitUntil(t, h.name+" blocking split@ once the hosts see each other again", func() bool {
 			return slices.Contains(h.enforcedLines(), "block:split@example.org")
 		})
 	}
-	waitUntil(t, "mx2 enforcing the block mx1 made alone", func() bool {
-		return slices.Contains(mx2.enforcedLines(), "block:alone@example.org")
-	})
+	for _, sender := range []string{"alone", "later"} {
+		waitUntil(t, "mx2 enforcing the block of "+sender+"@ mx1 made alone", func() bool {
+			return slices.Contains(mx2.enforcedLines(), "block:"+sender+"@example.org")
+		})
+	}
 	for _, h := range hosts {
 		waitUntil(t, h.name+" healthy again", func() bool {
 			h.metrics.mu.Lock()
@@ -292,7 +334,7 @@ func TestHostsGoOnAloneWhileTheDatabaseIsDown(t *testing.T) {
 		}
 	}
 	p := published(t, dsn, "mx1", "mx2")
-	for h, want := range map[string]int{"mx1": 10, "mx2": 4} {
+	for h, want := range map[string]int{"mx1": 16, "mx2": 4} {
 		n := 0
 		for line, times := range p[h] {
 			n++

@@ -51,6 +51,12 @@ type Options struct {
 	// Host is this host's name: a block's Host when its log line names
 	// none.
 	Host string
+	// AloneIDs is how many block IDs a store several hosts share sets
+	// aside for this pipeline, at start and again as they are used, for
+	// the blocks it decides while the store cannot be reached: no other
+	// host can have them. With none (replay), such a block takes the next
+	// ID past this pipeline's, which another host may hold too.
+	AloneIDs int
 }
 
 // DefaultMaxKeys is the cap on keys when none is set: with what a key of
@@ -79,11 +85,16 @@ type Pipeline struct {
 	offenses  map[offenseKey]state.Offense
 	holds     map[holdKey]*holding // what the blocks in force hold
 	ids       [2]int64             // block IDs reserved in the store: the next, and the end
+	aloneIDs  [2]int64             // those set aside for deciding alone (Options.AloneIDs)
 	batch     *state.Batch
 	spare     *state.Batch // the other batch, being committed or free
 	committed chan error   // the commit under way, if any
 	failed    bool         // the spare batch failed to commit: save it first
-	events    int          // since the last commit
+	lastErr   error        // why, while failed
+	// unreachable: a shared store failed to answer a claim; it is not
+	// asked again until a commit succeeds.
+	unreachable bool
+	events      int // since the last commit
 	// rewritten counts the windows saved since the last full batch: each
 	// may leave an older one of its key in the store (see commit).
 	rewritten int
@@ -447,18 +458,35 @@ const idBatch = 64
 // several hosts share, the one every host that decides it gets, so that
 // it is one block wherever it was seen; else the next of this pipeline's.
 func (p *Pipeline) blockID(r *rule, key string, since time.Time) int64 {
-	id := p.newID()
-	// While the store cannot be saved, it is not asked: the ID is one
-	// reserved before, which no other host can have.
-	if c, ok := p.opts.Store.(claimer); ok && !p.failed {
-		claimed, err := c.ClaimBlock(r.name, r.keyType, key, since, id)
-		if err != nil {
-			p.log.Error("claim a block ID from the shared state; using one of this host's", "err", err)
-		} else if claimed != id {
-			p.ids[0]-- // not used: the next block's
-			id = claimed
-		}
+	c, shared := p.opts.Store.(claimer)
+	if !shared {
+		id, _ := p.newID(true)
+		return id
 	}
+	// While the store cannot be reached, it is not asked — each question
+	// would wait for its timeout — and the ID is one set aside before,
+	// which no other host can have.
+	if !p.failed && !p.unreachable {
+		if id, ok := p.newID(true); ok {
+			claimed, err := c.ClaimBlock(r.name, r.keyType, key, since, id)
+			if err == nil {
+				if claimed != id {
+					p.ids[0]-- // not used: the next block's
+				}
+				return claimed
+			}
+			p.log.Error("claim a block ID from the shared state; deciding alone", "err", err)
+			p.unreachable = true
+			return id // reserved: this host's
+		}
+		p.unreachable = true
+	}
+	if p.aloneIDs[0] < p.aloneIDs[1] {
+		p.aloneIDs[0]++
+		return p.aloneIDs[0] - 1
+	}
+	id, _ := p.newID(false)
+	p.log.Error("deciding alone, and no block ID set aside is left: this block's may be another host's", "id", id, "rule", r.name, "key", key)
 	return id
 }
 
@@ -466,23 +494,48 @@ type claimer interface {
 	ClaimBlock(rule, keyType, key string, since time.Time, id int64) (int64, error)
 }
 
-// newID is the next block ID, from the store's reservations.
-func (p *Pipeline) newID() int64 {
-	if p.ids[0] >= p.ids[1] {
-		first := p.ids[1]
-		if p.opts.Store != nil {
-			var err error
-			if first, err = p.opts.Store.ReserveIDs(idBatch); err != nil {
-				// The store cannot be written: neither can the block.
-				// Go on past the last range; saving will say what failed.
-				p.log.Error("reserve block IDs", "err", err)
-				first = p.ids[1]
-			}
-		}
-		p.ids = [2]int64{max(first, 1), max(first, 1) + idBatch}
+// newID is the next block ID, from the store's reservations; past them,
+// a new range is asked for, unless ask is false. When none can be had, it
+// is the next past the last range, ok is false, and the store is asked
+// again the next time.
+func (p *Pipeline) newID(ask bool) (id int64, ok bool) {
+	if p.ids[0] < p.ids[1] {
+		p.ids[0]++
+		return p.ids[0] - 1, true
 	}
-	p.ids[0]++
-	return p.ids[0] - 1
+	next := max(p.ids[1], 1)
+	if p.opts.Store == nil {
+		p.ids = [2]int64{next + 1, next + idBatch}
+		return next, true
+	}
+	if ask {
+		first, err := p.opts.Store.ReserveIDs(idBatch)
+		if err == nil {
+			first = max(first, 1)
+			p.ids = [2]int64{first + 1, first + idBatch}
+			return first, true
+		}
+		// The store cannot be written: neither can the block. Saving
+		// will say what failed.
+		p.log.Error("reserve block IDs", "err", err)
+	}
+	p.ids = [2]int64{next + 1, next + 1}
+	return next, false
+}
+
+// setAsideIDs reserves Options.AloneIDs block IDs, for deciding alone,
+// when fewer than half are left.
+func (p *Pipeline) setAsideIDs() {
+	n := int64(p.opts.AloneIDs)
+	if _, shared := p.opts.Store.(claimer); !shared || n == 0 || p.aloneIDs[1]-p.aloneIDs[0] >= n/2 {
+		return
+	}
+	first, err := p.opts.Store.ReserveIDs(n)
+	if err != nil {
+		p.log.Error("set aside block IDs for deciding alone", "err", err)
+		return
+	}
+	p.aloneIDs = [2]int64{first, first + n}
 }
 
 // blockLength is the rule's block, lengthened for a repeat offender: each
@@ -837,12 +890,14 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 		b.Events = m.TakeEvents(b.Events)
 	}
 	b.Clock = p.clock
-	// A batch that failed (disk full, read-only, locked) is saved first,
-	// before anything newer: until it is, b keeps growing and nothing is
-	// lost. The error is returned, each time, to a caller that retries.
-	if err := p.Settle(); err != nil {
+	// A batch that failed (disk full, read-only, locked, out of reach) is
+	// saved first, before anything newer: until it is, b keeps growing and
+	// nothing is lost. The error is returned, each time, to a caller that
+	// retries.
+	if err := p.settle(wait); err != nil {
 		return err
 	}
+	p.setAsideIDs()
 	// The spare batch is free now: the next events fill it.
 	p.batch, p.spare = p.spare, p.batch
 	p.batch.Reset()
@@ -857,9 +912,10 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 		}
 		slices.SortFunc(b.Blocks, func(x, y state.Block) int { return int(x.ID - y.ID) })
 		if err := p.opts.Store.Commit(b); err != nil {
-			p.failed = true // b is the spare: retried first
+			p.failed, p.lastErr = true, err // b is the spare: retried first
 			return err
 		}
+		p.unreachable = false
 		clear(p.unsaved)
 		return nil
 	}
@@ -961,17 +1017,49 @@ func (p *Pipeline) resave() {
 // whose commit failed; it returns the error of either. A caller that gets
 // one may go on calling Commit or Settle: the failed batch is kept, and
 // tried again before anything newer.
-func (p *Pipeline) Settle() error {
-	if err := p.waitCommit(); err != nil {
-		return err
+func (p *Pipeline) Settle() error { return p.settle(true) }
+
+// Retry is Settle that does not wait for a store that failed: the failed
+// batch is tried again in the background, and Retry returns its last
+// error until a try succeeds. A store out of reach that does not refuse
+// (its server hung, packets dropped) then holds no reading while it times
+// out, only the background try.
+func (p *Pipeline) Retry() error { return p.settle(false) }
+
+func (p *Pipeline) settle(wait bool) error {
+	if p.committed != nil {
+		if p.failed && !wait { // a try of a failed batch: not waited for
+			select {
+			case err := <-p.committed:
+				p.committed = nil
+				if err != nil {
+					p.lastErr = err
+					return err
+				}
+				p.failed, p.lastErr, p.unreachable = false, nil, false
+				return nil
+			default:
+				return p.lastErr
+			}
+		}
+		if err := p.waitCommit(); err != nil {
+			return err
+		}
 	}
 	if p.failed {
+		if !wait {
+			c, spare := make(chan error, 1), p.spare
+			p.committed = c
+			go func() { c <- p.opts.Store.Commit(spare) }()
+			return p.lastErr
+		}
 		if err := p.opts.Store.Commit(p.spare); err != nil {
+			p.lastErr = err
 			return err
 		}
 		// Its blocks stay unsaved: the next commit writes them again, with
 		// the action outcomes reported meanwhile.
-		p.failed = false
+		p.failed, p.lastErr, p.unreachable = false, nil, false
 	}
 	return nil
 }
@@ -985,7 +1073,9 @@ func (p *Pipeline) waitCommit() error {
 	err := <-p.committed
 	p.committed = nil
 	if err != nil {
-		p.failed = true // the batch committed was the spare
+		p.failed, p.lastErr = true, err // the batch committed was the spare
+	} else {
+		p.failed, p.lastErr, p.unreachable = false, nil, false
 	}
 	return err
 }

@@ -534,13 +534,9 @@ func (p *Pipeline) restore() error {
 	for _, o := range snap.Offenses {
 		p.offenses[offenseKey{o.Rule, o.Key}] = o
 	}
-	if _, ok := p.opts.Store.(claimer); ok {
-		// IDs for the blocks decided while a shared store cannot be
-		// reached (see blockID): reserved now, they are this host's.
-		if first, err := p.opts.Store.ReserveIDs(idBatch); err == nil {
-			p.ids = [2]int64{first, first + idBatch}
-		}
-	}
+	// IDs for the blocks decided while a shared store cannot be reached
+	// (see blockID): set aside now, they are this host's.
+	p.setAsideIDs()
 	p.windowsDue = true // a released block's end waits for its windows
 	for i := range snap.Blocks {
 		p.adopt(&active{Block: snap.Blocks[i]})

@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strings"
@@ -161,6 +162,15 @@ type Store struct {
 	pruned time.Time // when this host's old events were last dropped
 	// timeout bounds each exchange with the server (see state.OpenOptions).
 	timeout time.Duration
+	// A commit whose answer did not come may have been made all the same
+	// (the server ran COMMIT, the answer was lost): the batch is tried
+	// again with the token of its first try, which a commit writes in its
+	// transaction (meta "batch:"+writer), so that a try finding it there
+	// knows the batch saved and saves nothing twice. writer tells this
+	// store's tries from those of another process of the host (`bans`).
+	writer      string
+	failedBatch *state.Batch
+	failedToken int64
 
 	// The notices: one connection LISTENs, from the first call to
 	// Notices or BlockNotices until Close.
@@ -201,6 +211,7 @@ func Open(dsn string, o state.OpenOptions) (*Store, error) {
 		return nil, fmt.Errorf("state %s: %w", state.Redact(dsn), err)
 	}
 	s := &Store{db: db, host: host, dsn: state.Redact(dsn), rawDSN: dsn, timeout: cmp.Or(o.Timeout, DefaultTimeout),
+		writer:    fmt.Sprintf("batch:%d.%x", os.Getpid(), rand.Uint32()),
 		hostWakes: map[string]chan struct{}{}, blockWake: make(chan struct{}, 1)}
 	ctx, done := s.deadline(s.timeout)
 	defer done()
@@ -391,15 +402,26 @@ func nullTime(t time.Time) any {
 
 // Commit writes a batch in one transaction. One the server aborted for
 // a deadlock or a serialization failure — hosts writing the same blocks
-// at once — is tried again at once, up to commitTries times.
+// at once — is tried again at once, up to commitTries times. A batch that
+// failed and is committed again (the same *Batch, before any other) is
+// saved once, even when the first try was saved and only its answer lost.
 func (s *Store) Commit(b *state.Batch) error {
 	if b.Empty() {
 		return nil
 	}
+	token := rand.Int64()
+	if b == s.failedBatch {
+		token = s.failedToken // tried again: it may have been saved
+	}
 	for try := 1; ; try++ {
-		err := s.commit(b)
+		err := s.commit(b, token)
+		if err == nil {
+			s.failedBatch = nil
+			return nil
+		}
 		var pgErr *pgconn.PgError
-		if err == nil || try == commitTries || !errors.As(err, &pgErr) || pgErr.Code != "40P01" && pgErr.Code != "40001" {
+		if try == commitTries || !errors.As(err, &pgErr) || pgErr.Code != "40P01" && pgErr.Code != "40001" {
+			s.failedBatch, s.failedToken = b, token
 			return err
 		}
 	}
@@ -407,7 +429,7 @@ func (s *Store) Commit(b *state.Batch) error {
 
 const commitTries = 5
 
-func (s *Store) commit(b *state.Batch) error {
+func (s *Store) commit(b *state.Batch, token int64) error {
 	size := len(b.Events) + b.Segment.Size() + 64*len(b.Stats)
 	ctx, done := s.deadline(s.timeout + time.Duration(size/commitRate)*time.Second)
 	defer done()
@@ -416,6 +438,17 @@ func (s *Store) commit(b *state.Batch) error {
 		return s.wrap("commit", err)
 	}
 	defer tx.Rollback()
+	var last sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT value FROM bombwatch_meta WHERE host = $1 AND name = $2`, s.host, s.writer).Scan(&last); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return s.wrap("commit", err)
+	}
+	if last.Valid && last.Int64 == token {
+		s.gen.Add(1)
+		return nil // saved by the try whose answer was lost
+	}
+	if err := setMeta(ctx, tx, s.host, s.writer, token, "excluded.value"); err != nil {
+		return s.wrap("commit", err)
+	}
 	if b.Full {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM bombwatch_segments WHERE host = $1`, s.host); err != nil {
 			return s.wrap("commit windows", err)

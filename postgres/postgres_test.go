@@ -354,3 +354,39 @@ func TestNoticesComeBackAfterAPartition(t *testing.T) {
 		t.Fatal("no notice of mx1's block after the partition healed")
 	}
 }
+
+// TestABatchWhoseAnswerWasLostIsSavedOnce: the server ran a commit whose
+// answer never came (the connection lost after COMMIT was sent, as when
+// a hung server wakes up); the daemon tries the batch again, and nothing
+// of it — its events above all — is saved twice.
+func TestABatchWhoseAnswerWasLostIsSavedOnce(t *testing.T) {
+	dsn := pgtest.Start(t).NewDatabase(t)
+	mx1, mx2 := openHosts(t, dsn, "mx1", "mx2")[0], openHosts(t, dsn, "mx2")[0]
+	b := &state.Batch{Events: []byte("run"), Positions: []state.Position{{Input: "/var/log/mail.log", Offset: 10}}}
+	const token = 42
+	if err := mx1.commit(b, token); err != nil {
+		t.Fatal(err)
+	}
+	// What a lost answer leaves: the batch failed, its generation not noted.
+	mx1.failedBatch, mx1.failedToken = b, token
+	mx1.gen.Add(-1)
+	if err := mx1.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := mx1.Commit(&state.Batch{Events: []byte("next")}); err != nil {
+		t.Fatal(err)
+	}
+	var runs []string
+	if err := mx2.Events("mx1", 0, func(_ int64, data []byte) error {
+		runs = append(runs, string(data))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(runs, []string{"run", "next"}) {
+		t.Errorf("runs published %q, want [run next]", runs)
+	}
+	if gen := mx1.Generation(); gen != 2 {
+		t.Errorf("generation %d after two batches", gen)
+	}
+}

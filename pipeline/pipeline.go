@@ -15,6 +15,7 @@ import (
 	"container/heap"
 	"context"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -90,7 +91,14 @@ type Pipeline struct {
 	spare     *state.Batch // the other batch, being committed or free
 	committed chan error   // the commit under way, if any
 	failed    bool         // the spare batch failed to commit: save it first
-	lastErr   error        // why, while failed
+	// savedPositions are those of the last batch saved (SavedPositions).
+	savedPositions map[string]state.Position
+	lastErr        error // why, while failed
+	commits        int64 // commits started, numbering them
+	committing     int64 // the number of the one under way
+	// unreachableAfter is the number of the last commit started when
+	// unreachable was found.
+	unreachableAfter int64
 	// unreachable: a shared store failed to answer a claim; it is not
 	// asked again until a commit succeeds.
 	unreachable bool
@@ -113,6 +121,9 @@ type Pipeline struct {
 	// outcomes reported meanwhile are written on them, not to the store.
 	mu      sync.Mutex
 	unsaved map[int64]*state.Block
+	// outcomes are those reported on saved blocks, for Active: the
+	// store has them, the blocks in memory not.
+	outcomes map[int64]map[string]string
 
 	Stats Stats
 }
@@ -465,8 +476,10 @@ func (p *Pipeline) blockID(r *rule, key string, since time.Time) int64 {
 	}
 	// While the store cannot be reached, it is not asked — each question
 	// would wait for its timeout — and the ID is one set aside before,
-	// which no other host can have.
-	if !p.failed && !p.unreachable {
+	// which no other host can have. A save that failed is not enough to
+	// stop asking: the store may be back before the save is tried again,
+	// and another host deciding the same block meanwhile must share its ID.
+	if !p.unreachable {
 		if id, ok := p.newID(true); ok {
 			claimed, err := c.ClaimBlock(r.name, r.keyType, key, since, id)
 			if err == nil {
@@ -476,10 +489,10 @@ func (p *Pipeline) blockID(r *rule, key string, since time.Time) int64 {
 				return claimed
 			}
 			p.log.Error("claim a block ID from the shared state; deciding alone", "err", err)
-			p.unreachable = true
+			p.unreachable, p.unreachableAfter = true, p.commits
 			return id // reserved: this host's
 		}
-		p.unreachable = true
+		p.unreachable, p.unreachableAfter = true, p.commits
 	}
 	if p.aloneIDs[0] < p.aloneIDs[1] {
 		p.aloneIDs[0]++
@@ -777,6 +790,13 @@ func (p *Pipeline) record(id int64, action, status string) {
 		p.mu.Unlock()
 		return
 	}
+	if p.outcomes == nil {
+		p.outcomes = map[int64]map[string]string{}
+	}
+	if p.outcomes[id] == nil {
+		p.outcomes[id] = map[string]string{}
+	}
+	p.outcomes[id][action] = status
 	p.mu.Unlock()
 	if p.opts.Store != nil {
 		if err := p.opts.Store.SetActionStatus(id, action, status); err != nil {
@@ -908,20 +928,25 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 		// its block either here or in the store.
 		defer p.mu.Unlock()
 		for _, blk := range p.unsaved {
-			b.Blocks = append(b.Blocks, *blk)
+			// Their outcomes as of now: the Executor writes the blocks'
+			// own, under p.mu, while a failed batch is tried again
+			// without it.
+			saved := *blk
+			saved.Actions = maps.Clone(blk.Actions)
+			b.Blocks = append(b.Blocks, saved)
 		}
 		slices.SortFunc(b.Blocks, func(x, y state.Block) int { return int(x.ID - y.ID) })
+		seq := p.nextCommit()
 		if err := p.opts.Store.Commit(b); err != nil {
 			p.failed, p.lastErr = true, err // b is the spare: retried first
 			return err
 		}
-		p.unreachable = false
+		p.saved(seq)
 		clear(p.unsaved)
 		return nil
 	}
 	p.mu.Unlock()
-	p.committed = make(chan error, 1)
-	go func() { p.committed <- p.opts.Store.Commit(b) }()
+	p.startCommit(b)
 	return nil
 }
 
@@ -1036,7 +1061,7 @@ func (p *Pipeline) settle(wait bool) error {
 					p.lastErr = err
 					return err
 				}
-				p.failed, p.lastErr, p.unreachable = false, nil, false
+				p.saved(p.committing)
 				return nil
 			default:
 				return p.lastErr
@@ -1048,21 +1073,53 @@ func (p *Pipeline) settle(wait bool) error {
 	}
 	if p.failed {
 		if !wait {
-			c, spare := make(chan error, 1), p.spare
-			p.committed = c
-			go func() { c <- p.opts.Store.Commit(spare) }()
+			p.startCommit(p.spare)
 			return p.lastErr
 		}
+		seq := p.nextCommit()
 		if err := p.opts.Store.Commit(p.spare); err != nil {
 			p.lastErr = err
 			return err
 		}
 		// Its blocks stay unsaved: the next commit writes them again, with
 		// the action outcomes reported meanwhile.
-		p.failed, p.lastErr, p.unreachable = false, nil, false
+		p.saved(seq)
 	}
 	return nil
 }
+
+// nextCommit numbers a commit about to start.
+func (p *Pipeline) nextCommit() int64 {
+	p.commits++
+	return p.commits
+}
+
+// startCommit commits b in the background (see commit).
+func (p *Pipeline) startCommit(b *state.Batch) {
+	c := make(chan error, 1)
+	p.committed, p.committing = c, p.nextCommit()
+	go func() { c <- p.opts.Store.Commit(b) }()
+}
+
+// saved notes that the spare batch was saved, by the commit numbered seq:
+// one started before the store was found out of reach does not say it is
+// back.
+func (p *Pipeline) saved(seq int64) {
+	p.failed, p.lastErr = false, nil
+	if seq > p.unreachableAfter {
+		p.unreachable = false
+	}
+	if p.savedPositions == nil {
+		p.savedPositions = map[string]state.Position{}
+	}
+	for _, pos := range p.spare.Positions {
+		p.savedPositions[pos.Input] = pos
+	}
+}
+
+// SavedPositions are the inputs' positions the store holds: those of the
+// last batch saved, or of the state loaded. The map is the pipeline's.
+func (p *Pipeline) SavedPositions() map[string]state.Position { return p.savedPositions }
 
 // waitCommit waits for the commit under way, if any, and returns its
 // error; the batch that failed is kept to be saved again.
@@ -1075,7 +1132,7 @@ func (p *Pipeline) waitCommit() error {
 	if err != nil {
 		p.failed, p.lastErr = true, err // the batch committed was the spare
 	} else {
-		p.failed, p.lastErr, p.unreachable = false, nil, false
+		p.saved(p.committing)
 	}
 	return err
 }
@@ -1097,11 +1154,23 @@ func (p *Pipeline) Keys() int {
 // Clock is the pipeline's time: the newest event time seen.
 func (p *Pipeline) Clock() time.Time { return p.clock }
 
-// Active returns the blocks in force, oldest first.
+// Active returns the blocks in force, oldest first, with the outcomes of
+// their actions reported so far (in maps of their own: the Executor's
+// reports change the blocks').
 func (p *Pipeline) Active() []state.Block {
 	var out []state.Block
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id := range p.outcomes {
+		if p.inForce[id] == nil {
+			delete(p.outcomes, id)
+		}
+	}
 	for _, a := range p.inForce {
-		out = append(out, a.Block)
+		b := a.Block
+		b.Actions = maps.Clone(b.Actions)
+		maps.Copy(b.Actions, p.outcomes[b.ID])
+		out = append(out, b)
 	}
 	slices.SortFunc(out, func(a, b state.Block) int { return int(a.ID - b.ID) })
 	return out

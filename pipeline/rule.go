@@ -527,6 +527,7 @@ func (p *Pipeline) restore() error {
 		return err
 	}
 	p.clock, p.positions = snap.Clock, snap.Positions
+	p.savedPositions = maps.Clone(snap.Positions)
 	p.files, p.fileIDs = snap.Files, make(map[string]uint64, len(snap.Files))
 	for i, f := range snap.Files {
 		p.fileIDs[f] = uint64(i + 1)

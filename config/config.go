@@ -8,6 +8,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/bombwatch/bombwatch/input"
 	"github.com/bombwatch/bombwatch/pipeline"
+	"github.com/bombwatch/bombwatch/state"
 
 	"gopkg.in/yaml.v3"
 )
@@ -36,6 +38,20 @@ func (c *Config) HostName() string {
 	return h
 }
 
+// DefaultJournal is the journal of a host sharing a PostgreSQL state when
+// the config names none.
+const DefaultJournal = "/var/lib/bombwatch/journal.db"
+
+// JournalPath is the local journal of a state several hosts share: the
+// file journal: names, DefaultJournal when none is named, "" when the
+// state is not shared or journal: is "off".
+func (c *Config) JournalPath() string {
+	if scheme, _ := state.Scheme(c.State); scheme != "postgres" || c.Journal == "off" {
+		return ""
+	}
+	return cmp.Or(c.Journal, DefaultJournal)
+}
+
 // Config is a whole configuration.
 type Config struct {
 	File string `yaml:"-"`
@@ -45,7 +61,11 @@ type Config struct {
 	State string   `yaml:"state"`
 	// Host names this host's rows in a state several hosts share
 	// (PostgreSQL); empty: the machine's name.
-	Host     string `yaml:"host,omitempty"`
+	Host string `yaml:"host,omitempty"`
+	// Journal is the local SQLite file a host sharing a PostgreSQL state
+	// starts on, alone, when the database cannot be reached (see
+	// JournalPath).
+	Journal  string `yaml:"journal,omitempty"`
 	Timezone string `yaml:"timezone,omitempty"`
 	Listen   string `yaml:"listen,omitempty"` // Prometheus /metrics and /healthz
 	// MergeDelay bounds how long run holds back an input's events for
@@ -668,6 +688,7 @@ func (d *decoder) config(n *yaml.Node, c *Config) {
 	d.fields(n, "", map[string]func(string, *yaml.Node){
 		"state":     func(f string, v *yaml.Node) { d.str(v, f, &c.State) },
 		"host":      func(f string, v *yaml.Node) { d.str(v, f, &c.Host) },
+		"journal":   func(f string, v *yaml.Node) { d.str(v, f, &c.Journal) },
 		"listen":    func(f string, v *yaml.Node) { d.str(v, f, &c.Listen) },
 		"retention": func(f string, v *yaml.Node) { d.duration(v, f, &c.Retention) },
 		"max_keys": func(f string, v *yaml.Node) {

@@ -100,6 +100,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		cfg = next
+		o.Ready = nil // closed by the first run
 	}
 }
 
@@ -112,10 +113,43 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		open = func(dsn string) (state.Store, error) { return state.Open(dsn, state.OpenOptions{Host: cfg.Host}) }
 	}
 	store, err := open(cfg.State)
+	// A host sharing a PostgreSQL state that cannot open it starts alone
+	// on its journal, and starts again on the shared state once it can
+	// (see journal). standing is why it is alone, said until then.
+	var jr *journal
+	var reached <-chan struct{}
+	var standing error
+	if jpath := cfg.JournalPath(); jpath != "" {
+		var jerr error
+		jr, jerr = openJournal(jpath)
+		switch {
+		case err != nil && jerr != nil:
+			return nil, fmt.Errorf("%w; and no journal to start alone on: %v", err, jerr)
+		case err != nil:
+			defer jr.Close(false)
+			standing = fmt.Errorf("alone: the shared state cannot be reached, counting this host's events only, on the journal %s: %w", jpath, err)
+			log.Error("shared state out of reach at start: going on alone on this host's journal until it is", "state", state.Redact(cfg.State), "journal", jpath, "err", err)
+			store, err = jr.store, nil
+			probing, stopProbing := context.WithCancel(ctx)
+			defer stopProbing()
+			reached = probe(probing, open, cfg.State)
+			metrics.setHealth(standing)
+			metrics.alone.Set(1)
+			jr = nil // run on, not copied to
+		case jerr != nil:
+			log.Warn("no journal: this host cannot start while the shared state is out of reach", "journal", jpath, "err", jerr)
+		default:
+			defer jr.Close(true)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	defer store.Close()
+	if standing == nil {
+		metrics.setHealth(nil) // a run alone on the journal before this one
+		metrics.alone.Set(0)
+	}
 	// Bans made by hand while running are picked up when this moves on;
 	// in a state shared with other hosts, their blocks and ends too, at
 	// once when a notice comes.
@@ -124,6 +158,11 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 	shared, _ := store.(state.Shared)
 	if shared != nil {
 		changes, blockNotices = shared.BlockChanges, shared.BlockNotices()
+	}
+	if jr != nil && shared != nil {
+		if err := jr.handOver(shared, store, log); err != nil {
+			return nil, err
+		}
 	}
 	manual, err := changes()
 	if err != nil {
@@ -238,8 +277,10 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 				} else {
 					log.Info("state saved again: reading on", "state", cfg.State)
 				}
-				metrics.setHealth(nil)
-				metrics.alone.Set(0)
+				metrics.setHealth(standing)
+				if standing == nil {
+					metrics.alone.Set(0)
+				}
 			}
 			failing = nil
 			return
@@ -302,6 +343,18 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		}
 		return true, 0
 	}
+	var journalLogged time.Time
+	// Also while alone: the blocks decided then are in the journal, to be
+	// enforced, not decided again, by a restart before the state is back.
+	copyToJournal := func() {
+		if jr == nil {
+			return
+		}
+		if err := jr.copy(p, wall()); err != nil && time.Since(journalLogged) >= time.Minute {
+			log.Warn("journal not written: this host could not start alone on it", "journal", jr.path, "err", err)
+			journalLogged = time.Now()
+		}
+	}
 	stop := func() error {
 		countKinds()
 		ins.count()
@@ -309,6 +362,7 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		if err := commit(true); err != nil {
 			return err
 		}
+		copyToJournal()
 		return p.Close()
 	}
 	syncBlocks := func() {
@@ -392,6 +446,13 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 			ins.scan(failing == nil)
 			syncBlocks()
 			commit(false)
+			copyToJournal()
+		case <-reached:
+			log.Info("shared state reached: leaving the journal, starting again on the shared state", "state", state.Redact(cfg.State))
+			if err := stop(); err != nil {
+				return nil, err
+			}
+			return cfg, nil
 		case <-blockNotices:
 			syncBlocks()
 		case <-o.Reload:

@@ -30,6 +30,8 @@ type mxHost struct {
 	metrics             *Metrics
 	sent                int
 	stop                func() error
+	// start starts the host's daemon again, after stop.
+	start func(t *testing.T)
 }
 
 // startHosts starts one daemon per name on one database, each following
@@ -58,6 +60,7 @@ func startHostsWith(t *testing.T, dsn, per string, timeout time.Duration, names 
 		cfg, err := config.Parse(name+".yaml", []byte(fmt.Sprintf(`
 state: %q
 host: %s
+journal: %s
 merge_delay: 200ms
 inputs:
   - {path: %s, poll: 20ms}
@@ -68,30 +71,39 @@ actions:
     unblock_command: [/bin/sh, -c, 'echo "unblock $1" >> %s', sh, "{key}"]
 rules:
   - {name: flood, on: [accepted], key: sender, limit: 5, per: %s, block: 1h, actions: [log, note]}
-`, dsn, name, h.log, h.enforced, h.enforced, per)))
+`, dsn, name, filepath.Join(dir, name+".journal.db"), h.log, h.enforced, h.enforced, per)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		ready, done := make(chan struct{}), make(chan error, 1)
-		go func() {
-			done <- Run(ctx, Options{Load: func() (*config.Config, error) { return cfg, nil }, Metrics: h.metrics,
-				Logger: testLogger(name), Now: time.Now, Ready: ready,
-				OpenStore: func(dsn string) (state.Store, error) {
-					return state.Open(dsn, state.OpenOptions{Host: name, Timeout: timeout})
-				},
-				OnDetection: func(d pipeline.Detection) {
-					h.mu.Lock()
-					h.detections = append(h.detections, d)
-					h.mu.Unlock()
-				}})
-		}()
-		select {
-		case <-ready:
-		case err := <-done:
-			t.Fatalf("%s: Run: %v", name, err)
+		h.start = func(t *testing.T) {
+			t.Helper()
+			ctx, cancel := context.WithCancel(context.Background())
+			ready, done := make(chan struct{}), make(chan error, 1)
+			go func() {
+				done <- Run(ctx, Options{Load: func() (*config.Config, error) { return cfg, nil }, Metrics: h.metrics,
+					Logger: testLogger(name), Now: time.Now, Ready: ready,
+					OpenStore: func(dsn string) (state.Store, error) {
+						return state.Open(dsn, state.OpenOptions{Host: name, Timeout: timeout})
+					},
+					OnDetection: func(d pipeline.Detection) {
+						h.mu.Lock()
+						h.detections = append(h.detections, d)
+						h.mu.Unlock()
+					}})
+			}()
+			select {
+			case <-ready:
+			case err := <-done:
+				t.Fatalf("%s: Run: %v", name, err)
+			}
+			h.stop = func() error {
+				cancel()
+				err := <-done
+				h.stop = func() error { return nil }
+				return err
+			}
 		}
-		h.stop = func() error { cancel(); return <-done }
+		h.start(t)
 		hosts = append(hosts, h)
 	}
 	t.Cleanup(func() {
@@ -307,6 +319,14 @@ func testHostsAlone(t *testing.T, srv *pgtest.Server, timeout time.Duration, los
 	if timeout > 0 && took > timeout*3/4 {
 		t.Errorf("mx1 took %v to block later@ while alone: reading waited for the database (timeout %v)", took, timeout)
 	}
+	// Restarted while the database is down, mx1 starts on its journal,
+	// where the blocks it decided alone were copied: they are enforced,
+	// not decided and run again.
+	time.Sleep(1500 * time.Millisecond) // copied at a tick
+	if err := mx1.stop(); err != nil {
+		t.Logf("mx1 stopping with the database down: %v", err)
+	}
+	mx1.start(t)
 	time.Sleep(outage)
 	if slices.Contains(mx1.enforcedLines(), "block:split@example.org") || slices.Contains(mx2.enforcedLines(), "block:split@example.org") {
 		t.Fatal("split@ blocked while no host could see the other's 3")
@@ -333,6 +353,21 @@ func testHostsAlone(t *testing.T, srv *pgtest.Server, timeout time.Duration, los
 			t.Errorf("%s: bombwatch_state_alone = %v once the database is back", h.name, v)
 		}
 	}
+	for _, h := range hosts {
+		seen := map[string]int{}
+		for _, l := range h.enforcedLines() {
+			seen[l]++
+		}
+		for l, n := range seen {
+			if n != 1 {
+				t.Errorf("%s ran %q %d times: %v", h.name, l, n, h.enforcedLines())
+			}
+		}
+	}
+	waitUntil(t, "every line published", func() bool {
+		p := published(t, dsn, "mx1", "mx2")
+		return len(p["mx1"]) >= 16 && len(p["mx2"]) >= 4
+	})
 	p := published(t, dsn, "mx1", "mx2")
 	for h, want := range map[string]int{"mx1": 16, "mx2": 4} {
 		n := 0
@@ -343,7 +378,7 @@ func testHostsAlone(t *testing.T, srv *pgtest.Server, timeout time.Duration, los
 			}
 		}
 		if n != want {
-			t.Errorf("%s published %d lines, want %d", h, n, want)
+			t.Errorf("%s published %d lines, want %d: %v", h, n, want, p[h])
 		}
 	}
 }
@@ -353,4 +388,143 @@ func testLogger(name string) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("host", name)
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// TestAHostStartsAloneOnItsJournal: a daemon (re)started while the
+// shared state is down starts alone on its journal — the positions and
+// blocks copied there while the database was up — and counts, blocks and
+// resumes from it across a restart; once the database is back it starts
+// again on it, hands over the blocks it decided alone (run once, not
+// again), and every line is counted there once.
+func TestAHostStartsAloneOnItsJournal(t *testing.T) {
+	defer func(d time.Duration) { probeEvery = d }(probeEvery)
+	probeEvery = 300 * time.Millisecond
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	hosts := startHosts(t, dsn, "mx1", "mx2")
+	mx1, mx2 := hosts[0], hosts[1]
+	time.Sleep(300 * time.Millisecond)
+	mx1.send(t, "before@example.org", 6)
+	mx2.send(t, "before@example.org", 1)
+	waitUntil(t, "mx1's block of before@", func() bool {
+		return slices.Contains(mx1.enforcedLines(), "block:before@example.org")
+	})
+	waitUntil(t, "mx2 enforcing before@", func() bool {
+		return slices.Contains(mx2.enforcedLines(), "block:before@example.org")
+	})
+	time.Sleep(1500 * time.Millisecond) // copied to the journal at a tick
+
+	// Lifted by hand on mx2 while mx1 is away: mx1's journal holds it in
+	// force, and must not bring it back.
+	mx1.stop()
+	unban(t, dsn, "mx2", "before@example.org")
+	srv.Stop(t)
+	mx1.start(t) // would fail without the journal
+	alone := func(h *mxHost) bool {
+		h.metrics.mu.Lock()
+		defer h.metrics.mu.Unlock()
+		return h.metrics.health != nil && strings.Contains(h.metrics.health.Error(), "alone") && testutil.ToFloat64(h.metrics.alone) == 1
+	}
+	if !alone(mx1) {
+		t.Error("mx1 started on its journal without saying it is alone")
+	}
+	mx1.send(t, "alone@example.org", 6)
+	mx1.send(t, "resumed@example.org", 3)
+	mx1.send(t, "split@example.org", 3)
+	mx2.send(t, "split@example.org", 3)
+	waitUntil(t, "mx1 blocking alone@ on its journal", func() bool {
+		return slices.Contains(mx1.enforcedLines(), "block:alone@example.org")
+	})
+	time.Sleep(300 * time.Millisecond) // resumed@'s three counted
+	mx1.stop()
+	mx1.start(t) // again alone: the journal holds its windows and blocks
+	mx1.send(t, "resumed@example.org", 3)
+	waitUntil(t, "mx1 blocking resumed@, 3 before its restart on the journal and 3 after", func() bool {
+		return slices.Contains(mx1.enforcedLines(), "block:resumed@example.org")
+	})
+	if slices.Contains(mx1.enforcedLines(), "block:split@example.org") {
+		t.Fatal("split@ blocked while mx1 could not see mx2's 3")
+	}
+
+	srv.Restart(t)
+	waitUntil(t, "mx1 back on the shared state", func() bool { return !alone(mx1) })
+	for _, h := range hosts {
+		waitUntil(t, h.name+" blocking split@ once the hosts see each other again", func() bool {
+			return slices.Contains(h.enforcedLines(), "block:split@example.org")
+		})
+	}
+	for _, sender := range []string{"alone", "resumed"} {
+		waitUntil(t, "mx2 enforcing the block of "+sender+"@ mx1 made alone", func() bool {
+			return slices.Contains(mx2.enforcedLines(), "block:"+sender+"@example.org")
+		})
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, h := range hosts {
+		seen := map[string]int{}
+		for _, l := range h.enforcedLines() {
+			seen[l]++
+		}
+		for l, n := range seen {
+			if n != 1 {
+				t.Errorf("%s ran %q %d times: %v", h.name, l, n, h.enforcedLines())
+			}
+		}
+	}
+	p := published(t, dsn, "mx1", "mx2")
+	for h, want := range map[string]int{"mx1": 21, "mx2": 4} {
+		n := 0
+		for line, times := range p[h] {
+			n++
+			if times != 1 {
+				t.Errorf("%s's %s published %d times", h, line, times)
+			}
+		}
+		if n != want {
+			t.Errorf("%s published %d lines, want %d: %v", h, n, want, p[h])
+		}
+	}
+	bans := func(h *mxHost) []string {
+		st, err := state.Open(dsn, state.OpenOptions{Host: h.name, ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		blocks, err := st.Blocks(true, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for _, b := range blocks {
+			keys = append(keys, b.Key)
+		}
+		slices.Sort(keys)
+		return keys
+	}
+	want := []string{"alone@example.org", "resumed@example.org", "split@example.org"}
+	if got := bans(mx1); !slices.Equal(got, want) {
+		t.Errorf("blocks in force in the shared state: %v, want %v", got, want)
+	}
+}
+
+// unban ends the block in force of key as `bans unban` on host does.
+func unban(t *testing.T, dsn, host, key string) {
+	t.Helper()
+	st, err := state.Open(dsn, state.OpenOptions{Host: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	blocks, err := st.Blocks(true, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range blocks {
+		if b.Key == key {
+			if err := st.Commit(&state.Batch{Manual: true, Ends: []state.End{{ID: b.ID, Time: time.Now(), Reason: "manual"}}}); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no block of %s in force", key)
 }

@@ -79,8 +79,8 @@ func TestHostsKilledLoseAndDoubleNothing(t *testing.T) {
 		logs[h] = filepath.Join(dir, h+".log")
 		appendFile(t, logs[h], nil)
 		cfgs[h] = filepath.Join(dir, h+".yaml")
-		os.WriteFile(cfgs[h], []byte(fmt.Sprintf("state: %q\nhost: %s\ntimezone: UTC\nmerge_delay: 200ms\ninputs:\n  - {path: %s, start: beginning, poll: 20ms}\n%s",
-			dsn, h, logs[h], sharedRules)), 0o644)
+		os.WriteFile(cfgs[h], []byte(fmt.Sprintf("state: %q\nhost: %s\njournal: %s\ntimezone: UTC\nmerge_delay: 200ms\ninputs:\n  - {path: %s, start: beginning, poll: 20ms}\n%s",
+			dsn, h, filepath.Join(dir, h+".journal.db"), logs[h], sharedRules)), 0o644)
 	}
 	running := map[string]*daemonProc{}
 	start := func(h string) {

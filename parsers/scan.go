@@ -280,23 +280,46 @@ func (t *strtab) reason(parts ...[]byte) string {
 
 // strtab returns one string for equal bytes, from a table of bounded size:
 // client names and senders repeat from line to line, and a lookup costs no
-// allocation where a conversion costs one. The table is emptied when full,
-// so a flood of distinct strings only costs what converting them would.
-type strtab struct{ m map[string]string }
+// allocation where a conversion costs one. The table is emptied when full.
+// One that filled with few hits — a flood of distinct strings, a forged
+// sender a message — is left alone for the next strtabBypass strings,
+// which are converted: the lookups and inserts would be all loss.
+type strtab struct {
+	m      map[string]string
+	hits   int // since the table was last emptied
+	bypass int // strings left to convert without the table
+}
 
-const strtabMax = 8192
+const (
+	strtabMax    = 8192
+	strtabBypass = 8 * strtabMax
+)
 
 func (t *strtab) get(b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}
+	if t.bypass > 0 {
+		t.bypass--
+		return string(b)
+	}
 	if s, ok := t.m[string(b)]; ok {
+		t.hits++
 		return s
 	}
-	if t.m == nil || len(t.m) >= strtabMax {
+	switch {
+	case t.m == nil:
 		t.m = make(map[string]string, 256)
+	case len(t.m) >= strtabMax:
+		clear(t.m) // its room kept: it fills again
+		if t.hits < strtabMax/4 {
+			t.bypass = strtabBypass
+		}
+		t.hits = 0
 	}
 	s := string(b)
-	t.m[s] = s
+	if t.bypass == 0 {
+		t.m[s] = s
+	}
 	return s
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -353,6 +354,13 @@ func testHostsAlone(t *testing.T, srv *pgtest.Server, timeout time.Duration, los
 			t.Errorf("%s: bombwatch_state_alone = %v once the database is back", h.name, v)
 		}
 	}
+	ranOnce(t, hosts)
+	publishedOnce(t, dsn, map[string]int{"mx1": 16, "mx2": 4})
+}
+
+// ranOnce checks that each host's script ran each block and unblock once.
+func ranOnce(t *testing.T, hosts []*mxHost) {
+	t.Helper()
 	for _, h := range hosts {
 		seen := map[string]int{}
 		for _, l := range h.enforcedLines() {
@@ -364,12 +372,24 @@ func testHostsAlone(t *testing.T, srv *pgtest.Server, timeout time.Duration, los
 			}
 		}
 	}
+}
+
+// publishedOnce waits for each host's lines to be published, and checks
+// that each was once and that there are want of them.
+func publishedOnce(t *testing.T, dsn string, want map[string]int) {
+	t.Helper()
+	hosts := slices.Sorted(maps.Keys(want))
 	waitUntil(t, "every line published", func() bool {
-		p := published(t, dsn, "mx1", "mx2")
-		return len(p["mx1"]) >= 16 && len(p["mx2"]) >= 4
+		p := published(t, dsn, hosts...)
+		for _, h := range hosts {
+			if len(p[h]) < want[h] {
+				return false
+			}
+		}
+		return true
 	})
-	p := published(t, dsn, "mx1", "mx2")
-	for h, want := range map[string]int{"mx1": 16, "mx2": 4} {
+	p := published(t, dsn, hosts...)
+	for _, h := range hosts {
 		n := 0
 		for line, times := range p[h] {
 			n++
@@ -377,8 +397,8 @@ func testHostsAlone(t *testing.T, srv *pgtest.Server, timeout time.Duration, los
 				t.Errorf("%s's %s published %d times", h, line, times)
 			}
 		}
-		if n != want {
-			t.Errorf("%s published %d lines, want %d: %v", h, n, want, p[h])
+		if n != want[h] {
+			t.Errorf("%s published %d lines, want %d: %v", h, n, want[h], p[h])
 		}
 	}
 }
@@ -459,30 +479,8 @@ func TestAHostStartsAloneOnItsJournal(t *testing.T) {
 		})
 	}
 	time.Sleep(500 * time.Millisecond)
-	for _, h := range hosts {
-		seen := map[string]int{}
-		for _, l := range h.enforcedLines() {
-			seen[l]++
-		}
-		for l, n := range seen {
-			if n != 1 {
-				t.Errorf("%s ran %q %d times: %v", h.name, l, n, h.enforcedLines())
-			}
-		}
-	}
-	p := published(t, dsn, "mx1", "mx2")
-	for h, want := range map[string]int{"mx1": 21, "mx2": 4} {
-		n := 0
-		for line, times := range p[h] {
-			n++
-			if times != 1 {
-				t.Errorf("%s's %s published %d times", h, line, times)
-			}
-		}
-		if n != want {
-			t.Errorf("%s published %d lines, want %d: %v", h, n, want, p[h])
-		}
-	}
+	ranOnce(t, hosts)
+	publishedOnce(t, dsn, map[string]int{"mx1": 21, "mx2": 4})
 	bans := func(h *mxHost) []string {
 		st, err := state.Open(dsn, state.OpenOptions{Host: h.name, ReadOnly: true})
 		if err != nil {

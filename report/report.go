@@ -537,6 +537,11 @@ func (t *tally) add(key string, st *state.Stat) *keyTally {
 			t.prune()
 		}
 		i = int32(len(t.keys))
+		if len(t.keys) == cap(t.keys) {
+			// Doubled at once: append grows a large slice by a quarter,
+			// copying it again and again on the way to max.
+			t.keys = slices.Grow(t.keys, min(max(len(t.keys), 256), t.max-len(t.keys)))
+		}
 		t.keys = append(t.keys, keyTally{TopEntry: TopEntry{Key: key}, minute: int32(st.Minute), hour: int32(st.Minute / 60)})
 		t.index[key] = i
 	}

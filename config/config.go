@@ -1024,6 +1024,11 @@ func (d *decoder) check(c *Config) {
 	if !contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		d.errorf(d.node("log"), "log.level", "%q is not debug, info, warn or error", c.Log.Level)
 	}
+	if c.Journal != "" && c.Journal != "off" {
+		if scheme, _ := state.Scheme(c.State); scheme != "postgres" {
+			d.errorf(d.node("journal"), "journal", "applies to a PostgreSQL state only: state %q is SQLite's, and a journal itself", c.State)
+		}
+	}
 	if c.Timezone != "" {
 		loc, err := time.LoadLocation(c.Timezone)
 		if err != nil {

@@ -63,6 +63,8 @@ func TestErrorsNameFileLineAndField(t *testing.T) {
 			`c.yaml:2: rules[0].measure: "weight" is not a measure`},
 		{"bad uid", "ignore: [\"uid:x\"]\n", `c.yaml:1: ignore[0]: "uid:x" is not uid:N`},
 		{"bad timezone", "timezone: Mars/Olympus\n", `c.yaml:1: timezone: unknown time zone "Mars/Olympus"`},
+		{"journal without postgres", "state: /var/lib/bombwatch/state.db\njournal: /var/lib/bombwatch/journal.db\n",
+			`c.yaml:2: journal: applies to a PostgreSQL state only: state "/var/lib/bombwatch/state.db" is SQLite's`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -183,5 +185,25 @@ actions:
 	w := Warnings(c)
 	if len(w) != 1 || !strings.Contains(w[0], "rules s: enforce: clients writes client addresses") || !strings.Contains(w[0], "check_client_access") {
 		t.Errorf("Warnings = %q", w)
+	}
+}
+
+// TestJournalPath: a PostgreSQL state's journal is the one named, the
+// default when none is, none when "off"; a SQLite state has none.
+func TestJournalPath(t *testing.T) {
+	for _, tt := range []struct{ yaml, want string }{
+		{"state: postgres://db/bombwatch\n", DefaultJournal},
+		{"state: postgres://db/bombwatch\njournal: /srv/journal.db\n", "/srv/journal.db"},
+		{"state: postgres://db/bombwatch\njournal: \"off\"\n", ""},
+		{"state: /var/lib/bombwatch/state.db\n", ""},
+		{"state: /var/lib/bombwatch/state.db\njournal: \"off\"\n", ""},
+	} {
+		c, err := Parse("c.yaml", []byte(tt.yaml))
+		if err != nil {
+			t.Fatalf("%q: %v", tt.yaml, err)
+		}
+		if got := c.JournalPath(); got != tt.want {
+			t.Errorf("%q: journal %q, want %q", tt.yaml, got, tt.want)
+		}
 	}
 }

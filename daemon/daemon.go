@@ -159,8 +159,9 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 	if shared != nil {
 		changes, blockNotices = shared.BlockChanges, shared.BlockNotices()
 	}
+	var away []state.Block
 	if jr != nil && shared != nil {
-		if err := jr.handOver(shared, store, log); err != nil {
+		if away, err = jr.handOver(shared, store, log); err != nil {
 			return nil, err
 		}
 	}
@@ -200,6 +201,7 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		}
 	}()
 	defer p.Close()
+	p.LiftedAway(away)
 	// Firewall tables are made where they are missing, keeping what they
 	// hold; the blocks that expired while bombwatch was down are lifted,
 	// and what the firewall or a map lost of those still in force is

@@ -140,14 +140,15 @@ func summary(b *state.Block) string {
 // reached. Each claims its rule and key, so that it is the block another
 // host decided too, if one did; one the shared state holds for its key
 // already is left to it. Their action outcomes go with them: this host
-// does not run them again.
-func (j *journal) handOver(shared state.Shared, store state.Store, log *slog.Logger) error {
+// does not run them again. It returns the blocks in force here when this
+// host last ran that another host lifted since (see Pipeline.LiftedAway).
+func (j *journal) handOver(shared state.Shared, store state.Store, log *slog.Logger) (away []state.Block, err error) {
 	snap, err := j.store.Load()
 	if err != nil {
-		return fmt.Errorf("journal %s: %w", j.path, err)
+		return nil, fmt.Errorf("journal %s: %w", j.path, err)
 	}
 	if len(snap.Blocks) == 0 {
-		return nil
+		return nil, nil
 	}
 	// A copy is a block the shared state holds, in force or not: one
 	// that ended there while this host was away is not brought back.
@@ -159,7 +160,7 @@ func (j *journal) handOver(shared state.Shared, store state.Store, log *slog.Log
 	}
 	known, err := store.Blocks(false, oldest.Add(-time.Nanosecond))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	type key struct{ rule, keyType, key string }
 	type copied struct {
@@ -179,6 +180,10 @@ func (j *journal) handOver(shared state.Shared, store state.Store, log *slog.Log
 	var batch state.Batch
 	for _, b := range snap.Blocks {
 		k := key{b.Rule, b.KeyType, b.Key}
+		if c := copies[copied{b.ID, k, b.Since.UnixNano()}]; c != nil && !c.Ended.IsZero() && c.EndedOn != shared.Host() {
+			away = append(away, *c)
+			continue
+		}
 		saved := cmp.Or(copies[copied{b.ID, k, b.Since.UnixNano()}], have[k])
 		if saved != nil {
 			// A copy, or a block the shared state holds for its key (saved
@@ -188,7 +193,7 @@ func (j *journal) handOver(shared state.Shared, store state.Store, log *slog.Log
 			for action, status := range b.Actions {
 				if status != state.Pending && cmp.Or(saved.Actions[action], state.Pending) == state.Pending {
 					if err := store.SetActionStatus(saved.ID, action, status); err != nil {
-						return err
+						return nil, err
 					}
 				}
 			}
@@ -196,11 +201,11 @@ func (j *journal) handOver(shared state.Shared, store state.Store, log *slog.Log
 		}
 		first, err := store.ReserveIDs(1)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		id, err := shared.ClaimBlock(b.Rule, b.KeyType, b.Key, b.Since, first)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if id != first {
 			// Another host decided it too, and lifted it since. Here it
@@ -212,13 +217,13 @@ func (j *journal) handOver(shared state.Shared, store state.Store, log *slog.Log
 		batch.Blocks = append(batch.Blocks, b)
 	}
 	if len(batch.Blocks) == 0 {
-		return nil
+		return away, nil
 	}
 	if err := store.Commit(&batch); err != nil {
-		return err
+		return nil, err
 	}
 	log.Info("journal: the blocks decided alone are saved in the shared state", "journal", j.path, "blocks", len(batch.Blocks))
-	return nil
+	return away, nil
 }
 
 // probe tries every probeEvery to open the shared state, and receives once

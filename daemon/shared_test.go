@@ -478,6 +478,9 @@ func TestAHostStartsAloneOnItsJournal(t *testing.T) {
 			return slices.Contains(mx2.enforcedLines(), "block:"+sender+"@example.org")
 		})
 	}
+	waitUntil(t, "mx1 lifting before@, lifted on mx2 while mx1 was away", func() bool {
+		return slices.Contains(mx1.enforcedLines(), "unblock:before@example.org")
+	})
 	time.Sleep(500 * time.Millisecond)
 	ranOnce(t, hosts)
 	publishedOnce(t, dsn, map[string]int{"mx1": 21, "mx2": 4})
@@ -525,4 +528,30 @@ func unban(t *testing.T, dsn, host, key string) {
 		}
 	}
 	t.Fatalf("no block of %s in force", key)
+}
+
+// TestABlockLiftedWhileAHostWasAwayIsLiftedThere: a block in force on
+// both hosts is lifted by hand on mx2 (`bans unban`, which runs the
+// unblock there) while mx1's daemon is stopped; when mx1 starts again,
+// its script's unblock runs there, once.
+func TestABlockLiftedWhileAHostWasAwayIsLiftedThere(t *testing.T) {
+	dsn := pgtest.Start(t).NewDatabase(t)
+	hosts := startHosts(t, dsn, "mx1", "mx2")
+	mx1 := hosts[0]
+	time.Sleep(300 * time.Millisecond)
+	mx1.send(t, "flood@example.org", 6)
+	for _, h := range hosts {
+		waitUntil(t, h.name+" enforcing flood@", func() bool {
+			return slices.Contains(h.enforcedLines(), "block:flood@example.org")
+		})
+	}
+	time.Sleep(1500 * time.Millisecond) // copied to mx1's journal at a tick
+	mx1.stop()
+	unban(t, dsn, "mx2", "flood@example.org") // as `bans unban` there, which lifts it there
+	mx1.start(t)
+	waitUntil(t, "mx1 lifting flood@ at its start", func() bool {
+		return slices.Contains(mx1.enforcedLines(), "unblock:flood@example.org")
+	})
+	time.Sleep(1500 * time.Millisecond) // and not again at the next tick
+	ranOnce(t, hosts)
 }

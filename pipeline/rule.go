@@ -708,6 +708,43 @@ func (p *Pipeline) SyncManual(m *input.Merger) error {
 	return nil
 }
 
+// LiftedAway lifts here blocks that were in force on this host when it
+// last ran (its journal says) and that another host lifted since, by
+// hand or on time: their actions run their unblock here. Those that can
+// tell what they hold (firewall sets, maps) are left to Reapply, which
+// makes them hold exactly the blocks in force; so is an action whose
+// target a block in force still holds.
+func (p *Pipeline) LiftedAway(blocks []state.Block) {
+	for _, b := range blocks {
+		if p.inForce[b.ID] != nil {
+			continue
+		}
+		a := &active{Block: b, rule: p.byName[b.Rule]}
+		for _, m := range a.Members {
+			if ip, err := netip.ParseAddr(m); err == nil {
+				a.addMember(ip)
+			}
+		}
+		var run []actions.Action
+		for _, act := range p.actionsOf(a) {
+			if _, ok := act.(actions.Reconciler); ok {
+				continue
+			}
+			held := false
+			if act.External() {
+				for _, t := range a.targets(act) {
+					held = held || p.holds[holdKey{act.Name(), t}] != nil
+				}
+			}
+			if !held {
+				run = append(run, act)
+			}
+		}
+		p.log.Info("block lifted by another host while this one was away", "rule", b.Rule, "key_type", b.KeyType, "key", b.Key, "host", b.EndedOn, "reason", b.EndReason)
+		p.act("unblock", a, b.Ended, b.EndReason, run, nil)
+	}
+}
+
 // enforceHere runs the actions of an adopted block that no action ran
 // on this host yet — another host decided it, or banned it by hand — and
 // reports whether it did. A ban made by hand here was acted on by the

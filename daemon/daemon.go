@@ -361,6 +361,16 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		countKinds()
 		ins.count()
 		dirty = true
+		if shared != nil && failing != nil {
+			// Alone, a save would wait for the database's timeout, twice,
+			// to fail. Nothing is lost without it: the lines since the
+			// last save are read again at the next start, and the blocks
+			// decided alone are in the journal.
+			log.Info("stopping alone: the lines read since the last save are read again at the next start", "unsaved_bytes", p.Unsaved())
+			copyToJournal()
+			store.Close() // gives up the save under way: p.Close does not wait for it
+			return nil
+		}
 		if err := commit(true); err != nil {
 			return err
 		}

@@ -324,8 +324,12 @@ func testHostsAlone(t *testing.T, srv *pgtest.Server, timeout time.Duration, los
 	// where the blocks it decided alone were copied: they are enforced,
 	// not decided and run again.
 	time.Sleep(1500 * time.Millisecond) // copied at a tick
+	stopping := time.Now()
 	if err := mx1.stop(); err != nil {
-		t.Logf("mx1 stopping with the database down: %v", err)
+		t.Errorf("mx1 stopping alone: %v", err)
+	}
+	if took := time.Since(stopping); took > time.Second {
+		t.Errorf("mx1 took %v to stop alone: it waited for the database", took)
 	}
 	mx1.start(t)
 	time.Sleep(outage)

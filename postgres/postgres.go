@@ -162,6 +162,11 @@ type Store struct {
 	pruned time.Time // when this host's old events were last dropped
 	// timeout bounds each exchange with the server (see state.OpenOptions).
 	timeout time.Duration
+	// closing is done when Close is called: exchanges under way end.
+	closing   context.Context
+	close     context.CancelFunc
+	closeOnce sync.Once
+	closeErr  error
 	// A commit whose answer did not come may have been made all the same
 	// (the server ran COMMIT, the answer was lost): the batch is tried
 	// again with the token of its first try, which a commit writes in its
@@ -213,21 +218,22 @@ func Open(dsn string, o state.OpenOptions) (*Store, error) {
 	s := &Store{db: db, host: host, dsn: state.Redact(dsn), rawDSN: dsn, timeout: cmp.Or(o.Timeout, DefaultTimeout),
 		writer:    fmt.Sprintf("batch:%d.%x", os.Getpid(), rand.Uint32()),
 		hostWakes: map[string]chan struct{}{}, blockWake: make(chan struct{}, 1)}
+	s.closing, s.close = context.WithCancel(context.Background())
 	ctx, done := s.deadline(s.timeout)
 	defer done()
 	if !o.ReadOnly {
 		if err := makeTables(ctx, db); err != nil {
-			db.Close()
+			s.Close()
 			return nil, s.wrap("make the tables", err)
 		}
 		if _, err := db.ExecContext(ctx, `INSERT INTO bombwatch_hosts (host, since) VALUES ($1, $2) ON CONFLICT DO NOTHING`, host, time.Now().UnixNano()); err != nil {
-			db.Close()
+			s.Close()
 			return nil, s.wrap("add this host", err)
 		}
 	}
 	var gen sql.NullInt64
 	if err := db.QueryRowContext(ctx, `SELECT value FROM bombwatch_meta WHERE host = $1 AND name = 'generation'`, host).Scan(&gen); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		db.Close()
+		s.Close()
 		return nil, s.wrap("read generation", err)
 	}
 	s.gen.Store(gen.Int64)
@@ -271,7 +277,7 @@ const commitRate = 1 << 20
 
 // deadline is the context of one exchange, done after d.
 func (s *Store) deadline(d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), d)
+	return context.WithTimeout(s.closing, d)
 }
 
 func (s *Store) wrap(what string, err error) error {
@@ -281,13 +287,19 @@ func (s *Store) wrap(what string, err error) error {
 	return fmt.Errorf("state %s: %s: %w", s.dsn, what, err)
 }
 
-// Close closes the connections.
+// Close closes the connections. An exchange under way is given up: a
+// daemon stopping while the server does not answer does not wait for its
+// timeout.
 func (s *Store) Close() error {
-	if s.stop != nil {
-		s.stop()
-		<-s.stopped
-	}
-	return s.db.Close()
+	s.closeOnce.Do(func() {
+		s.close()
+		if s.stop != nil {
+			s.stop()
+			<-s.stopped
+		}
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
 }
 
 // Host is the name this host's rows are kept under.

@@ -162,6 +162,8 @@ type Store struct {
 	pruned time.Time // when this host's old events were last dropped
 	// timeout bounds each exchange with the server (see state.OpenOptions).
 	timeout time.Duration
+	// allHosts: Stats and the clock are every host's (state.OpenOptions).
+	allHosts bool
 	// closing is done when Close is called: exchanges under way end.
 	closing   context.Context
 	close     context.CancelFunc
@@ -215,7 +217,7 @@ func Open(dsn string, o state.OpenOptions) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state %s: %w", state.Redact(dsn), err)
 	}
-	s := &Store{db: db, host: host, dsn: state.Redact(dsn), rawDSN: dsn, timeout: cmp.Or(o.Timeout, DefaultTimeout),
+	s := &Store{db: db, host: host, dsn: state.Redact(dsn), rawDSN: dsn, timeout: cmp.Or(o.Timeout, DefaultTimeout), allHosts: o.AllHosts,
 		writer:    fmt.Sprintf("batch:%d.%x", os.Getpid(), rand.Uint32()),
 		hostWakes: map[string]chan struct{}{}, blockWake: make(chan struct{}, 1)}
 	s.closing, s.close = context.WithCancel(context.Background())
@@ -308,11 +310,14 @@ func (s *Store) Host() string { return s.host }
 // Generation counts the batches this host committed.
 func (s *Store) Generation() int64 { return s.gen.Load() }
 
-func (s *Store) meta(name string) (int64, error) {
+func (s *Store) meta(name string) (int64, error) { return s.metaOf(s.host, name) }
+
+// metaOf is a host's meta value (0 when unset).
+func (s *Store) metaOf(host, name string) (int64, error) {
 	ctx, done := s.deadline(s.timeout)
 	defer done()
 	var v sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT value FROM bombwatch_meta WHERE host = $1 AND name = $2`, s.host, name).Scan(&v)
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM bombwatch_meta WHERE host = $1 AND name = $2`, host, name).Scan(&v)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, s.wrap("read "+name, err)
 	}
@@ -364,6 +369,16 @@ func (s *Store) Load() (*state.Snapshot, error) {
 	clock, err := s.meta("clock")
 	if err != nil {
 		return nil, err
+	}
+	if s.allHosts {
+		// The newest event any host saw: a report of them all ends there.
+		ctx, done := s.deadline(s.timeout)
+		defer done()
+		var newest sql.NullInt64
+		if err := s.db.QueryRowContext(ctx, `SELECT MAX(value) FROM bombwatch_meta WHERE name = 'clock'`).Scan(&newest); err != nil {
+			return nil, s.wrap("read clock", err)
+		}
+		clock = newest.Int64
 	}
 	if clock != 0 {
 		snap.Clock = time.Unix(0, clock).UTC()
@@ -769,34 +784,89 @@ func (s *Store) Blocks(activeOnly bool, since time.Time) ([]state.Block, error) 
 // Stats calls fn for this host's stats of the minutes first to last, not
 // pruned; a key's minute may come more than once: sum them.
 func (s *Store) Stats(first, last int64, fn func(*state.Stat)) error {
-	pruned, err := s.meta("stats_pruned")
-	if err != nil {
-		return err
+	hosts := []string{s.host}
+	if s.allHosts {
+		others, err := s.Hosts()
+		if err != nil {
+			return err
+		}
+		hosts = append(hosts, others...)
 	}
-	first = max(first, pruned)
 	ctx, done := s.deadline(loadTimeout)
 	defer done()
-	rows, err := s.db.QueryContext(ctx, `SELECT data FROM bombwatch_stats WHERE host = $1 AND last_minute >= $2 AND first_minute <= $3 ORDER BY seq`,
-		s.host, first, last)
-	if err != nil {
-		return s.wrap("read stats", err)
+	// Each host's stats are read in the order its batches saved them
+	// (minute order within a batch), and the hosts' merged by minute: a
+	// report sees a key's minutes in order whichever host saw them.
+	type stream struct {
+		rows  *sql.Rows
+		first int64 // the host's stats pruned before it
+		stats []state.Stat
+		i     int
 	}
-	defer rows.Close()
+	var live []*stream
+	defer func() {
+		for _, st := range live {
+			st.rows.Close()
+		}
+	}()
 	var data []byte
-	for rows.Next() {
-		if err := rows.Scan(&data); err != nil {
+	// next makes st.stats[st.i] the stream's next stat; false at its end.
+	next := func(st *stream) (bool, error) {
+		for st.i >= len(st.stats) {
+			if !st.rows.Next() {
+				return false, st.rows.Err()
+			}
+			if err := st.rows.Scan(&data); err != nil {
+				return false, err
+			}
+			st.stats, st.i = st.stats[:0], 0
+			err := state.DecodeStats(data, func(x *state.Stat) {
+				if x.Minute >= st.first && x.Minute <= last {
+					st.stats = append(st.stats, *x)
+				}
+			})
+			if err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	}
+	for _, h := range hosts {
+		pruned, err := s.metaOf(h, "stats_pruned")
+		if err != nil {
+			return err
+		}
+		st := &stream{first: max(first, pruned)}
+		if st.rows, err = s.db.QueryContext(ctx, `SELECT data FROM bombwatch_stats WHERE host = $1 AND last_minute >= $2 AND first_minute <= $3 ORDER BY seq`,
+			h, st.first, last); err != nil {
 			return s.wrap("read stats", err)
 		}
-		err := state.DecodeStats(data, func(st *state.Stat) {
-			if st.Minute >= first && st.Minute <= last {
-				fn(st)
-			}
-		})
-		if err != nil {
+		live = append(live, st)
+		if ok, err := next(st); err != nil {
 			return s.wrap("read stats", err)
+		} else if !ok {
+			live = live[:len(live)-1]
+			st.rows.Close()
 		}
 	}
-	return s.wrap("read stats", rows.Err())
+	for len(live) > 0 {
+		best := 0
+		for j, st := range live {
+			if st.stats[st.i].Minute < live[best].stats[live[best].i].Minute {
+				best = j
+			}
+		}
+		st := live[best]
+		fn(&st.stats[st.i])
+		st.i++
+		if ok, err := next(st); err != nil {
+			return s.wrap("read stats", err)
+		} else if !ok {
+			st.rows.Close()
+			live = slices.Delete(live, best, best+1)
+		}
+	}
+	return nil
 }
 
 // Hosts are the other hosts that opened the database to write to it.

@@ -390,3 +390,61 @@ func TestABatchWhoseAnswerWasLostIsSavedOnce(t *testing.T) {
 		t.Errorf("generation %d after two batches", gen)
 	}
 }
+
+// TestAReportOfAllHostsAddsThemUp: opened for all hosts, Stats hands on
+// every host's counts, a key's minutes in order whichever host saw them,
+// each host's pruned minutes left out; the clock is the newest host's.
+func TestAReportOfAllHostsAddsThemUp(t *testing.T) {
+	dsn := pgtest.Start(t).NewDatabase(t)
+	hosts := openHosts(t, dsn, "mx1", "mx2")
+	mx1, mx2 := hosts[0], hosts[1]
+	const m = 29_000_000
+	stat := func(minute int64, n int64) state.Stat {
+		return state.Stat{Minute: minute, KeyType: "sender", Key: "a@example.org", Messages: n}
+	}
+	for _, c := range []struct {
+		s *Store
+		b state.Batch
+	}{
+		{mx1, state.Batch{Stats: []state.Stat{stat(m, 1), stat(m+2, 1)}, Clock: time.Unix((m+2)*60, 0)}},
+		{mx2, state.Batch{Stats: []state.Stat{stat(m+1, 10), stat(m+3, 10)}, Clock: time.Unix((m+3)*60, 0)}},
+		{mx1, state.Batch{Stats: []state.Stat{stat(m+4, 1)}}},
+		{mx2, state.Batch{Stats: []state.Stat{stat(m-5, 100)}, PruneStats: time.Unix((m-1)*60, 0)}},
+	} {
+		if err := c.s.Commit(&c.b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(all bool) (minutes []int64, total int64, clock time.Time) {
+		s, err := Open(dsn, state.OpenOptions{Host: "mx1", ReadOnly: true, AllHosts: all})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if err := s.Stats(m-10, m+10, func(st *state.Stat) {
+			minutes = append(minutes, st.Minute)
+			total += st.Messages
+		}); err != nil {
+			t.Fatal(err)
+		}
+		snap, err := s.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return minutes, total, snap.Clock
+	}
+	minutes, total, clock := read(true)
+	if !slices.Equal(minutes, []int64{m, m + 1, m + 2, m + 3, m + 4}) || total != 23 {
+		t.Errorf("all hosts: minutes %v, %d messages; want minutes m..m+4 in order, 23 (mx2's pruned 100 left out)", minutes, total)
+	}
+	if want := time.Unix((m+3)*60, 0).UTC(); !clock.Equal(want) {
+		t.Errorf("all hosts: clock %v, want mx2's %v", clock, want)
+	}
+	minutes, total, clock = read(false)
+	if !slices.Equal(minutes, []int64{m, m + 2, m + 4}) || total != 3 {
+		t.Errorf("mx1 alone: minutes %v, %d messages", minutes, total)
+	}
+	if want := time.Unix((m+2)*60, 0).UTC(); !clock.Equal(want) {
+		t.Errorf("mx1 alone: clock %v, want %v", clock, want)
+	}
+}

@@ -81,7 +81,11 @@ func fit(s string, n int) string {
 // columns.
 func (r *Report) Text(w io.Writer) error {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
-	p("bombwatch report, %s to %s (UTC)\n\n", r.Since.Format("2006-01-02 15:04"), r.Until.Format("2006-01-02 15:04"))
+	p("bombwatch report, %s to %s (UTC)\n", r.Since.Format("2006-01-02 15:04"), r.Until.Format("2006-01-02 15:04"))
+	if len(r.Hosts) > 0 {
+		p("Hosts: %s\n", strings.Join(r.Hosts, ", "))
+	}
+	p("\n")
 	p("Events\n")
 	for _, k := range parsers.Kinds() {
 		p("  %-18s %12d\n", k, r.Totals[k.String()])
@@ -303,7 +307,7 @@ td.n,th.n{text-align:right}svg{width:100%;height:auto;background:#fafafa}rect{fi
 .key{max-width:28em;overflow:hidden;text-overflow:ellipsis}
 </style></head><body>
 <h1>bombwatch report</h1>
-<p>{{when .R.Since}} to {{when .R.Until}} (UTC)</p>
+<p>{{when .R.Since}} to {{when .R.Until}} (UTC){{if .R.Hosts}}; hosts: {{range $i, $h := .R.Hosts}}{{if $i}}, {{end}}{{$h}}{{end}}{{end}}</p>
 <h2>Events</h2>
 <table><tr>{{range .Kinds}}<th class="n">{{under .}}</th>{{end}}</tr>
 <tr>{{range .Kinds}}<td class="n">{{index $.R.Totals .}}</td>{{end}}</tr></table>

@@ -81,6 +81,9 @@ type Report struct {
 	Lost    Lost              `json:"lost_connections"`
 	Advisor map[string]Advice `json:"advisor"`
 	WhatIf  *WhatIfResult     `json:"what_if,omitempty"`
+	// Hosts are the hosts whose counts the report adds up, in a state
+	// several hosts share (the caller says); empty otherwise.
+	Hosts []string `json:"hosts,omitempty"`
 }
 
 // Hour is the events of an hour, by kind.

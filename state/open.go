@@ -17,6 +17,10 @@ type OpenOptions struct {
 	// Host names this host's rows in a store several hosts share
 	// (PostgreSQL); "" is the machine's name.
 	Host string
+	// AllHosts makes a store several hosts share read every host's
+	// report counts (Stats) and newest event time (the Snapshot's Clock)
+	// together: a report of the whole site. A store of one host ignores it.
+	AllHosts bool
 	// Timeout bounds each exchange with a store over the network: past
 	// it, the store is out of reach (its error says so) and the daemon
 	// goes on alone. 0 is the store's default.

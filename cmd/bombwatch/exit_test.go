@@ -73,6 +73,10 @@ func TestReportPeriodErrors(t *testing.T) {
 	if code, out, errOut := bombwatch(t, "report", "-c", cfg, "--db", db, "--since", "2026-11-20", "--until", "2026-11-21"); code != 0 || !strings.Contains(out, "flood@bomb.example") {
 		t.Errorf("a good period: exit %d %s %s", code, out, errOut)
 	}
+	// A SQLite state is one host's: there is no site to add up.
+	if code, _, errOut := bombwatch(t, "report", "-c", cfg, "--db", db, "--all-hosts"); code != 2 || !strings.Contains(errOut, "--all-hosts: the state") {
+		t.Errorf("report --all-hosts of a SQLite state: exit %d, %q", code, errOut)
+	}
 }
 
 // dovecotFirst is a Debian mail.log whose first 120 lines are dovecot's

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,14 +37,20 @@ func parseWhen(s string, end time.Time) (time.Time, error) {
 // openState opens the state a read-only command reads: --db, or the
 // config's (a path, sqlite:PATH, …: state.Open).
 func openState(cfg *config.Config, dbPath string) (state.Store, error) {
+	return openStateFor(cfg, dbPath, false)
+}
+
+// openStateFor is openState; allHosts reads every host's counts of a
+// state several hosts share.
+func openStateFor(cfg *config.Config, dbPath string, allHosts bool) (state.Store, error) {
 	if dbPath == "" {
 		dbPath = cfg.State
 	}
-	return state.Open(dbPath, state.OpenOptions{ReadOnly: true, Host: cfg.Host})
+	return state.Open(dbPath, state.OpenOptions{ReadOnly: true, Host: cfg.Host, AllHosts: allHosts})
 }
 
 func runReport(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("report", stderr, "[-c FILE] [--db FILE] [--since T] [--until T] [--format text|json|csv|html] [--top N] [--by M] [-o FILE] [--table T] [--what-if 'KEY LIMIT/PER']")
+	fs := newFlagSet("report", stderr, "[-c FILE] [--db FILE] [--since T] [--until T] [--format text|json|csv|html] [--top N] [--by M] [-o FILE] [--table T] [--what-if 'KEY LIMIT/PER'] [--all-hosts]")
 	cfgPath := fs.String("c", "", "config `file` (default: the built-in config)")
 	dbPath := fs.String("db", "", "state database `file` (default: the config's state)")
 	since := fs.String("since", "24h", "start: a `duration` back from --until, a time or a date")
@@ -53,6 +61,7 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	out := fs.String("o", "", "write to `file` instead of standard output")
 	table := fs.String("table", "blocks", "with csv: the table ("+strings.Join(report.Tables, ", ")+")")
 	whatIf := fs.String("what-if", "", "also try a candidate rule on the period, such as 'sender 20/1m'")
+	allHosts := fs.Bool("all-hosts", false, "a state several hosts share (PostgreSQL): count every host's traffic together, not this host's")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -87,11 +96,25 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 			return usageError{err}
 		}
 	}
-	store, err := openState(cfg, *dbPath)
+	store, err := openStateFor(cfg, *dbPath, *allHosts)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	// A shared state's report says whose traffic it counts.
+	var hosts []string
+	if shared, ok := store.(state.Shared); ok {
+		hosts = []string{shared.Host()}
+		if *allHosts {
+			others, err := shared.Hosts()
+			if err != nil {
+				return err
+			}
+			hosts = slices.Sorted(slices.Values(append(hosts, others...)))
+		}
+	} else if *allHosts {
+		return usagef("--all-hosts: the state %s is not shared by several hosts (a PostgreSQL state is)", cmp.Or(*dbPath, cfg.State))
+	}
 	snap, err := store.Load()
 	if err != nil {
 		return err
@@ -121,6 +144,7 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	r.Hosts = hosts
 	w := stdout
 	if *out != "" {
 		f, err := os.Create(*out)

@@ -236,4 +236,30 @@ func TestHostsKilledLoseAndDoubleNothing(t *testing.T) {
 			t.Errorf("%s exited %d:\n%s", h, code, running[h].stderr)
 		}
 	}
+
+	// The report of each host counts its own traffic, and says so; with
+	// --all-hosts, the site's: the two added up.
+	accepted := func(args ...string) (int64, []string) {
+		code, out, errOut := bombwatch(t, append([]string{"report", "--since", "30d", "--format", "json"}, args...)...)
+		if code != 0 {
+			t.Fatalf("report %v: %s", args, errOut)
+		}
+		var r struct {
+			Totals map[string]int64 `json:"totals"`
+			Hosts  []string         `json:"hosts"`
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r.Totals["accepted"], r.Hosts
+	}
+	one, hostsOne := accepted("-c", cfgs["mx1"])
+	two, hostsTwo := accepted("-c", cfgs["mx2"])
+	all, hostsAll := accepted("-c", cfgs["mx1"], "--all-hosts")
+	if one == 0 || two == 0 || all != one+two {
+		t.Errorf("accepted: mx1 %d, mx2 %d, all hosts %d (want their sum)", one, two, all)
+	}
+	if !slices.Equal(hostsOne, []string{"mx1"}) || !slices.Equal(hostsTwo, []string{"mx2"}) || !slices.Equal(hostsAll, []string{"mx1", "mx2"}) {
+		t.Errorf("hosts said: %v, %v, %v", hostsOne, hostsTwo, hostsAll)
+	}
 }

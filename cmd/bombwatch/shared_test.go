@@ -65,13 +65,15 @@ func blockedKeys(t *testing.T, out string) []string {
 
 // TestHostsKilledLoseAndDoubleNothing: two daemons on one PostgreSQL
 // state follow two hosts' logs appended live; one or the other is killed
-// with SIGKILL now and then and started again. In the end every line was
+// with SIGKILL now and then and started again, and, while the database is
+// stopped, one is killed and started on its journal, twice. In the end every line was
 // published exactly once, the senders over the limit only across the
 // hosts — and only they — are blocked, once each, as a replay of both
 // logs together decides, and `bans list` says the same on both hosts; a
 // ban and an unban by hand on one host reach the other's daemon.
 func TestHostsKilledLoseAndDoubleNothing(t *testing.T) {
-	dsn := pgtest.Start(t).NewDatabase(t)
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
 	dir := t.TempDir()
 	hosts := []string{"mx1", "mx2"}
 	logs, cfgs := map[string]string{}, map[string]string{}
@@ -102,8 +104,8 @@ func TestHostsKilledLoseAndDoubleNothing(t *testing.T) {
 	written := map[string]int{}
 	queue := 0
 	kills := 0
-	const rounds = 30
-	for r := range rounds {
+	const rounds, outageRounds = 30, 6
+	round := func(r int) {
 		for _, h := range hosts {
 			var b strings.Builder
 			for _, m := range []struct {
@@ -120,6 +122,9 @@ func TestHostsKilledLoseAndDoubleNothing(t *testing.T) {
 			appendFile(t, logs[h], []byte(b.String()))
 		}
 		time.Sleep(time.Duration(20+rng.IntN(60)) * time.Millisecond)
+	}
+	for r := range rounds {
+		round(r)
 		if rng.IntN(4) == 0 {
 			h := hosts[rng.IntN(len(hosts))]
 			running[h].kill()
@@ -130,6 +135,25 @@ func TestHostsKilledLoseAndDoubleNothing(t *testing.T) {
 			start(h)
 		}
 	}
+	// Then the database goes down for a while: mx1 is killed and starts
+	// again on its journal, alone, and is killed again; the rounds go on.
+	// Alone, each host sees 3 of a bomb's 6: the bombs of those rounds are
+	// blocked once the hosts see each other again.
+	srv.Stop(t)
+	running["mx1"].kill()
+	start("mx1")
+	for r := rounds; r < rounds+outageRounds; r++ {
+		round(r)
+		if r == rounds+outageRounds/2 {
+			running["mx1"].kill()
+			start("mx1")
+		}
+	}
+	kills += 2
+	if !strings.Contains(running["mx1"].stderr.String(), "going on alone on this host's journal") {
+		t.Errorf("mx1 did not start on its journal:\n%s", running["mx1"].stderr)
+	}
+	srv.Restart(t)
 	// Every line published, then nothing more for a moment.
 	var got map[string]int
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
@@ -152,14 +176,14 @@ func TestHostsKilledLoseAndDoubleNothing(t *testing.T) {
 	if len(got) != written["mx1"]+written["mx2"] {
 		t.Errorf("%d lines published of %d written", len(got), written["mx1"]+written["mx2"])
 	}
-	t.Logf("%d rounds, %d lines, %d kills; %d lines published, %d more than once", rounds, written["mx1"]+written["mx2"], kills, len(got), twice)
+	t.Logf("%d rounds (%d in an outage), %d lines, %d kills; %d lines published, %d more than once", rounds+outageRounds, outageRounds, written["mx1"]+written["mx2"], kills, len(got), twice)
 	if kills == 0 {
 		t.Fatal("no daemon was killed: the test tested nothing")
 	}
 
 	// What the hosts decided together, what a replay of both logs decides.
 	var want []string
-	for r := range rounds {
+	for r := range rounds + outageRounds {
 		want = append(want, fmt.Sprintf("bomb-%d@example.org", r))
 	}
 	slices.Sort(want)

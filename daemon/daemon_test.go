@@ -238,8 +238,10 @@ actions:
 		out, _ := exec.Command("nft", "list", "set", "inet", "bombwatch", set).CombinedOutput()
 		return string(out)
 	}
+	// The address is blocked at the third event, its network at the
+	// sixth: both are waited for.
 	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(list("a4"), "192.0.2.7") && time.Now().Before(deadline) {
+	for !(strings.Contains(list("a4"), "192.0.2.7") && strings.Contains(list("n4_24"), "192.0.2.0/24")) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if s := list("a4"); !strings.Contains(s, "192.0.2.7 timeout 1h") {

@@ -130,6 +130,13 @@ func (h *mxHost) send(t *testing.T, sender string, n int) {
 	}
 }
 
+// waitRan waits until the host's script ran line ("block:KEY",
+// "unblock:KEY"); why says what is waited for.
+func (h *mxHost) waitRan(t *testing.T, line, why string) {
+	t.Helper()
+	waitUntil(t, why, func() bool { return slices.Contains(h.enforcedLines(), line) })
+}
+
 func (h *mxHost) enforcedLines() []string {
 	data, _ := os.ReadFile(h.enforced)
 	return strings.Fields(strings.ReplaceAll(string(data), "block ", "block:"))
@@ -160,9 +167,7 @@ func TestHostsShareCountsAndBlocks(t *testing.T) {
 		h.send(t, "under@example.org", 1)  // 3: under
 	}
 	for _, h := range hosts {
-		waitUntil(t, h.name+" enforcing the block of spread@", func() bool {
-			return slices.Contains(h.enforcedLines(), "block:spread@example.org")
-		})
+		h.waitRan(t, "block:spread@example.org", h.name+" enforcing the block of spread@")
 	}
 	time.Sleep(500 * time.Millisecond) // time for a wrong block of under@ to show
 	var ids []int64
@@ -200,9 +205,7 @@ func TestHostsShareCountsAndBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, h := range []*mxHost{hosts[0], hosts[2]} {
-		waitUntil(t, h.name+" lifting the block", func() bool {
-			return slices.Contains(h.enforcedLines(), "unblock:spread@example.org")
-		})
+		h.waitRan(t, "unblock:spread@example.org", h.name+" lifting the block")
 	}
 	time.Sleep(300 * time.Millisecond)
 	if got := hosts[1].enforcedLines(); len(got) != 1 {
@@ -295,9 +298,7 @@ func testHostsAlone(t *testing.T, srv *pgtest.Server, timeout time.Duration, los
 	mx1.send(t, "alone@example.org", 6) // over on mx1 alone
 	mx1.send(t, "split@example.org", 3) // over only together
 	mx2.send(t, "split@example.org", 3)
-	waitUntil(t, "mx1 blocking alone@ while the database is down", func() bool {
-		return slices.Contains(mx1.enforcedLines(), "block:alone@example.org")
-	})
+	mx1.waitRan(t, "block:alone@example.org", "mx1 blocking alone@ while the database is down")
 	for _, h := range hosts {
 		waitUntil(t, h.name+" saying it is alone", func() bool {
 			h.metrics.mu.Lock()
@@ -312,9 +313,7 @@ func testHostsAlone(t *testing.T, srv *pgtest.Server, timeout time.Duration, los
 	// for the timeout of a hung server, run beside the reading.
 	sent := time.Now()
 	mx1.send(t, "later@example.org", 6)
-	waitUntil(t, "mx1 blocking later@ while the database is down", func() bool {
-		return slices.Contains(mx1.enforcedLines(), "block:later@example.org")
-	})
+	mx1.waitRan(t, "block:later@example.org", "mx1 blocking later@ while the database is down")
 	took := time.Since(sent)
 	t.Logf("later@ blocked by mx1, alone, %v after it was sent", took)
 	if timeout > 0 && took > timeout*3/4 {
@@ -339,14 +338,10 @@ func testHostsAlone(t *testing.T, srv *pgtest.Server, timeout time.Duration, los
 	regain(t)
 
 	for _, h := range hosts {
-		waitUntil(t, h.name+" blocking split@ once the hosts see each other again", func() bool {
-			return slices.Contains(h.enforcedLines(), "block:split@example.org")
-		})
+		h.waitRan(t, "block:split@example.org", h.name+" blocking split@ once the hosts see each other again")
 	}
 	for _, sender := range []string{"alone", "later"} {
-		waitUntil(t, "mx2 enforcing the block of "+sender+"@ mx1 made alone", func() bool {
-			return slices.Contains(mx2.enforcedLines(), "block:"+sender+"@example.org")
-		})
+		mx2.waitRan(t, "block:"+sender+"@example.org", "mx2 enforcing the block of "+sender+"@ mx1 made alone")
 	}
 	for _, h := range hosts {
 		waitUntil(t, h.name+" healthy again", func() bool {
@@ -430,12 +425,8 @@ func TestAHostStartsAloneOnItsJournal(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	mx1.send(t, "before@example.org", 6)
 	mx2.send(t, "before@example.org", 1)
-	waitUntil(t, "mx1's block of before@", func() bool {
-		return slices.Contains(mx1.enforcedLines(), "block:before@example.org")
-	})
-	waitUntil(t, "mx2 enforcing before@", func() bool {
-		return slices.Contains(mx2.enforcedLines(), "block:before@example.org")
-	})
+	mx1.waitRan(t, "block:before@example.org", "mx1's block of before@")
+	mx2.waitRan(t, "block:before@example.org", "mx2 enforcing before@")
 	time.Sleep(1500 * time.Millisecond) // copied to the journal at a tick
 
 	// Lifted by hand on mx2 while mx1 is away: mx1's journal holds it in
@@ -456,16 +447,12 @@ func TestAHostStartsAloneOnItsJournal(t *testing.T) {
 	mx1.send(t, "resumed@example.org", 3)
 	mx1.send(t, "split@example.org", 3)
 	mx2.send(t, "split@example.org", 3)
-	waitUntil(t, "mx1 blocking alone@ on its journal", func() bool {
-		return slices.Contains(mx1.enforcedLines(), "block:alone@example.org")
-	})
+	mx1.waitRan(t, "block:alone@example.org", "mx1 blocking alone@ on its journal")
 	time.Sleep(300 * time.Millisecond) // resumed@'s three counted
 	mx1.stop()
 	mx1.start(t) // again alone: the journal holds its windows and blocks
 	mx1.send(t, "resumed@example.org", 3)
-	waitUntil(t, "mx1 blocking resumed@, 3 before its restart on the journal and 3 after", func() bool {
-		return slices.Contains(mx1.enforcedLines(), "block:resumed@example.org")
-	})
+	mx1.waitRan(t, "block:resumed@example.org", "mx1 blocking resumed@, 3 before its restart on the journal and 3 after")
 	if slices.Contains(mx1.enforcedLines(), "block:split@example.org") {
 		t.Fatal("split@ blocked while mx1 could not see mx2's 3")
 	}
@@ -473,18 +460,12 @@ func TestAHostStartsAloneOnItsJournal(t *testing.T) {
 	srv.Restart(t)
 	waitUntil(t, "mx1 back on the shared state", func() bool { return !alone(mx1) })
 	for _, h := range hosts {
-		waitUntil(t, h.name+" blocking split@ once the hosts see each other again", func() bool {
-			return slices.Contains(h.enforcedLines(), "block:split@example.org")
-		})
+		h.waitRan(t, "block:split@example.org", h.name+" blocking split@ once the hosts see each other again")
 	}
 	for _, sender := range []string{"alone", "resumed"} {
-		waitUntil(t, "mx2 enforcing the block of "+sender+"@ mx1 made alone", func() bool {
-			return slices.Contains(mx2.enforcedLines(), "block:"+sender+"@example.org")
-		})
+		mx2.waitRan(t, "block:"+sender+"@example.org", "mx2 enforcing the block of "+sender+"@ mx1 made alone")
 	}
-	waitUntil(t, "mx1 lifting before@, lifted on mx2 while mx1 was away", func() bool {
-		return slices.Contains(mx1.enforcedLines(), "unblock:before@example.org")
-	})
+	mx1.waitRan(t, "unblock:before@example.org", "mx1 lifting before@, lifted on mx2 while mx1 was away")
 	time.Sleep(500 * time.Millisecond)
 	ranOnce(t, hosts)
 	publishedOnce(t, dsn, map[string]int{"mx1": 21, "mx2": 4})
@@ -545,17 +526,13 @@ func TestABlockLiftedWhileAHostWasAwayIsLiftedThere(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	mx1.send(t, "flood@example.org", 6)
 	for _, h := range hosts {
-		waitUntil(t, h.name+" enforcing flood@", func() bool {
-			return slices.Contains(h.enforcedLines(), "block:flood@example.org")
-		})
+		h.waitRan(t, "block:flood@example.org", h.name+" enforcing flood@")
 	}
 	time.Sleep(1500 * time.Millisecond) // copied to mx1's journal at a tick
 	mx1.stop()
 	unban(t, dsn, "mx2", "flood@example.org") // as `bans unban` there, which lifts it there
 	mx1.start(t)
-	waitUntil(t, "mx1 lifting flood@ at its start", func() bool {
-		return slices.Contains(mx1.enforcedLines(), "unblock:flood@example.org")
-	})
+	mx1.waitRan(t, "unblock:flood@example.org", "mx1 lifting flood@ at its start")
 	time.Sleep(1500 * time.Millisecond) // and not again at the next tick
 	ranOnce(t, hosts)
 }

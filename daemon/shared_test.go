@@ -469,33 +469,23 @@ func TestAHostStartsAloneOnItsJournal(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	ranOnce(t, hosts)
 	publishedOnce(t, dsn, map[string]int{"mx1": 21, "mx2": 4})
-	bans := func(h *mxHost) []string {
-		st, err := state.Open(dsn, state.OpenOptions{Host: h.name, ReadOnly: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
-		blocks, err := st.Blocks(true, time.Time{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var keys []string
-		for _, b := range blocks {
-			keys = append(keys, b.Key)
-		}
-		slices.Sort(keys)
-		return keys
+	var keys []string
+	for _, b := range inForce(t, dsn, "mx1", nil) {
+		keys = append(keys, b.Key)
 	}
+	slices.Sort(keys)
 	want := []string{"alone@example.org", "resumed@example.org", "split@example.org"}
-	if got := bans(mx1); !slices.Equal(got, want) {
+	if got := keys; !slices.Equal(got, want) {
 		t.Errorf("blocks in force in the shared state: %v, want %v", got, want)
 	}
 }
 
-// unban ends the block in force of key as `bans unban` on host does.
-func unban(t *testing.T, dsn, host, key string) {
+// inForce returns the blocks in force in the shared state, read as host;
+// with end set, it is called with the store open for writing, before the
+// store is closed.
+func inForce(t *testing.T, dsn, host string, end func(state.Store, []state.Block)) []state.Block {
 	t.Helper()
-	st, err := state.Open(dsn, state.OpenOptions{Host: host})
+	st, err := state.Open(dsn, state.OpenOptions{Host: host, ReadOnly: end == nil})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -504,15 +494,26 @@ func unban(t *testing.T, dsn, host, key string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range blocks {
-		if b.Key == key {
-			if err := st.Commit(&state.Batch{Manual: true, Ends: []state.End{{ID: b.ID, Time: time.Now(), Reason: "manual"}}}); err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
+	if end != nil {
+		end(st, blocks)
 	}
-	t.Fatalf("no block of %s in force", key)
+	return blocks
+}
+
+// unban ends the block in force of key as `bans unban` on host does.
+func unban(t *testing.T, dsn, host, key string) {
+	t.Helper()
+	inForce(t, dsn, host, func(st state.Store, blocks []state.Block) {
+		for _, b := range blocks {
+			if b.Key == key {
+				if err := st.Commit(&state.Batch{Manual: true, Ends: []state.End{{ID: b.ID, Time: time.Now(), Reason: "manual"}}}); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+		}
+		t.Fatalf("no block of %s in force", key)
+	})
 }
 
 // TestABlockLiftedWhileAHostWasAwayIsLiftedThere: a block in force on

@@ -29,7 +29,12 @@ const segmentChunk = 4 << 20
 // Add encodes a window. Its slices are read during the call only.
 func (s *Segment) Add(w *Window) {
 	if len(s.chunks) == 0 || len(s.chunks[len(s.chunks)-1]) >= segmentChunk {
-		s.chunks = append(s.chunks, make([]byte, 0, 64<<10))
+		if n := len(s.chunks); n < cap(s.chunks) && cap(s.chunks[:n+1][n]) > 0 {
+			s.chunks = s.chunks[:n+1] // the room Reset kept
+			s.chunks[n] = s.chunks[n][:0]
+		} else {
+			s.chunks = append(s.chunks, make([]byte, 0, 64<<10))
+		}
 		if s.names == nil {
 			s.names = map[string]uint64{}
 		}
@@ -71,10 +76,12 @@ func (s *Segment) Size() int {
 	return n
 }
 
-// Reset empties the segment for reuse, keeping its first chunk's room.
+// Reset empties the segment for reuse, keeping its first chunk's room: a
+// batch's windows grow it to their size once, not again in every batch.
 func (s *Segment) Reset() {
 	if len(s.chunks) > 0 {
-		s.chunks = append(s.chunks[:0], s.chunks[0][:0])[:0]
+		clear(s.chunks[1:]) // a full batch's chunks go
+		s.chunks = s.chunks[:0]
 	}
 	s.n = 0
 }

@@ -119,8 +119,13 @@ type Pipeline struct {
 
 	// unsaved holds the blocks started since the last commit: action
 	// outcomes reported meanwhile are written on them, not to the store.
-	mu      sync.Mutex
-	unsaved map[int64]*state.Block
+	// inFlight holds those of the commit under way: an outcome reported
+	// before it lands is written on the block, and kept in late for the
+	// store once the block is there (the batch has a copy, without it).
+	mu       sync.Mutex
+	unsaved  map[int64]*state.Block
+	inFlight map[int64]*state.Block
+	late     []outcome
 	// outcomes are those reported on saved blocks, for Active: the
 	// store has them, the blocks in memory not.
 	outcomes map[int64]map[string]string
@@ -790,6 +795,12 @@ func (p *Pipeline) record(id int64, action, status string) {
 		p.mu.Unlock()
 		return
 	}
+	if b, ok := p.inFlight[id]; ok {
+		b.Actions[action] = status
+		p.late = append(p.late, outcome{id, action, status})
+		p.mu.Unlock()
+		return
+	}
 	if p.outcomes == nil {
 		p.outcomes = map[int64]map[string]string{}
 	}
@@ -843,9 +854,9 @@ func (p *Pipeline) Close() error { return p.waitCommit() }
 
 // commit saves the state. Unless wait is set, the transaction runs in the
 // background while the pipeline goes on with the next events, with one
-// commit under way at most: the next waits for it. A batch that starts a
-// block is saved before commit returns, so that an action's outcome always
-// finds its block in the store.
+// commit under way at most: the next waits for it. An action's outcome
+// goes to the store only once its block is there: until then it is
+// written on the block (see unsaved and inFlight).
 func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 	p.events = 0
 	p.evict()
@@ -923,19 +934,18 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 	p.batch.Reset()
 
 	p.mu.Lock()
-	if len(p.unsaved) > 0 || wait {
+	for _, blk := range p.unsaved {
+		// Their outcomes as of now: the Executor writes the blocks' own,
+		// under p.mu, while the batch is saved without it.
+		saved := *blk
+		saved.Actions = maps.Clone(blk.Actions)
+		b.Blocks = append(b.Blocks, saved)
+	}
+	slices.SortFunc(b.Blocks, func(x, y state.Block) int { return int(x.ID - y.ID) })
+	if wait {
 		// Held through the commit: an action finishing meanwhile must find
 		// its block either here or in the store.
 		defer p.mu.Unlock()
-		for _, blk := range p.unsaved {
-			// Their outcomes as of now: the Executor writes the blocks'
-			// own, under p.mu, while a failed batch is tried again
-			// without it.
-			saved := *blk
-			saved.Actions = maps.Clone(blk.Actions)
-			b.Blocks = append(b.Blocks, saved)
-		}
-		slices.SortFunc(b.Blocks, func(x, y state.Block) int { return int(x.ID - y.ID) })
 		seq := p.nextCommit()
 		if err := p.opts.Store.Commit(b); err != nil {
 			p.failed, p.lastErr = true, err // b is the spare: retried first
@@ -945,9 +955,36 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 		clear(p.unsaved)
 		return nil
 	}
+	p.inFlight, p.unsaved = p.unsaved, p.inFlight
+	clear(p.unsaved)
 	p.mu.Unlock()
 	p.startCommit(b)
 	return nil
+}
+
+// outcome is an action's outcome on a block.
+type outcome struct {
+	id             int64
+	action, status string
+}
+
+// landed ends the hold of the commit under way on its blocks: saved, they
+// are the store's, and the outcomes reported meanwhile are written there;
+// failed, the next batch saves them again, outcomes and all.
+func (p *Pipeline) landed(ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock() // held: a later outcome of the same action waits, not overwritten by one of these
+	if !ok {
+		maps.Copy(p.unsaved, p.inFlight)
+	} else if p.opts.Store != nil {
+		for _, o := range p.late {
+			if err := p.opts.Store.SetActionStatus(o.id, o.action, o.status); err != nil {
+				p.log.Error("record action status", "block", o.id, "action", o.action, "err", err)
+			}
+		}
+	}
+	clear(p.inFlight)
+	p.late = p.late[:0]
 }
 
 // evict keeps the keys the rules hold under MaxKeys, whatever an attacker
@@ -1057,6 +1094,7 @@ func (p *Pipeline) settle(wait bool) error {
 			select {
 			case err := <-p.committed:
 				p.committed = nil
+				p.landed(err == nil)
 				if err != nil {
 					p.lastErr = err
 					return err
@@ -1129,6 +1167,7 @@ func (p *Pipeline) waitCommit() error {
 	}
 	err := <-p.committed
 	p.committed = nil
+	p.landed(err == nil)
 	if err != nil {
 		p.failed, p.lastErr = true, err // the batch committed was the spare
 	} else {

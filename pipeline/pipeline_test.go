@@ -2,9 +2,11 @@ package pipeline_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	. "github.com/bombwatch/bombwatch/pipeline"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -584,5 +586,88 @@ func TestResumeKeepsPostfixCorrelation(t *testing.T) {
 	got, _ := replayInParts(t, cfg, joinLines(first), joinLines(second))
 	if len(got) != 1 || got[0].Key != "192.0.2.77" {
 		t.Errorf("detections %+v: the resumed replay lost the client of the messages", got)
+	}
+}
+
+// heldStore is a store whose commits wait until the test lets them land.
+type heldStore struct {
+	*state.Memory
+	entered chan struct{}
+	land    chan error // the commit's error
+}
+
+func (s *heldStore) Commit(b *state.Batch) error {
+	s.entered <- struct{}{}
+	if err := <-s.land; err != nil {
+		return err
+	}
+	return s.Memory.Commit(b)
+}
+
+// TestAnOutcomeReportedWhileItsBlockIsBeingSavedIsSaved: a batch that
+// starts a block is saved in the background like any other; an action's
+// outcome reported before that save lands is not lost: it is written once
+// the block is in the store, with no other commit needed (an idle daemon
+// makes none).
+func TestAnOutcomeReportedWhileItsBlockIsBeingSavedIsSaved(t *testing.T) {
+	for _, fails := range []bool{false, true} {
+		t.Run(fmt.Sprintf("save fails %v", fails), func(t *testing.T) { outcomeDuringSave(t, fails) })
+	}
+}
+
+// outcomeDuringSave: with fails, the save under way fails, and the next
+// saves the block with the outcome.
+func outcomeDuringSave(t *testing.T, fails bool) {
+	cfg := mustConfig(t, "rules:\n  - {name: s, on: [accepted], key: sender, limit: 1, per: 1m, block: 10m, actions: [log]}\n")
+	store := &heldStore{Memory: state.NewMemory(), entered: make(chan struct{}), land: make(chan error)}
+	p, err := config.NewPipeline(cfg, Options{Logger: slog.New(slog.DiscardHandler), Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		p.Event(&parsers.Event{Kind: parsers.Accepted, Time: ref.Add(time.Duration(i) * time.Second), Sender: "a@example.org", HasSender: true, ClientIP: netip.MustParseAddr("192.0.2.1")})
+	}
+	active := p.Active()
+	if len(active) != 1 {
+		t.Fatalf("blocks in force: %+v (%+v)", active, p.Stats)
+	}
+	id := active[0].ID
+	returned := make(chan error, 1)
+	go func() { returned <- p.CommitNow(nil, false) }()
+	<-store.entered
+	select {
+	case err := <-returned:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a batch starting a block was not saved in the background: the commit waited for the store")
+	}
+	p.Record(id, "log", state.Applied) // while the batch is being saved
+	if fails {
+		store.land <- errors.New("disk full")
+		if err := p.Settle(); err == nil {
+			t.Fatal("the failed save was not reported")
+		}
+		go func() { <-store.entered; store.land <- nil }() // the failed batch, tried again
+		if err := p.Settle(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { <-store.entered; store.land <- nil }() // the next, with the block again
+		if err := p.Commit(nil); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		store.land <- nil
+		if err := p.Settle(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	saved, _ := store.Blocks(true, time.Time{})
+	if len(saved) != 1 || saved[0].Actions["log"] != state.Applied {
+		t.Fatalf("saved: %+v, want the block with the outcome reported during its save", saved)
+	}
+	if got := p.Active()[0].Actions["log"]; got != state.Applied {
+		t.Errorf("in memory: %q", got)
 	}
 }

@@ -392,7 +392,7 @@ func New(s Setup, opts Options) (*Pipeline, error) {
 	if opts.Retention == 0 {
 		opts.Retention = s.Retention
 	}
-	p := &Pipeline{opts: opts, named: s.Actions, byName: map[string]*rule{}, unsaved: map[int64]*state.Block{}, log: opts.Logger,
+	p := &Pipeline{opts: opts, named: s.Actions, byName: map[string]*rule{}, unsaved: map[int64]*state.Block{}, inFlight: map[int64]*state.Block{}, log: opts.Logger,
 		batch: &state.Batch{}, spare: &state.Batch{},
 		offenses: map[offenseKey]state.Offense{}, inForce: map[int64]*active{}, holds: map[holdKey]*holding{}}
 	if p.log == nil {

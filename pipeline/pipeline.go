@@ -103,9 +103,11 @@ type Pipeline struct {
 	// asked again until a commit succeeds.
 	unreachable bool
 	events      int // since the last commit
-	// rewritten counts the windows saved since the last full batch: each
-	// may leave an older one of its key in the store (see commit).
-	rewritten int
+	// records counts the windows the store keeps: those saved since the
+	// last full batch, or read at the start. Past one a key held (see
+	// savedKeys), the rest are older windows of a key, or of a key
+	// forgotten since (see commit).
+	records int
 	// windowsDue: the saved windows are yet to be loaded (DeferWindows).
 	windowsDue bool
 	pruned     time.Time // when stats were last pruned
@@ -883,11 +885,13 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 	// The store keeps the windows as batches saved them; once it holds as
 	// many rewritten or forgotten as there are keys, this batch saves
 	// every key, and the store drops the rest: what it keeps stays within
-	// about twice what is kept in memory, and a write costs about two.
-	if keys := p.Keys(); p.rewritten >= max(keys, minFull) {
+	// about twice what is kept in memory, and a write costs about two. A
+	// new key's first window is no waste: a flood of new keys makes no
+	// full batch until they are forgotten.
+	if keys := p.savedKeys(); p.records-keys >= max(keys, minFull) {
 		p.resave()
 		b.Full = true
-		p.rewritten = 0
+		p.records = 0
 	}
 	before := b.Segment.Len()
 	var sw state.Window // encoded at once: reused
@@ -912,9 +916,7 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 			})
 		}
 	}
-	if !b.Full {
-		p.rewritten += b.Segment.Len() - before
-	}
+	p.records += b.Segment.Len() - before
 	if m != nil {
 		b.Positions = m.Positions(b.Positions) // first: it hands on the batches' stats
 		b.Stats = m.TakeStats(b.Stats)
@@ -1059,6 +1061,18 @@ func (p *Pipeline) evict() {
 // minFull is the fewest windows rewritten or forgotten that make a batch
 // save every key (see commit): fewer cost the store little.
 var minFull = 1 << 16
+
+// savedKeys is how many keys the store keeps a window of once the windows
+// changed are saved: those of the rules' windows, bursts and members.
+func (p *Pipeline) savedKeys() int {
+	n := p.Keys()
+	for _, r := range p.rules {
+		if r.seenFrom != nil {
+			n += len(r.seenFrom.keys)
+		}
+	}
+	return n
+}
 
 // resave marks every key of every window changed, for a full batch.
 func (p *Pipeline) resave() {

@@ -671,3 +671,59 @@ func outcomeDuringSave(t *testing.T, fails bool) {
 		t.Errorf("in memory: %q", got)
 	}
 }
+
+// countingStore counts the full batches committed to it.
+type countingStore struct {
+	*sqlite.Store
+	full int
+}
+
+func (s *countingStore) Commit(b *state.Batch) error {
+	if b.Full {
+		s.full++
+	}
+	return s.Store.Commit(b)
+}
+
+// TestNewKeysMakeNoFullBatch: a full batch rewrites every key, to drop
+// the older windows the store keeps; a flood of new keys leaves none, and
+// makes no full batch — rewriting the same keys does.
+func TestNewKeysMakeNoFullBatch(t *testing.T) {
+	defer SetMinFull(300)()
+	cfg := mustConfig(t, senderRule(1000, "1d"))
+	db, err := sqlite.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	store := &countingStore{Store: db}
+	p, err := config.NewPipeline(cfg, Options{Logger: slog.New(slog.DiscardHandler), Store: store, CommitEvery: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(i int) {
+		p.Event(&parsers.Event{Kind: parsers.Accepted, Time: ref.Add(time.Duration(i) * time.Millisecond), Sender: fmt.Sprintf("s%d@example.org", i%3000), HasSender: true, ClientIP: netip.MustParseAddr("192.0.2.1")})
+		if i%100 == 99 {
+			if err := p.Commit(nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range 3000 {
+		send(i)
+	}
+	if store.full != 0 {
+		t.Errorf("3,000 new keys made %d full batches, want none", store.full)
+	}
+	for i := 3000; i < 6100; i++ { // the same keys again: each rewritten once, and 100 twice
+		send(i)
+	}
+	if store.full != 1 {
+		t.Errorf("3,000 keys rewritten made %d full batches, want 1", store.full)
+	}
+	records := 0
+	store.Windows(func(*state.Window) { records++ })
+	if records != 3000 {
+		t.Errorf("the store keeps %d windows of 3,000 keys", records)
+	}
+}

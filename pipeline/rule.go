@@ -587,7 +587,7 @@ func (p *Pipeline) RestoreWindows() error {
 	if err != nil {
 		return err
 	}
-	p.rewritten = max(0, records-p.Keys())
+	p.records = records
 	for _, a := range p.inForce {
 		if a.rule != nil && a.rule.release {
 			p.scheduleRelease(a)

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/bombwatch/bombwatch/internal/paged"
 )
 
 func init() {
@@ -76,7 +78,7 @@ type postfix struct {
 	// The queue table: IDs to places in msgs, whose free places are
 	// reused, so that a message in steady state costs no allocation.
 	queue    map[QID]int32
-	msgs     []postfixMessage
+	msgs     paged.Slice[postfixMessage]
 	free     []int32
 	sessions map[sessionKey]postfixSession
 	// order is the queue's IDs as they came, oldest first from head: a
@@ -252,10 +254,10 @@ func (p *postfix) Counted() []string {
 	for j := len(p.order) - 1; j >= p.head && len(ids) < MaxCounted; j-- {
 		o := p.order[j]
 		i, ok := p.queue[o.qid]
-		if !ok || !p.msgs[i].seen.Equal(o.seen) || !p.msgs[i].emitted {
+		if !ok || !p.msgs.At(i).seen.Equal(o.seen) || !p.msgs.At(i).emitted {
 			continue
 		}
-		m := &p.msgs[i]
+		m := p.msgs.At(i)
 		if m.id == "" {
 			m.id = m.qid.String()
 		}
@@ -281,7 +283,7 @@ func (p *postfix) SetCounted(ids []string) {
 func (p *postfix) message(qid []byte) *postfixMessage {
 	key := MakeQID(qid)
 	if i, ok := p.queue[key]; ok {
-		return &p.msgs[i]
+		return p.msgs.At(i)
 	}
 	if len(p.queue) >= postfixQueueMax {
 		p.pruneQueue()
@@ -290,27 +292,21 @@ func (p *postfix) message(qid []byte) *postfixMessage {
 	if n := len(p.free); n > 0 {
 		i, p.free = p.free[n-1], p.free[:n-1]
 	} else {
-		if len(p.msgs) == cap(p.msgs) {
-			// Doubled at once: append grows a large slice by a quarter,
-			// copying it again and again on the way to postfixQueueMax.
-			p.msgs = slices.Grow(p.msgs, max(64, len(p.msgs)))
-		}
-		p.msgs = append(p.msgs, postfixMessage{})
-		i = int32(len(p.msgs) - 1)
+		i = p.msgs.Add()
 	}
-	p.msgs[i] = postfixMessage{qid: key, seen: p.h.Time, uid: -1}
+	*p.msgs.At(i) = postfixMessage{qid: key, seen: p.h.Time, uid: -1}
 	p.queue[key] = i
 	if len(p.order)-p.head > 2*len(p.queue)+4096 {
 		p.compactOrder() // most were removed by their "removed" lines
 	}
 	p.order = append(p.order, queued{key, p.h.Time})
-	return &p.msgs[i]
+	return p.msgs.At(i)
 }
 
 func (p *postfix) remove(key QID) {
 	if i, ok := p.queue[key]; ok {
 		delete(p.queue, key)
-		p.msgs[i] = postfixMessage{}
+		*p.msgs.At(i) = postfixMessage{}
 		p.free = append(p.free, i)
 	}
 }
@@ -323,7 +319,7 @@ func (p *postfix) pruneQueue() {
 	for p.head < len(p.order) {
 		o := p.order[p.head]
 		i, ok := p.queue[o.qid]
-		if ok && p.msgs[i].seen.Equal(o.seen) {
+		if ok && p.msgs.At(i).seen.Equal(o.seen) {
 			if len(p.queue) < keep && !o.seen.Before(cutoff) {
 				break
 			}
@@ -343,7 +339,7 @@ func (p *postfix) pruneQueue() {
 func (p *postfix) compactOrder() {
 	live := p.order[:0]
 	for _, o := range p.order[p.head:] {
-		if i, ok := p.queue[o.qid]; ok && p.msgs[i].seen.Equal(o.seen) {
+		if i, ok := p.queue[o.qid]; ok && p.msgs.At(i).seen.Equal(o.seen) {
 			live = append(live, o)
 		}
 	}
@@ -521,8 +517,8 @@ func (p *postfix) contentReject(qid []byte, prefix string, stage, rest []byte, l
 	sender, hasSender := rejectSender(rest)
 	var ip netip.Addr
 	var host, saslUser string
-	if i, ok := p.queue[MakeQID(qid)]; ok && qid != nil && p.msgs[i].clientIP.IsValid() {
-		m := &p.msgs[i]
+	if i, ok := p.queue[MakeQID(qid)]; ok && qid != nil && p.msgs.At(i).clientIP.IsValid() {
+		m := p.msgs.At(i)
 		ip, host, saslUser = m.clientIP, m.clientHost, m.saslUser
 	} else if hasSender {
 		// rejectSender found exactly one envelope: the client is the

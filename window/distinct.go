@@ -113,21 +113,21 @@ func (d *Distinct) AddUpTo(key []byte, t time.Time, value, limit int64) int64 {
 	if added {
 		d.newSlot(idx)
 	}
-	s := d.slots.at(idx)
+	s := d.slots.At(idx)
 	now := max(d.floor(t.UnixNano()), s.touched)
 	d.expire(idx, now-int64(d.per))
 	s.touched = now
 	d.see(idx, value, now, min(limit, d.limit))
 	d.last = idx
 	d.markDirty(idx)
-	return d.count(d.slots.at(idx))
+	return d.count(d.slots.At(idx))
 }
 
 func (d *Distinct) newSlot(idx int32) {
-	if idx == d.slots.len() {
-		d.slots.add()
+	if idx == d.slots.Len() {
+		d.slots.Add()
 	} else {
-		*d.slots.at(idx) = dslot{}
+		*d.slots.At(idx) = dslot{}
 	}
 }
 
@@ -136,7 +136,7 @@ func (d *Distinct) count(s *dslot) int64 {
 	if s.more == 0 {
 		return int64(s.flags & has)
 	}
-	return int64(len(d.more.at(s.more - 1).times))
+	return int64(len(d.more.At(s.more - 1).times))
 }
 
 // each calls fn with the key's values, oldest first; fn returns false to
@@ -148,7 +148,7 @@ func (d *Distinct) each(s *dslot, fn func(t, value int64, tag uint64) bool) {
 		}
 		return
 	}
-	m := d.more.at(s.more - 1)
+	m := d.more.At(s.more - 1)
 	for i, t := range m.times {
 		var tag uint64
 		if i < len(m.tags) {
@@ -166,14 +166,14 @@ func (d *Distinct) Tag(tag uint64) {
 	if d.last < 0 || tag == 0 {
 		return
 	}
-	s := d.slots.at(d.last)
+	s := d.slots.At(d.last)
 	if s.more == 0 {
 		if s.flags&has != 0 {
 			s.tag = tag
 		}
 		return
 	}
-	m := d.more.at(s.more - 1)
+	m := d.more.At(s.more - 1)
 	if len(m.times) == 0 {
 		return
 	}
@@ -188,7 +188,7 @@ func (d *Distinct) slotOf(key string) *dslot {
 	if idx < 0 {
 		return nil
 	}
-	return d.slots.at(idx)
+	return d.slots.At(idx)
 }
 
 // Entries returns the values the key saw in (t-per, t], each at the time
@@ -212,18 +212,18 @@ func (d *Distinct) Entries(key string, t time.Time) []Entry {
 // series gives the key at idx its values as a seen, holding its one
 // value if it had it. A spare seen keeps its slices' room.
 func (d *Distinct) series(idx int32) *seen {
-	s := d.slots.at(idx)
+	s := d.slots.At(idx)
 	if s.more != 0 {
-		return d.more.at(s.more - 1)
+		return d.more.At(s.more - 1)
 	}
 	var i int32
 	if n := len(d.spare); n > 0 {
 		i, d.spare = d.spare[n-1], d.spare[:n-1]
 	} else {
-		i = d.more.add()
+		i = d.more.Add()
 	}
-	s = d.slots.at(idx)
-	m := d.more.at(i)
+	s = d.slots.At(idx)
+	m := d.more.At(i)
 	m.times, m.values = m.times[:0], m.values[:0]
 	if m.tags != nil {
 		m.tags = m.tags[:0]
@@ -242,8 +242,8 @@ func (d *Distinct) series(idx int32) *seen {
 
 // single takes a key that keeps one value or none back to its slot alone.
 func (d *Distinct) single(idx int32) {
-	s := d.slots.at(idx)
-	m := d.more.at(s.more - 1)
+	s := d.slots.At(idx)
+	m := d.more.At(s.more - 1)
 	if len(m.times) > 1 {
 		return
 	}
@@ -260,7 +260,7 @@ func (d *Distinct) single(idx int32) {
 // see moves value to the newest place, at t, dropping the oldest beyond
 // limit+1.
 func (d *Distinct) see(idx int32, value, t, limit int64) {
-	s := d.slots.at(idx)
+	s := d.slots.At(idx)
 	if s.more == 0 {
 		switch {
 		case s.flags&has == 0:
@@ -303,7 +303,7 @@ func (m *seen) drop(n int) {
 
 // expire drops the key's values last seen at or before since.
 func (d *Distinct) expire(idx int32, since int64) {
-	s := d.slots.at(idx)
+	s := d.slots.At(idx)
 	if s.more == 0 {
 		if s.flags&has != 0 && s.t <= since {
 			s.flags &^= has
@@ -311,7 +311,7 @@ func (d *Distinct) expire(idx int32, since int64) {
 		}
 		return
 	}
-	m := d.more.at(s.more - 1)
+	m := d.more.At(s.more - 1)
 	n := 0
 	for n < len(m.times) && m.times[n] <= since {
 		n++
@@ -355,7 +355,7 @@ func (d *Distinct) Below(key string) (time.Time, bool) {
 func (d *Distinct) Forgive(key string, n int64, t time.Time) { d.Reset(key) }
 
 func (d *Distinct) markDirty(idx int32) {
-	if s := d.slots.at(idx); s.flags&dirty == 0 {
+	if s := d.slots.At(idx); s.flags&dirty == 0 {
 		s.flags |= dirty
 		d.dirty = append(d.dirty, idx)
 	}
@@ -370,7 +370,7 @@ func (d *Distinct) Reserve(n int) {
 
 // forget drops the key at idx; quiet: as saved, nothing to save.
 func (d *Distinct) forget(idx int32, quiet bool) {
-	s := d.slots.at(idx)
+	s := d.slots.At(idx)
 	if !quiet {
 		d.gone = append(d.gone, d.keys.key(idx))
 	}
@@ -389,7 +389,7 @@ func (d *Distinct) forget(idx int32, quiet bool) {
 func (d *Distinct) Expire(t time.Time) {
 	since := d.floor(t.UnixNano()) - int64(d.per)
 	d.keys.each(func(idx int32) {
-		switch s := d.slots.at(idx); {
+		switch s := d.slots.At(idx); {
 		case s.touched <= since:
 			d.forget(idx, false)
 		case s.more != 0:
@@ -422,7 +422,7 @@ func (d *Distinct) Restore(key string, st State) {
 		idx, _ = d.keys.add([]byte(key))
 	}
 	d.newSlot(idx)
-	d.slots.at(idx).touched = d.floor(st.Touched)
+	d.slots.At(idx).touched = d.floor(st.Touched)
 	var newest int64
 	for i, t := range st.Times {
 		t = d.floor(t)
@@ -435,7 +435,7 @@ func (d *Distinct) Restore(key string, st State) {
 			d.last = idx
 			d.Tag(st.Tags[i])
 		}
-		s := d.slots.at(idx)
+		s := d.slots.At(idx)
 		s.touched = max(s.touched, t)
 	}
 	d.last = -1
@@ -443,13 +443,13 @@ func (d *Distinct) Restore(key string, st State) {
 
 // Sample and Evict: see Saved.
 func (d *Distinct) Sample(n int, fn func(touched int64)) {
-	sampled(d.keys, n, func(idx int32) { fn(d.slots.at(idx).touched) })
+	sampled(d.keys, n, func(idx int32) { fn(d.slots.At(idx).touched) })
 }
 
 func (d *Distinct) Evict(before int64, keep func(key string, value int64) bool) int {
 	n := 0
 	d.keys.each(func(idx int32) {
-		s := d.slots.at(idx)
+		s := d.slots.At(idx)
 		if s.touched < before && !keep(d.keys.key(idx), d.count(s)) {
 			d.forget(idx, false)
 			n++
@@ -473,7 +473,7 @@ func (d *Distinct) Flush(save func(key string, st State)) {
 	var t1, v1 [1]int64
 	var tag1 [1]uint64
 	for _, idx := range d.dirty {
-		s := d.slots.at(idx)
+		s := d.slots.At(idx)
 		if s.flags&dirty == 0 {
 			continue // forgotten since, or already saved in this flush
 		}
@@ -489,7 +489,7 @@ func (d *Distinct) Flush(save func(key string, st State)) {
 				}
 			}
 		} else {
-			m := d.more.at(s.more - 1)
+			m := d.more.At(s.more - 1)
 			st.Times, st.Amounts, st.Tags = m.times, m.values, m.tags
 		}
 		save(d.keys.key(idx), st)

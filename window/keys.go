@@ -88,9 +88,9 @@ func (k *keyTable) add(key []byte) (idx int32, added bool) {
 	if n := len(k.free); n > 0 {
 		idx, k.free = k.free[n-1], k.free[:n-1]
 	} else {
-		idx = k.loc.add()
+		idx = k.loc.Add()
 	}
-	*k.loc.at(idx) = live | uint64(k.store(key))<<16 | uint64(len(key))
+	*k.loc.At(idx) = live | uint64(k.store(key))<<16 | uint64(len(key))
 	k.slots[i] = uint64(h)<<32 | uint64(idx+1)
 	k.n++
 	return idx, true
@@ -119,7 +119,7 @@ func (k *keyTable) store(key []byte) int {
 
 // bytes is the key at idx, in the arena.
 func (k *keyTable) bytes(idx int32) []byte {
-	l := *k.loc.at(idx) &^ live
+	l := *k.loc.At(idx) &^ live
 	off, n := int(l>>16), int(l&maxKeyLen)
 	page, at := off>>arenaBits, off&(arenaPage-1)
 	return k.arena[page][at : at+n : at+n]
@@ -153,7 +153,7 @@ func (k *keyTable) remove(idx int32) {
 	}
 	k.slots[i] = 0
 	k.used -= len(k.bytes(idx))
-	*k.loc.at(idx) = 0
+	*k.loc.At(idx) = 0
 	k.free = append(k.free, idx)
 	k.n--
 	if k.held > 4*arenaPage && k.used < k.held/3 {
@@ -195,15 +195,15 @@ func (k *keyTable) resize(n int) {
 func (k *keyTable) compact() {
 	old := k.arena
 	k.arena, k.used, k.held = nil, 0, 0
-	for idx := range k.loc.len() {
-		l := *k.loc.at(idx)
+	for idx := range k.loc.Len() {
+		l := *k.loc.At(idx)
 		if l == 0 {
 			continue
 		}
 		l &^= live
 		off, n := int(l>>16), int(l&maxKeyLen)
 		page, at := off>>arenaBits, off&(arenaPage-1)
-		*k.loc.at(idx) = live | uint64(k.store(old[page][at:at+n]))<<16 | uint64(n)
+		*k.loc.At(idx) = live | uint64(k.store(old[page][at:at+n]))<<16 | uint64(n)
 	}
 }
 
@@ -212,8 +212,8 @@ func (k *keyTable) len() int { return k.n }
 
 // each calls fn with the index of every key held; fn may remove it.
 func (k *keyTable) each(fn func(idx int32)) {
-	for idx := range k.loc.len() {
-		if *k.loc.at(idx) != 0 {
+	for idx := range k.loc.Len() {
+		if *k.loc.At(idx) != 0 {
 			fn(idx)
 		}
 	}

@@ -137,7 +137,7 @@ func (w *Window) AddUpTo(key []byte, t time.Time, amount, limit int64) int64 {
 	if added {
 		w.newSlot(idx)
 	}
-	s := w.slots.at(idx)
+	s := w.slots.At(idx)
 	now := max(w.floor(t.UnixNano()), s.touched)
 	w.expire(idx, now-int64(w.per))
 	s.touched = now
@@ -155,10 +155,10 @@ func (w *Window) AddUpTo(key []byte, t time.Time, amount, limit int64) int64 {
 
 // newSlot makes idx a new key's.
 func (w *Window) newSlot(idx int32) {
-	if idx == w.slots.len() {
-		w.slots.add()
+	if idx == w.slots.Len() {
+		w.slots.Add()
 	} else {
-		*w.slots.at(idx) = slot{}
+		*w.slots.At(idx) = slot{}
 	}
 }
 
@@ -166,7 +166,7 @@ func (w *Window) offset(s *slot) int64 {
 	if s.more == 0 {
 		return 0
 	}
-	return w.more.at(s.more - 1).offset
+	return w.more.At(s.more - 1).offset
 }
 
 // Tag tags the event the last Add recorded with tag (not 0): where it was
@@ -176,14 +176,14 @@ func (w *Window) Tag(tag uint64) {
 	if w.last < 0 || tag == 0 {
 		return
 	}
-	s := w.slots.at(w.last)
+	s := w.slots.At(w.last)
 	if s.more == 0 {
 		if s.tag == 0 {
 			s.tag = tag
 		}
 		return
 	}
-	m := w.more.at(s.more - 1)
+	m := w.more.At(s.more - 1)
 	n := len(m.times)
 	if m.tags == nil { // from now on as long as times (push)
 		m.tags = make([]uint64, n, cap(m.times))
@@ -211,7 +211,7 @@ func (w *Window) each(s *slot, fn func(t, amount int64, tag uint64) bool) {
 		}
 		return
 	}
-	m := w.more.at(s.more - 1)
+	m := w.more.At(s.more - 1)
 	for i := m.head; i < len(m.times); i++ {
 		if !fn(m.times[i], m.amount(i), m.tag(i)) {
 			return
@@ -225,7 +225,7 @@ func (w *Window) slotOf(key string) *slot {
 	if idx < 0 {
 		return nil
 	}
-	return w.slots.at(idx)
+	return w.slots.At(idx)
 }
 
 // Entries returns the key's kept entries in (t-per, t], oldest first:
@@ -305,7 +305,7 @@ func (w *Window) Forgive(key string, n int64, t time.Time) {
 	if added {
 		w.newSlot(idx)
 	}
-	s := w.slots.at(idx)
+	s := w.slots.At(idx)
 	m := w.series(idx)
 	m.times, m.amounts, m.tags, m.head = m.times[:0], nil, nil, 0
 	s.sum, s.flags = 0, s.flags&^has
@@ -316,16 +316,16 @@ func (w *Window) Forgive(key string, n int64, t time.Time) {
 
 // series gives the key at idx a series, holding its entry if it had one.
 func (w *Window) series(idx int32) *series {
-	s := w.slots.at(idx)
+	s := w.slots.At(idx)
 	if s.more == 0 {
 		var i int32
 		if n := len(w.spare); n > 0 {
 			i, w.spare = w.spare[n-1], w.spare[:n-1]
 		} else {
-			i = w.more.add()
+			i = w.more.Add()
 		}
-		s = w.slots.at(idx)
-		m := w.more.at(i)
+		s = w.slots.At(idx)
+		m := w.more.At(i)
 		// A spare series keeps its slices' room: a key that goes from one
 		// entry to two and back costs no allocation each time.
 		m.times, m.head, m.offset = m.times[:0], 0, 0
@@ -350,14 +350,14 @@ func (w *Window) series(idx int32) *series {
 		}
 		s.more, s.flags, s.tag = i+1, s.flags&^has, 0
 	}
-	return w.more.at(s.more - 1)
+	return w.more.At(s.more - 1)
 }
 
 // single takes the key at idx back to a slot alone, when its series holds
 // one entry or none and no offset: memory follows what is kept.
 func (w *Window) single(idx int32) {
-	s := w.slots.at(idx)
-	m := w.more.at(s.more - 1)
+	s := w.slots.At(idx)
+	m := w.more.At(s.more - 1)
 	if m.len() > 1 || m.offset != 0 {
 		return
 	}
@@ -370,7 +370,7 @@ func (w *Window) single(idx int32) {
 }
 
 func (w *Window) markDirty(idx int32) {
-	if s := w.slots.at(idx); s.flags&dirty == 0 {
+	if s := w.slots.At(idx); s.flags&dirty == 0 {
 		s.flags |= dirty
 		w.dirty = append(w.dirty, idx)
 	}
@@ -389,7 +389,7 @@ func (m *series) amount(i int) int64 {
 // newest's time adds to it, so that a key holds one entry per interval of
 // the resolution.
 func (w *Window) push(idx int32, t, amount int64) {
-	s := w.slots.at(idx)
+	s := w.slots.At(idx)
 	if s.more == 0 {
 		switch {
 		case s.flags&has == 0:
@@ -401,7 +401,7 @@ func (w *Window) push(idx int32, t, amount int64) {
 		}
 	}
 	m := w.series(idx)
-	s = w.slots.at(idx)
+	s = w.slots.At(idx)
 	if n := len(m.times); n > m.head && m.times[n-1] == t {
 		m.amountsOrOnes()[n-1] += amount
 		s.sum += amount
@@ -423,7 +423,7 @@ func (w *Window) push(idx int32, t, amount int64) {
 // expire drops the key's events at or before since; an idle key's offset
 // lapses.
 func (w *Window) expire(idx int32, since int64) {
-	s := w.slots.at(idx)
+	s := w.slots.At(idx)
 	if s.more == 0 {
 		if s.flags&has != 0 && s.t <= since {
 			s.flags &^= has
@@ -431,7 +431,7 @@ func (w *Window) expire(idx int32, since int64) {
 		}
 		return
 	}
-	m := w.more.at(s.more - 1)
+	m := w.more.At(s.more - 1)
 	for m.head < len(m.times) && m.times[m.head] <= since {
 		s.sum -= m.amount(m.head)
 		m.head++
@@ -455,8 +455,8 @@ func (w *Window) expire(idx int32, since int64) {
 // alone are above the limit, the oldest can only add to a sum already
 // known to be above it, and leave the window before them.
 func (w *Window) trim(idx int32, limit int64) {
-	s := w.slots.at(idx)
-	m := w.more.at(s.more - 1)
+	s := w.slots.At(idx)
+	m := w.more.At(s.more - 1)
 	for m.len() > 1 && s.sum-m.amount(m.head)+m.offset > limit {
 		s.sum -= m.amount(m.head)
 		m.head++
@@ -502,7 +502,7 @@ func (w *Window) Reserve(n int) {
 
 // forget drops the key at idx.
 func (w *Window) forget(idx int32) {
-	s := w.slots.at(idx)
+	s := w.slots.At(idx)
 	w.gone = append(w.gone, w.keys.key(idx))
 	if s.more != 0 {
 		w.spare = append(w.spare, s.more-1)
@@ -523,7 +523,7 @@ func (w *Window) forget(idx int32) {
 func (w *Window) Expire(t time.Time) {
 	since := w.floor(t.UnixNano()) - int64(w.per)
 	w.keys.each(func(idx int32) {
-		switch s := w.slots.at(idx); {
+		switch s := w.slots.At(idx); {
 		case s.touched <= since:
 			w.forget(idx)
 		case s.more != 0:
@@ -543,7 +543,7 @@ func (w *Window) Reset(key string) {
 // Sample calls fn with when up to n of the keys were last touched (Unix
 // ns): what a cap on keys picks the least recently seen by.
 func (w *Window) Sample(n int, fn func(touched int64)) {
-	sampled(w.keys, n, func(idx int32) { fn(w.slots.at(idx).touched) })
+	sampled(w.keys, n, func(idx int32) { fn(w.slots.At(idx).touched) })
 }
 
 // Evict forgets the keys last touched before before, but those keep
@@ -551,7 +551,7 @@ func (w *Window) Sample(n int, fn func(touched int64)) {
 func (w *Window) Evict(before int64, keep func(key string, value int64) bool) int {
 	n := 0
 	w.keys.each(func(idx int32) {
-		s := w.slots.at(idx)
+		s := w.slots.At(idx)
 		if s.touched < before && !keep(w.keys.key(idx), s.sum+w.offset(s)) {
 			w.forget(idx)
 			n++
@@ -591,7 +591,7 @@ func (w *Window) Restore(key string, st State) {
 	} else {
 		w.newSlot(idx)
 	}
-	s := w.slots.at(idx)
+	s := w.slots.At(idx)
 	s.touched = w.floor(st.Touched)
 	if st.Offset != 0 {
 		w.series(idx).offset = st.Offset
@@ -612,18 +612,18 @@ func (w *Window) Restore(key string, st State) {
 			w.last = idx
 			w.Tag(st.Tags[i])
 		}
-		s = w.slots.at(idx)
+		s = w.slots.At(idx)
 		s.touched = max(s.touched, t)
 	}
 	w.last = -1
-	if w.slots.at(idx).more != 0 {
+	if w.slots.At(idx).more != 0 {
 		w.trim(idx, w.limit)
 	}
 }
 
 // forgetEntries empties a key's entries, for a Restore over it.
 func (w *Window) forgetEntries(idx int32) {
-	s := w.slots.at(idx)
+	s := w.slots.At(idx)
 	if s.more != 0 {
 		w.spare = append(w.spare, s.more-1)
 	}
@@ -641,7 +641,7 @@ func (w *Window) Flush(save func(key string, st State)) {
 	var one, oneAmount [1]int64
 	var oneTag [1]uint64
 	for _, idx := range w.dirty {
-		s := w.slots.at(idx)
+		s := w.slots.At(idx)
 		if s.flags&dirty == 0 {
 			continue // forgotten since, or already saved in this flush
 		}
@@ -661,7 +661,7 @@ func (w *Window) Flush(save func(key string, st State)) {
 				}
 			}
 		} else {
-			m := w.more.at(s.more - 1)
+			m := w.more.At(s.more - 1)
 			st.Times, st.Offset = m.times[m.head:], m.offset
 			if m.amounts != nil {
 				st.Amounts = m.amounts[m.head:]
@@ -684,13 +684,13 @@ func (w *Window) Resave() {
 // sampled calls fn with up to n indexes of t's keys, spread over the
 // table.
 func sampled(t *keyTable, n int, fn func(idx int32)) {
-	total := t.loc.len()
+	total := t.loc.Len()
 	if total == 0 || n <= 0 {
 		return
 	}
 	step := max(1, total/int32(n))
 	for i := int32(0); i < total; i += step {
-		if *t.loc.at(i) != 0 {
+		if *t.loc.At(i) != 0 {
 			fn(i)
 		}
 	}

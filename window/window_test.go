@@ -163,7 +163,7 @@ func TestMemoryIsBounded(t *testing.T) {
 	if n := w.kept("k"); n > 11 {
 		t.Errorf("kept %d entries, want at most limit+1 = 11", n)
 	}
-	if c := cap(w.more.at(w.slots.at(w.keys.find(key("k"))).more - 1).times); c > 64 {
+	if c := cap(w.more.At(w.slots.At(w.keys.find(key("k"))).more - 1).times); c > 64 {
 		t.Errorf("capacity %d for 11 events", c)
 	}
 	// Small amounts against a large limit: one entry per interval of the

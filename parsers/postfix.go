@@ -88,10 +88,22 @@ type postfix struct {
 	head  int
 }
 
-// queued is an entry of the queue's order.
+// queued is an entry of the queue's order: its message is at idx in msgs
+// while that holds the same qid and seen — read there, not looked up in
+// the queue map (Counted reads thousands with every batch of lines).
 type queued struct {
 	qid  QID
 	seen time.Time
+	idx  int32
+}
+
+// live returns o's message, or nil when it was removed since.
+func (p *postfix) live(o queued) *postfixMessage {
+	m := p.msgs.At(o.idx)
+	if m.qid != o.qid || !m.seen.Equal(o.seen) {
+		return nil
+	}
+	return m
 }
 
 func newPostfix(o Options) Parser {
@@ -252,12 +264,10 @@ func cutAnyPrefix(b []byte, prefixes ...string) ([]byte, bool) {
 func (p *postfix) Counted() []string {
 	var ids []string
 	for j := len(p.order) - 1; j >= p.head && len(ids) < MaxCounted; j-- {
-		o := p.order[j]
-		i, ok := p.queue[o.qid]
-		if !ok || !p.msgs.At(i).seen.Equal(o.seen) || !p.msgs.At(i).emitted {
+		m := p.live(p.order[j])
+		if m == nil || !m.emitted {
 			continue
 		}
-		m := p.msgs.At(i)
 		if m.id == "" {
 			m.id = m.qid.String()
 		}
@@ -299,7 +309,7 @@ func (p *postfix) message(qid []byte) *postfixMessage {
 	if len(p.order)-p.head > 2*len(p.queue)+4096 {
 		p.compactOrder() // most were removed by their "removed" lines
 	}
-	p.order = append(p.order, queued{key, p.h.Time})
+	p.order = append(p.order, queued{key, p.h.Time, i})
 	return p.msgs.At(i)
 }
 
@@ -318,8 +328,7 @@ func (p *postfix) pruneQueue() {
 	keep := len(p.queue) * postfixTableTrimTo / 4
 	for p.head < len(p.order) {
 		o := p.order[p.head]
-		i, ok := p.queue[o.qid]
-		if ok && p.msgs.At(i).seen.Equal(o.seen) {
+		if p.live(o) != nil {
 			if len(p.queue) < keep && !o.seen.Before(cutoff) {
 				break
 			}
@@ -339,7 +348,7 @@ func (p *postfix) pruneQueue() {
 func (p *postfix) compactOrder() {
 	live := p.order[:0]
 	for _, o := range p.order[p.head:] {
-		if i, ok := p.queue[o.qid]; ok && p.msgs.At(i).seen.Equal(o.seen) {
+		if p.live(o) != nil {
 			live = append(live, o)
 		}
 	}

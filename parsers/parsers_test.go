@@ -190,7 +190,7 @@ func TestQueueIsBounded(t *testing.T) {
 		line := []byte("Nov 20 10:00:00 mx postfix/smtpd[1]: Q" + itoa(int64(i)) + "ABCD: client=a[192.0.2.1]")
 		p.Parse(line, int64(i+1), func(*Event) {})
 	}
-	if n := len(p.queue); n > postfixQueueMax {
+	if n := p.queue.len(); n > postfixQueueMax {
 		t.Errorf("queue holds %d entries, bound is %d", n, postfixQueueMax)
 	}
 }

@@ -77,7 +77,7 @@ type postfix struct {
 	strs  strtab
 	// The queue table: IDs to places in msgs, whose free places are
 	// reused, so that a message in steady state costs no allocation.
-	queue    map[QID]int32
+	queue    queueIndex
 	msgs     paged.Slice[postfixMessage]
 	free     []int32
 	sessions map[sessionKey]postfixSession
@@ -111,7 +111,7 @@ func (p *postfix) live(o queued) *postfixMessage {
 }
 
 func newPostfix(o Options) Parser {
-	return &postfix{clock: newClock(o), file: o.File, queue: make(map[QID]int32),
+	return &postfix{clock: newClock(o), file: o.File, queue: newQueueIndex(),
 		sessions: make(map[sessionKey]postfixSession)}
 }
 
@@ -276,7 +276,7 @@ func (p *postfix) Counted() []string {
 			m.id = m.qid.String()
 		}
 		if ids == nil {
-			ids = make([]string, 0, min(len(p.queue), MaxCounted))
+			ids = make([]string, 0, min(p.queue.len(), MaxCounted))
 		}
 		ids = append(ids, m.id)
 	}
@@ -296,10 +296,10 @@ func (p *postfix) SetCounted(ids []string) {
 // is valid until the next call.
 func (p *postfix) message(qid []byte) *postfixMessage {
 	key := MakeQID(qid)
-	if i, ok := p.queue[key]; ok {
+	if i, ok := p.queue.find(key, p.qidAt); ok {
 		return p.msgs.At(i)
 	}
-	if len(p.queue) >= postfixQueueMax {
+	if p.queue.len() >= postfixQueueMax {
 		p.pruneQueue()
 	}
 	var i int32
@@ -310,8 +310,8 @@ func (p *postfix) message(qid []byte) *postfixMessage {
 	}
 	seen := p.h.Time.UnixNano()
 	*p.msgs.At(i) = postfixMessage{qid: key, seen: seen, uid: -1}
-	p.queue[key] = i
-	if len(p.order)-p.head > 2*len(p.queue)+4096 {
+	p.queue.add(key, i)
+	if len(p.order)-p.head > 2*p.queue.len()+4096 {
 		p.compactOrder() // most were removed by their "removed" lines
 	}
 	p.order = append(p.order, queued{key, seen, i})
@@ -319,14 +319,17 @@ func (p *postfix) message(qid []byte) *postfixMessage {
 }
 
 func (p *postfix) remove(key QID) {
-	if i, ok := p.queue[key]; ok {
+	if i, ok := p.queue.find(key, p.qidAt); ok {
 		p.removeAt(key, i)
 	}
 }
 
+// qidAt is the queue ID of the message at i.
+func (p *postfix) qidAt(i int32) *QID { return &p.msgs.At(i).qid }
+
 // removeAt removes the message of key, at i in msgs.
 func (p *postfix) removeAt(key QID, i int32) {
-	delete(p.queue, key)
+	p.queue.remove(key, i)
 	*p.msgs.At(i) = postfixMessage{}
 	p.free = append(p.free, i)
 }
@@ -335,11 +338,11 @@ func (p *postfix) removeAt(key QID, i int32) {
 // and more down to three quarters of the table.
 func (p *postfix) pruneQueue() {
 	cutoff := p.h.Time.Add(-postfixQueueAge).UnixNano()
-	keep := len(p.queue) * postfixTableTrimTo / 4
+	keep := p.queue.len() * postfixTableTrimTo / 4
 	for p.head < len(p.order) {
 		o := p.order[p.head]
 		if p.live(o) != nil {
-			if len(p.queue) < keep && o.seen >= cutoff {
+			if p.queue.len() < keep && o.seen >= cutoff {
 				break
 			}
 			p.removeAt(o.qid, o.idx)
@@ -536,7 +539,7 @@ func (p *postfix) contentReject(qid []byte, prefix string, stage, rest []byte, l
 	sender, hasSender := rejectSender(rest)
 	var ip netip.Addr
 	var host, saslUser string
-	if i, ok := p.queue[MakeQID(qid)]; ok && qid != nil && p.msgs.At(i).clientIP.IsValid() {
+	if i, ok := p.queue.find(MakeQID(qid), p.qidAt); ok && qid != nil && p.msgs.At(i).clientIP.IsValid() {
 		m := p.msgs.At(i)
 		ip, host, saslUser = m.clientIP, m.clientHost, m.saslUser
 	} else if hasSender {

@@ -152,6 +152,16 @@ const maxMembers = 4096
 // addMember adds a client address to the block's enforcement, and reports
 // whether it is new.
 func (a *active) addMember(ip netip.Addr) bool {
+	if !a.holdMember(ip) {
+		return false
+	}
+	a.Members = append(a.Members, ip.String())
+	return true
+}
+
+// holdMember adds ip to the addresses the block enforces, and reports
+// whether it is new; Members is left as it is.
+func (a *active) holdMember(ip netip.Addr) bool {
 	if !ip.IsValid() || ip.IsLoopback() || ip.IsUnspecified() || a.members[ip] || len(a.members) >= maxMembers {
 		return false
 	}
@@ -159,10 +169,18 @@ func (a *active) addMember(ip netip.Addr) bool {
 		a.members = map[netip.Addr]bool{}
 	}
 	a.members[ip] = true
-	if s := ip.String(); !slices.Contains(a.Members, s) {
-		a.Members = append(a.Members, s)
-	}
 	return true
+}
+
+// holdMembers enforces the addresses of a saved block's Members: a
+// block of a network holds up to maxMembers, and looking each up in the
+// list as it was added again was 8 million comparisons for a full one.
+func (a *active) holdMembers() {
+	for _, m := range a.Members {
+		if ip, err := netip.ParseAddr(m); err == nil {
+			a.holdMember(ip)
+		}
+	}
 }
 
 type offenseKey struct{ rule, key string }

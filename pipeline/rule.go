@@ -599,11 +599,7 @@ func (p *Pipeline) RestoreWindows() error {
 // adopt takes a saved block in force as its own: it is lifted on time, and
 // what its actions hold is counted.
 func (p *Pipeline) adopt(a *active) {
-	for _, m := range a.Members {
-		if ip, err := netip.ParseAddr(m); err == nil {
-			a.addMember(ip)
-		}
-	}
+	a.holdMembers()
 	if r := p.byName[a.Rule]; r != nil {
 		a.rule = r
 		r.blocked[a.Key] = a
@@ -720,11 +716,7 @@ func (p *Pipeline) LiftedAway(blocks []state.Block) {
 			continue
 		}
 		a := &active{Block: b, rule: p.byName[b.Rule]}
-		for _, m := range a.Members {
-			if ip, err := netip.ParseAddr(m); err == nil {
-				a.addMember(ip)
-			}
-		}
+		a.holdMembers()
 		var run []actions.Action
 		for _, act := range p.actionsOf(a) {
 			if _, ok := act.(actions.Reconciler); ok {

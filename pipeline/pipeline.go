@@ -37,9 +37,10 @@ type Options struct {
 	// OnDetection, when set, receives every block and unblock.
 	OnDetection func(Detection)
 	Logger      *slog.Logger
-	// CommitEvery is how many events a batch holds at most (default 4096:
-	// small batches keep the background transaction short enough to overlap
-	// with the counting of the next; larger ones were slower).
+	// CommitEvery is how many events a batch holds at most (default
+	// 16384: a hot key's window is saved once a batch, so fewer batches
+	// save less; replays of 1M lines were 9-13% faster than with 4096,
+	// 4-9% slower with 32768 and 30% with 65536).
 	CommitEvery int
 	// Retention is how long the stats reports read are kept (0: forever).
 	Retention time.Duration

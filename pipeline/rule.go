@@ -381,7 +381,7 @@ func (l *ignoreList) event(e *parsers.Event) bool {
 // New makes a pipeline for s, restoring the state in opts.Store.
 func New(s Setup, opts Options) (*Pipeline, error) {
 	if opts.CommitEvery <= 0 {
-		opts.CommitEvery = 4096
+		opts.CommitEvery = 16384
 	}
 	if opts.MaxKeys <= 0 {
 		opts.MaxKeys = s.MaxKeys

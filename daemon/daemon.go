@@ -308,7 +308,7 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 	}
 	commit := func(wait bool) error {
 		var err error
-		if dirty || wait {
+		if dirty || wait || p.Blocking() {
 			start := time.Now()
 			err = p.CommitNow(ins.Merger, wait)
 			metrics.commitSeconds.Observe(time.Since(start).Seconds())
@@ -415,7 +415,7 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 		if failing == nil || shared != nil && p.Unsaved() < aloneMax {
 			var wait time.Duration
 			more, wait = runReady()
-			if failing == nil && dirty && (time.Since(lastCommit) >= commitEvery || p.Blocking()) {
+			if failing == nil && (dirty && time.Since(lastCommit) >= commitEvery || p.Blocking()) {
 				commit(false)
 			}
 			wake = ins.Wake()

@@ -123,12 +123,12 @@ type Pipeline struct {
 	// unsaved holds the blocks started since the last commit: action
 	// outcomes reported meanwhile are written on them, not to the store.
 	// inFlight holds those of the commit under way: an outcome reported
-	// before it lands is written on the block, and kept in late for the
-	// store once the block is there (the batch has a copy, without it).
+	// before it lands is written on the block, which goes back to unsaved
+	// (the batch has a copy, without it) to be saved again — never to the
+	// store on its own, which would have no block to write it on yet.
 	mu       sync.Mutex
 	unsaved  map[int64]*state.Block
 	inFlight map[int64]*state.Block
-	late     []outcome
 	// outcomes are those reported on saved blocks, for Active: the
 	// store has them, the blocks in memory not.
 	outcomes map[int64]map[string]string
@@ -818,7 +818,7 @@ func (p *Pipeline) record(id int64, action, status string) {
 	}
 	if b, ok := p.inFlight[id]; ok {
 		b.Actions[action] = status
-		p.late = append(p.late, outcome{id, action, status})
+		p.unsaved[id] = b // saved again by the next commit, with it
 		p.mu.Unlock()
 		return
 	}
@@ -861,9 +861,11 @@ func (p *Pipeline) Unsaved() int {
 	return n
 }
 
-// Blocking reports whether blocks started since the last commit: the
-// daemon saves them at once, so that other hosts sharing the state, and
-// `bans list`, see them without waiting for the next periodic save.
+// Blocking reports whether there are blocks no commit under way saves:
+// started since the last commit, or with an action outcome reported while
+// theirs was under way. The daemon saves them at once, so that other
+// hosts sharing the state, and `bans list`, see them without waiting for
+// the next periodic save.
 func (p *Pipeline) Blocking() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -983,29 +985,16 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 	return nil
 }
 
-// outcome is an action's outcome on a block.
-type outcome struct {
-	id             int64
-	action, status string
-}
-
 // landed ends the hold of the commit under way on its blocks: saved, they
-// are the store's, and the outcomes reported meanwhile are written there;
-// failed, the next batch saves them again, outcomes and all.
+// are the store's (those with an outcome reported meanwhile are unsaved
+// again: Blocking says so); failed, the next batch saves them all again.
 func (p *Pipeline) landed(ok bool) {
 	p.mu.Lock()
-	defer p.mu.Unlock() // held: a later outcome of the same action waits, not overwritten by one of these
 	if !ok {
 		maps.Copy(p.unsaved, p.inFlight)
-	} else if p.opts.Store != nil {
-		for _, o := range p.late {
-			if err := p.opts.Store.SetActionStatus(o.id, o.action, o.status); err != nil {
-				p.log.Error("record action status", "block", o.id, "action", o.action, "err", err)
-			}
-		}
 	}
 	clear(p.inFlight)
-	p.late = p.late[:0]
+	p.mu.Unlock()
 }
 
 // evict keeps the keys the rules hold under MaxKeys, whatever an attacker

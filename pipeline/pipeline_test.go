@@ -606,9 +606,9 @@ func (s *heldStore) Commit(b *state.Batch) error {
 
 // TestAnOutcomeReportedWhileItsBlockIsBeingSavedIsSaved: a batch that
 // starts a block is saved in the background like any other; an action's
-// outcome reported before that save lands is not lost: it is written once
-// the block is in the store, with no other commit needed (an idle daemon
-// makes none).
+// outcome reported before that save lands is not lost: Blocking says a
+// block waits to be saved again (an idle daemon commits on it), and the
+// next commit saves it with the outcome.
 func TestAnOutcomeReportedWhileItsBlockIsBeingSavedIsSaved(t *testing.T) {
 	for _, fails := range []bool{false, true} {
 		t.Run(fmt.Sprintf("save fails %v", fails), func(t *testing.T) { outcomeDuringSave(t, fails) })
@@ -662,6 +662,16 @@ func outcomeDuringSave(t *testing.T, fails bool) {
 		if err := p.Settle(); err != nil {
 			t.Fatal(err)
 		}
+		if !p.Blocking() {
+			t.Fatal("the outcome reported during the save waits for no commit")
+		}
+		go func() { <-store.entered; store.land <- nil }()
+		if err := p.Commit(nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p.Blocking() {
+		t.Error("saved, the block still waits to be saved")
 	}
 	saved, _ := store.Blocks(true, time.Time{})
 	if len(saved) != 1 || saved[0].Actions["log"] != state.Applied {

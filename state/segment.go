@@ -33,7 +33,14 @@ func (s *Segment) Add(w *Window) {
 			s.chunks = s.chunks[:n+1] // the room Reset kept
 			s.chunks[n] = s.chunks[n][:0]
 		} else {
-			s.chunks = append(s.chunks, make([]byte, 0, 64<<10))
+			// The first small, for a batch of a few windows; the next
+			// are filled, whole, by a batch of millions (a full one):
+			// made at their size, not grown to it.
+			size := 64 << 10
+			if n > 0 {
+				size = segmentChunk + 64<<10
+			}
+			s.chunks = append(s.chunks, make([]byte, 0, size))
 		}
 		if s.names == nil {
 			s.names = map[string]uint64{}

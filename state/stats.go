@@ -18,7 +18,11 @@ func EncodeStats(stats []Stat) []byte {
 	if !slices.IsSortedFunc(stats, byMinute) {
 		slices.SortFunc(stats, byMinute)
 	}
-	buf := make([]byte, 0, 24*len(stats))
+	size := 0
+	for i := range stats {
+		size += 24 + len(stats[i].Key) // room for the usual: a minute of 4 bytes, a type, a length, counts of a few
+	}
+	buf := make([]byte, 0, size)
 	for _, st := range stats {
 		buf = binary.AppendVarint(buf, st.Minute)
 		code := slices.Index(statTypes, st.KeyType)

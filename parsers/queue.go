@@ -1,11 +1,15 @@
 package parsers
 
-import "hash/maphash"
+import (
+	"hash/maphash"
+
+	"github.com/bombwatch/bombwatch/internal/hashslot"
+)
 
 // queueIndex finds a queue ID's message in a table of them: open
-// addressing with linear probing over slots of 8 bytes (the ID's hash and
-// its index in the table, hash<<32 | index+1; 0: empty), the ID itself
-// read from the message only when the hash is the one looked for.
+// addressing over slots of 8 bytes (hashslot: the ID's hash and its
+// message's index), the ID itself read from the message only when the
+// hash is the one looked for.
 //
 // Under a flood every line is a new message: a miss, an insert and, as
 // the table is pruned, a delete each. A Go map of 131,072 IDs of 24
@@ -56,49 +60,20 @@ func (x *queueIndex) add(q QID, i int32) {
 	for x.slots[j] != 0 {
 		j = (j + 1) & mask
 	}
-	x.slots[j] = uint64(h)<<32 | uint64(i+1)
+	x.slots[j] = hashslot.Entry(h, i)
 	x.n++
 }
 
 // remove forgets q's message at i.
 func (x *queueIndex) remove(q QID, i int32) {
-	mask := uint32(len(x.slots) - 1)
-	j := x.hash(&q) & mask
-	for uint32(x.slots[j]) != uint32(i+1) {
-		if x.slots[j] == 0 {
-			return // not there
-		}
-		j = (j + 1) & mask
+	if hashslot.Remove(x.slots, x.hash(&q), i) {
+		x.n--
 	}
-	// Backward shift: the entries after it in its run move up, so that a
-	// probe never stops at the hole before reaching them.
-	for k := (j + 1) & mask; x.slots[k] != 0; k = (k + 1) & mask {
-		home := uint32(x.slots[k]>>32) & mask
-		if (k-home)&mask >= (k-j)&mask {
-			x.slots[j] = x.slots[k]
-			j = k
-		}
-	}
-	x.slots[j] = 0
-	x.n--
 }
 
-// grow doubles the slots (at least 1,024), placing each entry by the hash
-// it holds.
+// grow doubles the slots (at least 1,024).
 func (x *queueIndex) grow() {
-	old := x.slots
-	x.slots = make([]uint64, max(1024, 2*len(old)))
-	mask := uint32(len(x.slots) - 1)
-	for _, s := range old {
-		if s == 0 {
-			continue
-		}
-		j := uint32(s>>32) & mask
-		for x.slots[j] != 0 {
-			j = (j + 1) & mask
-		}
-		x.slots[j] = s
-	}
+	x.slots = hashslot.Rehash(x.slots, max(1024, 2*len(x.slots)))
 }
 
 // len is how many IDs the index holds.

@@ -3,11 +3,13 @@ package window
 import (
 	"hash/maphash"
 	"unsafe"
+
+	"github.com/bombwatch/bombwatch/internal/hashslot"
 )
 
 // keyTable gives keys dense indexes, 0 to n-1, without a Go string or a
 // pointer per key: the keys' bytes are appended to an arena of 1 MiB
-// pages, and the table is open addressing (linear probing) over int32s.
+// pages, and the table is open addressing over 8-byte slots (hashslot).
 // A million keys are a few large pointer-free slices, which the collector
 // never scans, and a new key costs no allocation but a page now and then.
 //
@@ -91,7 +93,7 @@ func (k *keyTable) add(key []byte) (idx int32, added bool) {
 		idx = k.loc.Add()
 	}
 	*k.loc.At(idx) = live | uint64(k.store(key))<<16 | uint64(len(key))
-	k.slots[i] = uint64(h)<<32 | uint64(idx+1)
+	k.slots[i] = hashslot.Entry(h, idx)
 	k.n++
 	return idx, true
 }
@@ -137,21 +139,7 @@ func (k *keyTable) key(idx int32) string {
 
 // remove deletes the key at idx; idx is free for another key.
 func (k *keyTable) remove(idx int32) {
-	mask := uint32(len(k.slots) - 1)
-	i := k.sum(k.bytes(idx)) & mask
-	for int32(k.slots[i]) != idx+1 {
-		i = (i + 1) & mask
-	}
-	// Backward shift: the keys after it in its run move up, so that a
-	// probe never stops at the hole before reaching them.
-	for j := (i + 1) & mask; k.slots[j] != 0; j = (j + 1) & mask {
-		home := uint32(k.slots[j]>>32) & mask
-		if (j-home)&mask >= (j-i)&mask {
-			k.slots[i] = k.slots[j]
-			i = j
-		}
-	}
-	k.slots[i] = 0
+	hashslot.Remove(k.slots, k.sum(k.bytes(idx)), idx)
 	k.used -= len(k.bytes(idx))
 	*k.loc.At(idx) = 0
 	k.free = append(k.free, idx)
@@ -175,19 +163,7 @@ func (k *keyTable) resize(n int) {
 	for 3*size < 4*n {
 		size *= 2
 	}
-	old := k.slots
-	k.slots = make([]uint64, size)
-	mask := uint32(size - 1)
-	for _, s := range old {
-		if s == 0 {
-			continue
-		}
-		i := uint32(s>>32) & mask
-		for k.slots[i] != 0 {
-			i = (i + 1) & mask
-		}
-		k.slots[i] = s
-	}
+	k.slots = hashslot.Rehash(k.slots, size)
 }
 
 // compact copies the live keys to new pages: the old ones, and the

@@ -90,7 +90,7 @@ type postfix struct {
 
 // queued is an entry of the queue's order: its message is at idx in msgs
 // while that holds the same qid and seen — read there, not looked up in
-// the queue map (Counted reads thousands with every batch of lines).
+// the queue index (Counted reads thousands with every batch of lines).
 //
 // It holds no pointer (seen is Unix ns): the order, some 200,000 entries
 // under a flood, is neither scanned by the collector nor written under

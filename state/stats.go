@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"errors"
+	"math"
 	"slices"
 )
 
@@ -15,15 +16,13 @@ var statTypes = []string{"kind", "sender", "client_ip", "sasl_user", "lost", "pi
 // are written in minute order, so that a reader sees each key's minutes in
 // order (a report adds up a key's busiest minute as they come).
 func EncodeStats(stats []Stat) []byte {
-	if !slices.IsSortedFunc(stats, byMinute) {
-		slices.SortFunc(stats, byMinute)
-	}
 	size := 0
 	for i := range stats {
 		size += 24 + len(stats[i].Key) // room for the usual: a minute of 4 bytes, a type, a length, counts of a few
 	}
 	buf := make([]byte, 0, size)
-	for _, st := range stats {
+	for _, i := range minuteOrder(stats) {
+		st := &stats[i]
 		buf = binary.AppendVarint(buf, st.Minute)
 		code := slices.Index(statTypes, st.KeyType)
 		if code < 0 {
@@ -41,6 +40,47 @@ func EncodeStats(stats []Stat) []byte {
 	}
 	return buf
 }
+
+// minuteOrder returns the indexes of stats in minute order. A batch's stats
+// span a few minutes, in the order of the counters' maps: counted into
+// their minutes, not sorted by comparison, which moved their 64-byte
+// records about for 7% of a sendmail replay's CPU.
+func minuteOrder(stats []Stat) []int32 {
+	order := make([]int32, len(stats))
+	if len(stats) == 0 {
+		return order
+	}
+	lo, hi := stats[0].Minute, stats[0].Minute
+	for i := range stats {
+		lo, hi = min(lo, stats[i].Minute), max(hi, stats[i].Minute)
+	}
+	if hi-lo >= maxCountedMinutes || len(stats) > math.MaxInt32 {
+		for i := range order {
+			order[i] = int32(i)
+		}
+		slices.SortFunc(order, func(a, b int32) int { return cmp.Compare(stats[a].Minute, stats[b].Minute) })
+		return order
+	}
+	next := make([]int32, hi-lo+1) // by minute: where its next index goes
+	for i := range stats {
+		next[stats[i].Minute-lo]++
+	}
+	at := int32(0)
+	for m, n := range next {
+		next[m], at = at, at+n
+	}
+	for i := range stats {
+		m := stats[i].Minute - lo
+		order[next[m]] = int32(i)
+		next[m]++
+	}
+	return order
+}
+
+// maxCountedMinutes bounds the minutes minuteOrder counts into (a table of
+// 4 bytes each); stats spread wider, from logs read after a long pause, are
+// sorted.
+const maxCountedMinutes = 1 << 16
 
 var errCorruptStats = errors.New("corrupt stats data")
 

@@ -217,7 +217,10 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 	if err := p.RestoreWindows(); err != nil {
 		return nil, err
 	}
-	log.Debug("windows loaded", "keys", p.Keys(), "took", time.Since(loading).Round(time.Millisecond))
+	log.Debug("windows read", "windows", p.Unrestored(), "took", time.Since(loading).Round(time.Millisecond))
+	// The windows are restored as events need them, and the rest when
+	// none waits (see pipeline.RestoreWindows): reading goes on meanwhile.
+	restoring := p.Unrestored() > 0
 
 	// A state older than the generation noted beside it lost its last
 	// saves: its -wal removed, or the file restored from a backup. Say so;
@@ -429,6 +432,12 @@ func runConfig(ctx context.Context, cfg *config.Config, o Options, lock *safefil
 			if wait > 0 {
 				idle.Reset(wait)
 				idleC = idle.C
+			}
+		}
+		if !more && restoring {
+			if more = p.RestoreNext(); !more {
+				restoring = false
+				log.Debug("windows restored", "keys", p.Keys(), "took", time.Since(loading).Round(time.Millisecond))
 			}
 		}
 		if more {

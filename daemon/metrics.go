@@ -61,7 +61,7 @@ func NewMetrics() *Metrics {
 		alone: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bombwatch_state_alone",
 			Help: "1 while the shared state cannot be reached and this host goes on alone, on its own events."}),
 		keys: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bombwatch_keys",
-			Help: "Keys the rules' windows hold, together (see max_keys)."}),
+			Help: "Keys the rules' windows hold, together (see max_keys); after a start, those restored so far."}),
 		evicted: prometheus.NewCounter(prometheus.CounterOpts{Name: "bombwatch_keys_evicted_total",
 			Help: "Keys forgotten, least recently seen first, because the rules held more than max_keys."}),
 		registry: prometheus.NewRegistry(),

@@ -111,7 +111,10 @@ type Pipeline struct {
 	records int
 	// windowsDue: the saved windows are yet to be loaded (DeferWindows).
 	windowsDue bool
-	pruned     time.Time // when stats were last pruned
+	// parts are the saved windows loaded but yet to be restored.
+	parts         savedParts
+	windowsByName map[string]window.Saved
+	pruned        time.Time // when stats were last pruned
 
 	// files name the log files windows' tags refer to (see tag): IDs
 	// from 1, in the order first seen over the store's life.
@@ -260,6 +263,9 @@ func (p *Pipeline) key(r *rule, e *parsers.Event) ([]byte, bool) {
 		k.epoch = p.epoch
 		k.key, k.ok = r.appendKey(k.key[:0], e)
 		k.ok = k.ok && !p.ignore.key(r.keyType, k.key)
+		if k.ok && p.parts.due != 0 {
+			p.need(k.key)
+		}
 	}
 	return k.key, k.ok
 }
@@ -909,7 +915,7 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 	// about twice what is kept in memory, and a write costs about two. A
 	// new key's first window is no waste: a flood of new keys makes no
 	// full batch until they are forgotten.
-	if keys := p.savedKeys(); p.records-keys >= max(keys, minFull) {
+	if keys := p.savedKeys() + p.parts.windows; p.records-keys >= max(keys, minFull) && p.restoredAll() {
 		p.resave()
 		b.Full = true
 		p.records = 0
@@ -1005,8 +1011,14 @@ func (p *Pipeline) landed(ok bool) {
 // seen: a few thousand from each window.
 func (p *Pipeline) evict() {
 	total := p.Keys()
-	if total <= p.opts.MaxKeys {
+	if total+p.parts.windows <= p.opts.MaxKeys {
 		return
+	}
+	if p.parts.due != 0 {
+		p.RestoreAll() // the least recently seen may be among them
+		if total = p.Keys(); total <= p.opts.MaxKeys {
+			return
+		}
 	}
 	need := total - p.opts.MaxKeys*9/10
 	var sample []int64

@@ -548,54 +548,6 @@ func (p *Pipeline) restore() error {
 	return p.RestoreWindows()
 }
 
-// RestoreWindows loads the saved windows, for a pipeline made with
-// DeferWindows: the daemon enforces the blocks in force first, whatever
-// the number of windows to read. Events must not run before it.
-func (p *Pipeline) RestoreWindows() error {
-	if !p.windowsDue {
-		return nil
-	}
-	p.windowsDue = false
-	stores := map[string]window.Saved{}
-	for _, r := range p.rules {
-		for _, nw := range r.stores {
-			stores[nw.name] = nw.w
-		}
-	}
-	// The store hands back what was saved in order: a window replaces the
-	// key's earlier one, and a Delete (no times) forgets it.
-	records := 0
-	err := p.opts.Store.Windows(func(w *state.Window) {
-		records++
-		if win := stores[w.Rule]; win != nil {
-			win.Restore(w.Key, window.State{Times: w.Times, Amounts: w.Amounts, Tags: w.Tags, Offset: w.Offset, Touched: w.Touched})
-			return
-		}
-		if name, ok := strings.CutSuffix(w.Rule, "/members"); ok {
-			if r := p.byName[name]; r != nil && r.seenFrom != nil {
-				r.seenFrom.restore(w.Key, w.Times, w.Addrs)
-			}
-			return
-		}
-		if name, ok := strings.CutSuffix(w.Rule, "/burst"); ok {
-			if r := p.byName[name]; r != nil && r.burst != nil {
-				r.burst.Restore(w.Key, w.Times, w.Dates, w.Tags)
-			}
-		}
-		// Anything else is a window of a rule no longer in the config.
-	})
-	if err != nil {
-		return err
-	}
-	p.records = records
-	for _, a := range p.inForce {
-		if a.rule != nil && a.rule.release {
-			p.scheduleRelease(a)
-		}
-	}
-	return nil
-}
-
 // adopt takes a saved block in force as its own: it is lifted on time, and
 // what its actions hold is counted.
 func (p *Pipeline) adopt(a *active) {
@@ -606,6 +558,9 @@ func (p *Pipeline) adopt(a *active) {
 		if r.release && !p.windowsDue {
 			p.scheduleRelease(a)
 		}
+	}
+	if p.parts.due != 0 {
+		p.needKey(a.Key) // a ban made by hand, or on another host
 	}
 	for _, act := range p.actionsOf(a) {
 		if act.External() {

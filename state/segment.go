@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"net/netip"
@@ -18,17 +19,22 @@ import (
 // seen earlier in the chunk, or 0 and the name), its key, then 0 for a
 // Delete or the window (AppendWindow).
 type Segment struct {
-	chunks [][]byte
-	names  map[string]uint64 // of the last chunk
-	n      int
+	// ChunkSize is the size past which a chunk is full (0: 4 MiB). A
+	// chunk is made with room for it and 64 KiB more: filled, not grown.
+	ChunkSize int
+	chunks    [][]byte
+	names     map[string]uint64 // of the last chunk
+	n         int
 }
 
-// segmentChunk is the size past which a segment starts a new chunk.
+// segmentChunk is the size past which a segment starts a new chunk, but
+// for one that says otherwise (ChunkSize).
 const segmentChunk = 4 << 20
 
 // Add encodes a window. Its slices are read during the call only.
 func (s *Segment) Add(w *Window) {
-	if len(s.chunks) == 0 || len(s.chunks[len(s.chunks)-1]) >= segmentChunk {
+	chunk := cmp.Or(s.ChunkSize, segmentChunk)
+	if len(s.chunks) == 0 || len(s.chunks[len(s.chunks)-1]) >= chunk {
 		if n := len(s.chunks); n < cap(s.chunks) && cap(s.chunks[:n+1][n]) > 0 {
 			s.chunks = s.chunks[:n+1] // the room Reset kept
 			s.chunks[n] = s.chunks[n][:0]
@@ -36,9 +42,9 @@ func (s *Segment) Add(w *Window) {
 			// The first small, for a batch of a few windows; the next
 			// are filled, whole, by a batch of millions (a full one):
 			// made at their size, not grown to it.
-			size := 64 << 10
-			if n > 0 {
-				size = segmentChunk + 64<<10
+			size := chunk + 64<<10
+			if n == 0 && s.ChunkSize == 0 {
+				size = 64 << 10
 			}
 			s.chunks = append(s.chunks, make([]byte, 0, size))
 		}

@@ -237,8 +237,11 @@ func benchStage(stage, path, format, dir string) (benchResult, error) {
 	return r, nil
 }
 
-// benchReopen times what a restart costs: opening the state database and
-// restoring every window into a pipeline.
+// benchReopen times what a restart costs before detection goes on:
+// opening the state database, reading its windows and running one event
+// (a message from a new sender, whose windows' part is restored first).
+// The note says how long restoring the other parts took after that, as a
+// daemon does when no event waits.
 func benchReopen(path string) (benchResult, error) {
 	start := time.Now()
 	db, err := sqlite.Open(path)
@@ -250,13 +253,19 @@ func benchReopen(path string) (benchResult, error) {
 	if err != nil {
 		return benchResult{}, err
 	}
+	p.Event(&parsers.Event{Time: p.Clock(), Kind: parsers.Accepted, Sender: "first-after-restart@example.org", HasSender: true, NRcpt: 1})
 	elapsed := time.Since(start)
+	if p.Stats.Events[parsers.Accepted] != 1 {
+		return benchResult{}, fmt.Errorf("reopen: the event after the restart did not run")
+	}
+	rest := time.Now()
+	p.RestoreAll()
 	st, _ := os.Stat(path)
 	r := benchResult{Stage: "reopen state", Format: "sqlite", Seconds: elapsed.Seconds()}
 	if st != nil {
 		r.MB = float64(st.Size()) / 1e6
 	}
-	r.Note = fmt.Sprintf("%d keys restored", p.Keys())
+	r.Note = fmt.Sprintf("first event; %d keys restored in %.3f s more", p.Keys(), time.Since(rest).Seconds())
 	return r, nil
 }
 

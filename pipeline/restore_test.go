@@ -1,0 +1,190 @@
+package pipeline_test
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/bombwatch/bombwatch/config"
+	"github.com/bombwatch/bombwatch/parsers"
+	. "github.com/bombwatch/bombwatch/pipeline"
+	"github.com/bombwatch/bombwatch/state"
+)
+
+// restartRig runs events through a pipeline on a store, restarts it on
+// that store, and keeps the detections of both.
+type restartRig struct {
+	t     *testing.T
+	cfg   *config.Config
+	opts  Options
+	store state.Store
+	got   []Detection
+}
+
+func newRestartRig(t *testing.T, cfgYAML string, maxKeys int) *restartRig {
+	cfg, err := config.Parse("test.yaml", []byte(cfgYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &restartRig{t: t, cfg: cfg, store: state.NewMemory()}
+	r.opts = Options{Logger: slog.New(slog.DiscardHandler), MaxKeys: maxKeys, OnDetection: func(d Detection) { r.got = append(r.got, d) }}
+	return r
+}
+
+// open starts a pipeline on the rig's store, or on none.
+func (r *restartRig) open(withStore bool) *Pipeline {
+	r.t.Helper()
+	o := r.opts
+	if withStore {
+		o.Store = r.store
+	}
+	p, err := config.NewPipeline(r.cfg, o)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return p
+}
+
+func (r *restartRig) commit(p *Pipeline) {
+	r.t.Helper()
+	if err := p.CommitNow(nil, true); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+var restartT0 = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+
+func accepted(at time.Duration, sender string) *parsers.Event {
+	return &parsers.Event{Time: restartT0.Add(at), Kind: parsers.Accepted, Sender: sender, HasSender: true,
+		ClientIP: netip.MustParseAddr("198.51.100.7"), NRcpt: 1}
+}
+
+// TestAKeyIsRestoredBeforeItsFirstEventAfterARestart: a restart reads the
+// saved windows but restores only the part an event needs; the key that
+// event counts has its saved count, so it is blocked where a pipeline
+// that never stopped blocks it, and the other keys come back whole.
+func TestAKeyIsRestoredBeforeItsFirstEventAfterARestart(t *testing.T) {
+	const senders = 2000
+	rig := newRestartRig(t, "rules:\n  - {name: s, on: [accepted], key: sender, limit: 3, per: 1h}\n", 0)
+	before := func(p *Pipeline) {
+		for i := range senders {
+			p.Event(accepted(time.Duration(i)*time.Millisecond, fmt.Sprintf("s%d@example.net", i)))
+		}
+		for i := range 3 { // at the limit, not over it
+			p.Event(accepted(10*time.Second+time.Duration(i)*time.Second, "near@example.org"))
+		}
+	}
+	crossing := accepted(time.Minute, "near@example.org")
+
+	never := rig.open(false)
+	before(never)
+	never.Event(crossing)
+	want := rig.got
+	if len(want) != 1 || want[0].Key != "near@example.org" || want[0].Value != 4 {
+		t.Fatalf("a pipeline that never stopped detected %+v", want)
+	}
+
+	rig.got = nil
+	p := rig.open(true)
+	before(p)
+	rig.commit(p)
+	p.Close()
+	if len(rig.got) != 0 {
+		t.Fatalf("detections before the restart: %+v", rig.got)
+	}
+
+	p = rig.open(true)
+	if p.Unrestored() < senders || p.Keys() != 0 {
+		t.Fatalf("after the restart: %d windows to restore, %d keys held; want every window still to restore", p.Unrestored(), p.Keys())
+	}
+	p.Event(crossing)
+	if len(rig.got) != 1 || rig.got[0].Key != want[0].Key || rig.got[0].Value != want[0].Value || !rig.got[0].Time.Equal(want[0].Time) {
+		t.Fatalf("after the restart detected %+v, want %+v", rig.got, want)
+	}
+	if held, left := p.Keys(), p.Unrestored(); held > senders/8 || left < senders/2 || held+left != senders+1 {
+		t.Errorf("one event restored %d keys and left %d windows: want one part of %d", held, left, senders+1)
+	}
+	p.RestoreAll()
+	if p.Keys() != senders+1 || p.Unrestored() != 0 {
+		t.Errorf("restored in all %d keys, %d windows left; want %d, 0", p.Keys(), p.Unrestored(), senders+1)
+	}
+}
+
+// TestEvictionAfterARestartSeesEveryKey: past max_keys the least recently
+// seen are forgotten, those not yet restored among them: a restarted
+// pipeline keeps the keys one that never stopped keeps.
+func TestEvictionAfterARestartSeesEveryKey(t *testing.T) {
+	const old, fresh, maxKeys = 999, 2, 1000
+	rig := newRestartRig(t, "rules:\n  - {name: s, on: [accepted], key: sender, limit: 5, per: 1h}\n", maxKeys)
+	before := func(p *Pipeline) {
+		for i := range old {
+			p.Event(accepted(time.Duration(i)*time.Second, fmt.Sprintf("old%d@example.net", i)))
+		}
+	}
+	after := func(p *Pipeline) {
+		for i := range fresh {
+			p.Event(accepted(time.Hour/2+time.Duration(i)*time.Millisecond, fmt.Sprintf("new%d@example.net", i)))
+		}
+	}
+	never := rig.open(true)
+	before(never)
+	after(never)
+	rig.commit(never)
+	wantKeys, wantEvicted := never.Keys(), never.Stats.Evicted
+	never.Close()
+	if wantEvicted == 0 || wantKeys > maxKeys {
+		t.Fatalf("a pipeline that never stopped holds %d keys, evicted %d: the test evicts nothing", wantKeys, wantEvicted)
+	}
+
+	rig.store = state.NewMemory()
+	p := rig.open(true)
+	before(p)
+	rig.commit(p)
+	p.Close()
+	p = rig.open(true)
+	after(p)
+	if p.Unrestored() == 0 {
+		t.Fatal("every key was restored before the commit: the test shows nothing")
+	}
+	rig.commit(p)
+	if p.Unrestored() != 0 || p.Keys() != wantKeys || p.Stats.Evicted != wantEvicted {
+		t.Errorf("after the restart: %d keys held, %d evicted, %d windows unrestored; want %d, %d, 0",
+			p.Keys(), p.Stats.Evicted, p.Unrestored(), wantKeys, wantEvicted)
+	}
+}
+
+// TestAFullBatchAfterARestartKeepsTheKeysNotYetRestored: a batch that
+// saves every key, and drops what the store held, comes with every key
+// restored first: those no event needed yet are kept.
+func TestAFullBatchAfterARestartKeepsTheKeysNotYetRestored(t *testing.T) {
+	defer SetMinFull(10)()
+	const senders = 1000
+	rig := newRestartRig(t, "rules:\n  - {name: s, on: [accepted], key: sender, limit: 5000, per: 24h}\n", 0)
+	p := rig.open(true)
+	for i := range senders {
+		p.Event(accepted(time.Duration(i)*time.Millisecond, fmt.Sprintf("s%d@example.net", i)))
+	}
+	rig.commit(p)
+	p.Close()
+
+	// One key, saved again and again: the store holds more rewritten
+	// windows than keys, and a batch saves every key.
+	p = rig.open(true)
+	for i := range 3 * senders / 2 {
+		p.Event(accepted(time.Minute+time.Duration(i)*time.Second, "s0@example.net"))
+		rig.commit(p)
+	}
+	full := p.Unrestored() == 0 // nothing else restores them all here
+	p.Close()
+
+	p = rig.open(true)
+	p.RestoreAll()
+	if !full {
+		t.Error("no batch saved every key: the test shows nothing")
+	}
+	if p.Keys() != senders {
+		t.Errorf("%d keys saved, want %d", p.Keys(), senders)
+	}
+}

@@ -114,7 +114,11 @@ type Pipeline struct {
 	// parts are the saved windows loaded but yet to be restored.
 	parts         savedParts
 	windowsByName map[string]window.Saved
-	pruned        time.Time // when stats were last pruned
+	// resets are the keys forgotten before the windows were read (a
+	// block lifted by the clock as the daemon starts): forgotten once
+	// they are.
+	resets []ruleKey
+	pruned time.Time // when stats were last pruned
 
 	// files name the log files windows' tags refer to (see tag): IDs
 	// from 1, in the order first seen over the store's life.
@@ -668,7 +672,7 @@ func (p *Pipeline) lift(a *active, at time.Time, reason string) {
 		}
 		if r.forgive > 0 && reason == "expired" {
 			// smtp-dos-detector forgets a host whose entry expired.
-			r.windows[0].Reset(a.Key)
+			p.reset(r, a.Key)
 		}
 	}
 	p.act("unblock", a, at, reason, p.actionsOf(a), nil)

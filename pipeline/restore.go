@@ -77,6 +77,10 @@ func (p *Pipeline) RestoreWindows() error {
 	for _, a := range p.inForce {
 		p.needKey(a.Key)
 	}
+	for _, rk := range p.resets {
+		p.reset(rk.r, rk.key)
+	}
+	p.resets = nil
 	for _, a := range p.inForce {
 		if a.rule != nil && a.rule.release {
 			p.scheduleRelease(a)
@@ -183,4 +187,21 @@ func (p *Pipeline) restoredAll() bool {
 	p.RestoreAll()
 	keys := p.savedKeys()
 	return p.records-keys >= max(keys, minFull)
+}
+
+type ruleKey struct {
+	r   *rule
+	key string
+}
+
+// reset forgets key's count in r's first window, once it is restored.
+func (p *Pipeline) reset(r *rule, key string) {
+	if p.windowsDue {
+		p.resets = append(p.resets, ruleKey{r, key})
+		return
+	}
+	if p.parts.due != 0 {
+		p.needKey(key)
+	}
+	r.windows[0].Reset(key)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -186,5 +187,53 @@ func TestAFullBatchAfterARestartKeepsTheKeysNotYetRestored(t *testing.T) {
 	}
 	if p.Keys() != senders {
 		t.Errorf("%d keys saved, want %d", p.Keys(), senders)
+	}
+}
+
+// TestAForgivenKeyWhoseBlockExpiredWhileStoppedIsForgotten: a block of a
+// forgiving rule that ends by time forgets its key's count (as
+// smtp-dos-detector's entry expires), also when it ends as the daemon
+// starts, by the wall clock, before the windows are read: the key comes
+// back from zero, as in a pipeline that never stopped.
+func TestAForgivenKeyWhoseBlockExpiredWhileStoppedIsForgotten(t *testing.T) {
+	rig := newRestartRig(t, "rules:\n  - {name: dos, on: [accepted], key: sender, limit: 5, per: 1h, block: 30s, forgive: 10}\n", 0)
+	first := func(p *Pipeline) {
+		for i := range 6 { // the 6th starts a block, and the count at -10
+			p.Event(accepted(time.Duration(i)*500*time.Millisecond, "dos@example.org"))
+		}
+	}
+	second := func(p *Pipeline) {
+		for i := range 6 {
+			p.Event(accepted(time.Minute+time.Duration(i)*100*time.Millisecond, "dos@example.org"))
+		}
+	}
+	never := rig.open(false)
+	first(never)
+	second(never)
+	want := summary(rig.got)
+	if len(want) != 3 {
+		t.Fatalf("a pipeline that never stopped: %v; want a block, its end and a block", want)
+	}
+
+	rig.got = nil
+	p := rig.open(true)
+	first(p)
+	rig.commit(p)
+	p.Close()
+	// As the daemon starts: the blocks first, lifted by the wall clock
+	// when over, then the windows.
+	o := rig.opts
+	o.Store, o.DeferWindows = rig.store, true
+	p, err := config.NewPipeline(rig.cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Advance(restartT0.Add(40 * time.Second))
+	if err := p.RestoreWindows(); err != nil {
+		t.Fatal(err)
+	}
+	second(p)
+	if got := summary(rig.got); !slices.Equal(got, want) {
+		t.Errorf("after a restart: %v, want %v", got, want)
 	}
 }

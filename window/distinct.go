@@ -361,13 +361,6 @@ func (d *Distinct) markDirty(idx int32) {
 	}
 }
 
-// Reserve makes room for n keys, before restoring that many.
-func (d *Distinct) Reserve(n int) {
-	if d.keys.len() == 0 && n > 0 {
-		d.keys.reserve(n)
-	}
-}
-
 // forget drops the key at idx; quiet: as saved, nothing to save.
 func (d *Distinct) forget(idx int32, quiet bool) {
 	s := d.slots.At(idx)

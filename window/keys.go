@@ -149,13 +149,6 @@ func (k *keyTable) remove(idx int32) {
 	}
 }
 
-// reserve makes room for n keys.
-func (k *keyTable) reserve(n int) {
-	if k.n == 0 && 3*len(k.slots) < 4*n {
-		k.resize(n)
-	}
-}
-
 // resize makes the slots hold n keys at most three quarters full, at
 // least twice what they were.
 func (k *keyTable) resize(n int) {

@@ -9,7 +9,6 @@ import (
 // Saved is what is kept of a rule's keys across restarts.
 type Saved interface {
 	Len() int
-	Reserve(n int)
 	Expire(t time.Time)
 	// Restore replaces a key's state with a saved one; an empty State
 	// forgets the key.
@@ -130,13 +129,6 @@ func (p *Peaks) Peak(key string, t time.Time) int64 {
 }
 
 func (p *Peaks) Len() int { return len(p.keys) }
-
-// Reserve makes room for n keys, before restoring that many.
-func (p *Peaks) Reserve(n int) {
-	if len(p.keys) == 0 && n > 0 {
-		p.keys = make(map[string]*peaks, n)
-	}
-}
 
 // Expire forgets the keys whose newest bucket left the history.
 func (p *Peaks) Expire(t time.Time) {

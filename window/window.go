@@ -493,13 +493,6 @@ func (m *series) compact() {
 	m.head = 0
 }
 
-// Reserve makes room for n keys, before restoring that many.
-func (w *Window) Reserve(n int) {
-	if w.keys.len() == 0 && n > 0 {
-		w.keys.reserve(n)
-	}
-}
-
 // forget drops the key at idx.
 func (w *Window) forget(idx int32) {
 	s := w.slots.At(idx)

@@ -327,6 +327,70 @@ rules:
 	}
 }
 
+// TestSplitReplayAsTheDaemonStartsIsExact is TestSplitReplayIsExact with
+// the second part started as the daemon starts: the blocks loaded first,
+// the clock moved on to the wall's (here: the next line's time, when the
+// restart came) with the blocks due lifted, and only then the windows
+// read, and restored as events need them.
+func TestSplitReplayAsTheDaemonStartsIsExact(t *testing.T) {
+	cfg := mustConfig(t, `
+ignore: [127.0.0.0/8]
+rules:
+  - {name: count, on: [accepted], key: sender, limit: 30, per: 1m, block: 10m}
+  - {name: release, on: [accepted], key: client_ip, limit: 60, per: 1m, block: 0, release: below}
+  - {name: forgive, on: [accepted], key: client_ip, limit: 20, per: 1h, block: 30s, forgive: 15}
+  - {name: bytes, on: [accepted], key: sender_domain, measure: bytes, limit: 200000, per: 1m, escalate: {factor: 2, max: 1d}, block: 5m}
+  - {name: burst, on: [accepted], key: sasl_user, measure: burst, soft: 0.2, hard: 0.35, expire: 10m}
+  - {name: two, on: [accepted], key: client_net, windows: [{limit: 40, per: 1m}, {limit: 150, per: 1h}]}
+  - {name: both, on: [accepted], key: client_net, prefix: {ipv4: 16, ipv6: 32}, limit: 50, per: 1m, block: 20m, forgive: 10, release: below}
+`)
+	full := generate(t, "postfix", 30000, 21)
+	data, _ := os.ReadFile(full)
+	want, _ := replay(t, cfg, nil, nil, full)
+	if len(want) < 10 {
+		t.Fatalf("only %d detections in the whole replay", len(want))
+	}
+	for k := 1; k < 12; k++ {
+		cut := cutAtLine(data, len(data)*k/12)
+		dir := t.TempDir()
+		log := filepath.Join(dir, "mail.log")
+		os.WriteFile(log, data[:cut], 0o644)
+		store, err := sqlite.Open(filepath.Join(dir, "state.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := replay(t, cfg, store, nil, log)
+		f, _ := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
+		f.Write(data[cut:])
+		f.Close()
+		restart, err := time.Parse(time.RFC3339Nano, strings.Fields(string(data[cut : cut+64]))[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := config.NewPipeline(cfg, Options{Logger: slog.New(slog.DiscardHandler), Store: store, DeferWindows: true, CommitEvery: 100,
+			OnDetection: func(d Detection) { got = append(got, d) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Advance(restart)
+		if err := p.RestoreWindows(); err != nil {
+			t.Fatal(err)
+		}
+		src, err := input.OpenSource(input.Spec{Path: log, Format: "auto"}, input.Options{Location: time.UTC, Now: func() time.Time { return ref }, Positions: p.Positions()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Process(input.NewMerger([]*input.Source{src})); err != nil {
+			t.Fatal(err)
+		}
+		src.Close()
+		store.Close()
+		if g, w := summaryWithValues(got), summaryWithValues(want); !slices.Equal(g, w) {
+			t.Errorf("cut %d/12: %d detections, want %d\nfirst difference: %s", k, len(got), len(want), firstDiff(g, w))
+		}
+	}
+}
+
 func summaryWithValues(ds []Detection) []string {
 	var out []string
 	for _, d := range ds {

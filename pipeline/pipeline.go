@@ -250,7 +250,16 @@ func (p *Pipeline) Event(e *parsers.Event) {
 			p.measure(r, key, e)
 		}
 	}
+	// Keys are evicted with each batch, and between two when a flood
+	// takes them a sixteenth past the cap: a daemon catching up reads
+	// hundreds of thousands of lines between two saves.
+	if p.epoch%evictEvery == 0 && p.Keys() > p.opts.MaxKeys+p.opts.MaxKeys/16 {
+		p.evict()
+	}
 }
+
+// evictEvery is how many events run between two looks at the keys held.
+const evictEvery = 1024
 
 // eventKey is an event's key of one key spec, made once for all the rules
 // that share the spec.
@@ -1009,10 +1018,13 @@ func (p *Pipeline) landed(ok bool) {
 
 // evict keeps the keys the rules hold under MaxKeys, whatever an attacker
 // sends: past it, it forgets the least recently seen keys — in memory,
-// and in the store with this batch — down to nine tenths of the cap, but
-// never a key that is blocked or near a limit of a rule (its measure over
-// half the limit). Keys are ordered by a sample of when they were last
-// seen: a few thousand from each window.
+// and in the store with the next batch — down to nine tenths of the cap,
+// but never a key that is blocked or near a limit of a rule (its measure
+// over half the limit). Keys are ordered by a sample of when they were
+// last seen: a few thousand from each window. Keys last seen at the same
+// time, on their windows' grid (a flood fills a minute of a day's window
+// with thousands), are forgotten only as many as are still needed: not
+// all of them, which took a flood's cap down to nothing.
 func (p *Pipeline) evict() {
 	total := p.Keys()
 	if total+p.parts.windows <= p.opts.MaxKeys {
@@ -1039,7 +1051,20 @@ func (p *Pipeline) evict() {
 		return
 	}
 	slices.Sort(sample)
-	before := sample[min(len(sample)-1, need*len(sample)/total)] + 1
+	last := sample[min(len(sample)-1, need*len(sample)/total)]
+	evicted := p.forgetSeenBefore(last, -1) // those seen before the last time to go
+	if evicted < need {
+		evicted += p.forgetSeenBefore(last+1, need-evicted) // of those seen then, enough
+	}
+	p.Stats.Evicted += int64(evicted)
+	p.log.Warn("too many keys: forgot the least recently seen", "max_keys", p.opts.MaxKeys, "keys", total,
+		"forgotten", evicted, "last_seen_before", time.Unix(0, last+1).UTC())
+}
+
+// forgetSeenBefore forgets the keys last seen before before (Unix ns), but
+// those blocked or near a limit, and at most budget of them (-1: all). It
+// returns how many it forgot.
+func (p *Pipeline) forgetSeenBefore(before int64, budget int) int {
 	near := func(r *rule, i int, key string, v int64) bool {
 		if r.blocked[key] != nil {
 			return true
@@ -1050,9 +1075,20 @@ func (p *Pipeline) evict() {
 		}
 		return 2*v > limit
 	}
+	// spent says a key is kept because the budget is: it is called for
+	// a key that would go otherwise, and counts it.
+	spent := func() bool {
+		if budget == 0 {
+			return true
+		}
+		if budget > 0 {
+			budget--
+		}
+		return false
+	}
 	evicted := 0
 	for _, r := range p.rules {
-		blocked := func(key string, _ int64) bool { return r.blocked[key] != nil }
+		blocked := func(key string, _ int64) bool { return r.blocked[key] != nil || spent() }
 		for _, i := range r.own {
 			c := r.counters[i]
 			evicted += c.w.Evict(before, func(key string, v int64) bool {
@@ -1061,25 +1097,25 @@ func (p *Pipeline) evict() {
 						return true
 					}
 				}
-				return false
+				return spent()
 			})
 		}
 		for _, pk := range r.peaks {
 			evicted += pk.Evict(before, blocked)
 		}
 		if r.rate != nil {
-			evicted += r.rate.Evict(before, func(key string, v int64) bool { return near(r, 0, key, v) })
+			evicted += r.rate.Evict(before, func(key string, v int64) bool { return near(r, 0, key, v) || spent() })
 		}
 		if r.burst != nil {
 			evicted += r.burst.Evict(before, blocked)
 		}
-		if r.seenFrom != nil {
+		if r.seenFrom != nil && budget < 0 {
+			// Members of keys last seen then are kept, whether their key
+			// went or not: what a block of it would be enforced on.
 			r.seenFrom.evict(time.Unix(0, before), func(key string) bool { return r.blocked[key] != nil })
 		}
 	}
-	p.Stats.Evicted += int64(evicted)
-	p.log.Warn("too many keys: forgot the least recently seen", "max_keys", p.opts.MaxKeys, "keys", total,
-		"forgotten", evicted, "last_seen_before", time.Unix(0, before).UTC())
+	return evicted
 }
 
 // minFull is the fewest windows rewritten or forgotten that make a batch

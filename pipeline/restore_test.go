@@ -237,3 +237,25 @@ func TestAForgivenKeyWhoseBlockExpiredWhileStoppedIsForgotten(t *testing.T) {
 		t.Errorf("after a restart: %v, want %v", got, want)
 	}
 }
+
+// TestMaxKeysHoldsBetweenSaves: a flood read faster than it is saved (a
+// daemon catching up saves every 200 ms, whatever it read meanwhile) still
+// holds no more than a sixteenth past the cap, and what one look every
+// 1,024 events lets in.
+func TestMaxKeysHoldsBetweenSaves(t *testing.T) {
+	const senders, maxKeys = 100_000, 10_000
+	rig := newRestartRig(t, "rules:\n  - {name: s, on: [accepted], key: sender, limit: 5, per: 1h}\n", maxKeys)
+	rig.opts.CommitEvery = 1 << 30 // no batch is saved
+	p := rig.open(false)
+	peak := 0
+	for i := range senders {
+		p.Event(accepted(time.Duration(i)*time.Millisecond, fmt.Sprintf("s%d@example.net", i)))
+		peak = max(peak, p.Keys())
+	}
+	if peak > maxKeys+maxKeys/16+1024 {
+		t.Errorf("%d keys held at most, cap %d", peak, maxKeys)
+	}
+	if p.Stats.Evicted < senders-maxKeys-maxKeys/16-1024 {
+		t.Errorf("%d keys evicted of %d", p.Stats.Evicted, senders)
+	}
+}

@@ -16,7 +16,7 @@ FUZZTIME ?=
 
 export CGO_ENABLED := 1
 
-.PHONY: all build demo test vet fmt-check race fuzz-short fuzz soak bench compare samples clean man deb install
+.PHONY: all build demo test vet fmt-check race fuzz-short fuzz soak flood bench compare samples clean man deb install
 
 # make install: PREFIX for the program, man page and unit; DESTDIR to stage.
 PREFIX     ?= /usr/local
@@ -66,6 +66,14 @@ SOAK_SEED  ?= 1
 soak:
 	BOMBWATCH_FAULT_LINES=$(SOAK_LINES) BOMBWATCH_FAULT_SEED=$(SOAK_SEED) \
 		$(GO) test -count=1 -timeout 80m -run '^TestFaultHarness$$' -v ./cmd/bombwatch
+
+# A flood of FLOOD_SENDERS messages each from a sender of its own through
+# `bombwatch run`, with max_keys at its default (make test runs 100,000
+# against a cap of 10,000): the keys held and the peak RSS stay within it.
+FLOOD_SENDERS ?= 10000000
+flood:
+	BOMBWATCH_FLOOD_SENDERS=$(FLOOD_SENDERS) BOMBWATCH_FLOOD_MAX_KEYS=0 \
+		$(GO) test -count=1 -timeout 30m -run '^TestRunFloodOfDistinctSendersStaysUnderMaxKeys$$' -v ./cmd/bombwatch
 
 # The Go benchmarks of each stage, then the whole pipeline on generated
 # logs of every format (bombwatch bench).

@@ -43,7 +43,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	format := fs.String("format", "auto", "log `format` to measure: postfix, sendmail, qmail, or auto for all three")
 	lines := fs.Int("lines", 1000000, "`lines` per generated log")
 	seed := fs.Uint64("seed", 1, "generator `seed`")
-	distinct := fs.Int("distinct", 1000000, "also replay `N` messages from N distinct senders within one window, and time reopening the state (0: skip)")
+	distinct := fs.Int("distinct", 1000000, "also replay `N` messages from N distinct senders within one window, and time reopening the state until an event runs (0: skip)")
 	asJSON := fs.Bool("json", false, "print one JSON object per stage")
 	keep := fs.String("keep", "", "generate into `dir` and keep the logs and databases")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the stages to `file` (go tool pprof)")

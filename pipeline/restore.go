@@ -55,9 +55,13 @@ func (p *Pipeline) RestoreWindows() error {
 	sp := &p.parts
 	sp.seed = maphash.MakeSeed()
 	records := 0
+	lastRule, restores := "", false // windows come by rule: a run of one each
 	err := p.opts.Store.Windows(func(w *state.Window) {
 		records++
-		if p.restores(w.Rule) {
+		if w.Rule != lastRule {
+			lastRule, restores = w.Rule, p.restores(w.Rule)
+		}
+		if restores {
 			i := sp.of(w.Key)
 			if sp.parts[i].ChunkSize == 0 {
 				// Chunks that fill, not grow: growing 64 parts of

@@ -24,7 +24,11 @@ type Segment struct {
 	ChunkSize int
 	chunks    [][]byte
 	names     map[string]uint64 // of the last chunk
-	n         int
+	// lastName and lastRef are the last window's name in the last chunk:
+	// most windows come by rule, a run of one name each.
+	lastName string
+	lastRef  uint64
+	n        int
 }
 
 // segmentChunk is the size past which a segment starts a new chunk, but
@@ -52,12 +56,18 @@ func (s *Segment) Add(w *Window) {
 			s.names = map[string]uint64{}
 		}
 		clear(s.names)
+		s.lastRef = 0
 	}
 	buf := s.chunks[len(s.chunks)-1]
-	if i, ok := s.names[w.Rule]; ok {
+	if s.lastRef != 0 && w.Rule == s.lastName {
+		buf = binary.AppendUvarint(buf, s.lastRef)
+	} else if i, ok := s.names[w.Rule]; ok {
 		buf = binary.AppendUvarint(buf, i)
+		s.lastName, s.lastRef = w.Rule, i
 	} else {
-		s.names[w.Rule] = uint64(len(s.names) + 1)
+		i = uint64(len(s.names) + 1)
+		s.names[w.Rule] = i
+		s.lastName, s.lastRef = w.Rule, i
 		buf = binary.AppendUvarint(buf, 0)
 		buf = binary.AppendUvarint(buf, uint64(len(w.Rule)))
 		buf = append(buf, w.Rule...)

@@ -2,6 +2,7 @@ package state
 
 import (
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -18,6 +19,30 @@ func TestWindowEncoding(t *testing.T) {
 		}
 		if err := DecodeWindow(b[:len(b)-1], &w); err == nil {
 			t.Errorf("decoded %v cut short", times)
+		}
+	}
+}
+
+// BenchmarkSegmentAdd: a batch's windows as the pipeline adds them, rule
+// by rule, each a key of one event.
+func BenchmarkSegmentAdd(b *testing.B) {
+	t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC).UnixNano()
+	rules := []string{"sender-flood/0", "client-flood/0", "client-flood/1", "botnet/0"}
+	keys := make([]string, 4096)
+	for i := range keys {
+		keys[i] = "user" + strconv.Itoa(i) + "@example.org"
+	}
+	var s Segment
+	w := Window{Times: []int64{t0}, Tags: []uint64{1<<40 | 7}, Touched: t0}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Reset()
+		for _, r := range rules {
+			w.Rule = r
+			for _, k := range keys {
+				w.Key = k
+				s.Add(&w)
+			}
 		}
 	}
 }

@@ -944,14 +944,16 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 			})
 		}
 		if r.seenFrom != nil {
+			name := r.name + "/members" // once, not a string a window
 			r.seenFrom.flush(func(key string, times []int64, addrs []netip.Addr) {
-				sw = state.Window{Rule: r.name + "/members", Key: key, Delete: len(times) == 0, Times: times, Addrs: addrs}
+				sw = state.Window{Rule: name, Key: key, Delete: len(times) == 0, Times: times, Addrs: addrs}
 				b.Segment.Add(&sw)
 			})
 		}
 		if r.burst != nil {
+			name := r.name + "/burst"
 			r.burst.Flush(func(key string, times, dates []int64, tags []uint64) {
-				sw = state.Window{Rule: r.name + "/burst", Key: key, Delete: times == nil, Times: times, Dates: dates, Tags: tags}
+				sw = state.Window{Rule: name, Key: key, Delete: times == nil, Times: times, Dates: dates, Tags: tags}
 				b.Segment.Add(&sw)
 			})
 		}

@@ -928,7 +928,7 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 	// about twice what is kept in memory, and a write costs about two. A
 	// new key's first window is no waste: a flood of new keys makes no
 	// full batch until they are forgotten.
-	if keys := p.savedKeys() + p.parts.windows; p.records-keys >= max(keys, minFull) && p.restoredAll() {
+	if p.fullBatchDue() {
 		p.resave()
 		b.Full = true
 		p.records = 0

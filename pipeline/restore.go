@@ -39,6 +39,10 @@ func (sp *savedParts) of(key string) int {
 	return int(maphash.String(sp.seed, key) % restoreParts)
 }
 
+func (sp *savedParts) ofBytes(key []byte) int {
+	return int(maphash.Bytes(sp.seed, key) % restoreParts)
+}
+
 // RestoreWindows reads the saved windows, for a pipeline made with
 // DeferWindows: the daemon enforces the blocks in force first, whatever
 // the number of windows to read. Events must not run before it. The keys
@@ -125,7 +129,7 @@ func (p *Pipeline) savedWindow(name string) window.Saved {
 
 // need restores the part of key, if it is due: before an event counts it.
 func (p *Pipeline) need(key []byte) {
-	if i := int(maphash.Bytes(p.parts.seed, key) % restoreParts); p.parts.due&(1<<i) != 0 {
+	if i := p.parts.ofBytes(key); p.parts.due&(1<<i) != 0 {
 		p.restorePart(i)
 	}
 }
@@ -181,16 +185,20 @@ func (p *Pipeline) restoreWindow(w *state.Window) {
 	}
 }
 
-// restoredAll restores the saved windows yet to be restored, if any, for
-// a batch that saves every key, and says whether one is still due: the
-// keys it restored may be enough not to make one.
-func (p *Pipeline) restoredAll() bool {
-	if p.parts.due == 0 {
-		return true
+// fullBatchDue says whether the store holds as many windows rewritten or
+// forgotten as there are keys (see commit). The windows yet to be
+// restored count as keys, all of them, the stale ones too: a batch is due
+// without them only, and then they are restored, for it saves every key,
+// and counted as the keys they are.
+func (p *Pipeline) fullBatchDue() bool {
+	due := func(keys int) bool { return p.records-keys >= max(keys, minFull) }
+	if !due(p.savedKeys() + p.parts.windows) {
+		return false
 	}
-	p.RestoreAll()
-	keys := p.savedKeys()
-	return p.records-keys >= max(keys, minFull)
+	if p.parts.due != 0 {
+		p.RestoreAll()
+	}
+	return due(p.savedKeys())
 }
 
 type ruleKey struct {

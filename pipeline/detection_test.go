@@ -301,30 +301,10 @@ rules:
 // at many split points, with SQLite between them: the detections are those
 // of one replay.
 func TestSplitReplayIsExact(t *testing.T) {
-	cfg := mustConfig(t, `
-ignore: [127.0.0.0/8]
-rules:
-  - {name: count, on: [accepted], key: sender, limit: 30, per: 1m, block: 10m}
-  - {name: release, on: [accepted], key: client_ip, limit: 60, per: 1m, block: 0, release: below}
-  - {name: forgive, on: [accepted], key: client_ip, limit: 20, per: 10s, block: 30s, forgive: 15}
-  - {name: bytes, on: [accepted], key: sender_domain, measure: bytes, limit: 200000, per: 1m, escalate: {factor: 2, max: 1d}, block: 5m}
-  - {name: burst, on: [accepted], key: sasl_user, measure: burst, soft: 0.2, hard: 0.35, expire: 10m}
-  - {name: two, on: [accepted], key: client_net, windows: [{limit: 40, per: 1m}, {limit: 150, per: 1h}]}
-  - {name: both, on: [accepted], key: client_net, prefix: {ipv4: 16, ipv6: 32}, limit: 50, per: 1m, block: 20m, forgive: 10, release: below}
-`)
-	full := generate(t, "postfix", 30000, 21)
-	data, _ := os.ReadFile(full)
-	want, _ := replay(t, cfg, nil, nil, full)
-	if len(want) < 10 {
-		t.Fatalf("only %d detections in the whole replay", len(want))
-	}
-	for k := 1; k < 12; k++ {
-		cut := cutAtLine(data, len(data)*k/12)
+	checkSplitReplays(t, func(cfg *config.Config, data []byte, cut int) []Detection {
 		got, _ := replayInParts(t, cfg, data[:cut], data[cut:])
-		if g, w := summaryWithValues(got), summaryWithValues(want); !slices.Equal(g, w) {
-			t.Errorf("cut %d/12: %d detections, want %d\nfirst difference: %s", k, len(got), len(want), firstDiff(g, w))
-		}
-	}
+		return got
+	})
 }
 
 // TestSplitReplayAsTheDaemonStartsIsExact is TestSplitReplayIsExact with
@@ -333,25 +313,7 @@ rules:
 // restart came) with the blocks due lifted, and only then the windows
 // read, and restored as events need them.
 func TestSplitReplayAsTheDaemonStartsIsExact(t *testing.T) {
-	cfg := mustConfig(t, `
-ignore: [127.0.0.0/8]
-rules:
-  - {name: count, on: [accepted], key: sender, limit: 30, per: 1m, block: 10m}
-  - {name: release, on: [accepted], key: client_ip, limit: 60, per: 1m, block: 0, release: below}
-  - {name: forgive, on: [accepted], key: client_ip, limit: 20, per: 1h, block: 30s, forgive: 15}
-  - {name: bytes, on: [accepted], key: sender_domain, measure: bytes, limit: 200000, per: 1m, escalate: {factor: 2, max: 1d}, block: 5m}
-  - {name: burst, on: [accepted], key: sasl_user, measure: burst, soft: 0.2, hard: 0.35, expire: 10m}
-  - {name: two, on: [accepted], key: client_net, windows: [{limit: 40, per: 1m}, {limit: 150, per: 1h}]}
-  - {name: both, on: [accepted], key: client_net, prefix: {ipv4: 16, ipv6: 32}, limit: 50, per: 1m, block: 20m, forgive: 10, release: below}
-`)
-	full := generate(t, "postfix", 30000, 21)
-	data, _ := os.ReadFile(full)
-	want, _ := replay(t, cfg, nil, nil, full)
-	if len(want) < 10 {
-		t.Fatalf("only %d detections in the whole replay", len(want))
-	}
-	for k := 1; k < 12; k++ {
-		cut := cutAtLine(data, len(data)*k/12)
+	checkSplitReplays(t, func(cfg *config.Config, data []byte, cut int) []Detection {
 		dir := t.TempDir()
 		log := filepath.Join(dir, "mail.log")
 		os.WriteFile(log, data[:cut], 0o644)
@@ -385,6 +347,34 @@ rules:
 		}
 		src.Close()
 		store.Close()
+		return got
+	})
+}
+
+// checkSplitReplays replays a log with every kind of rule cut in two at
+// 11 points, each with split, and checks it detects what one replay of
+// the whole log does.
+func checkSplitReplays(t *testing.T, split func(cfg *config.Config, data []byte, cut int) []Detection) {
+	t.Helper()
+	cfg := mustConfig(t, `
+ignore: [127.0.0.0/8]
+rules:
+  - {name: count, on: [accepted], key: sender, limit: 30, per: 1m, block: 10m}
+  - {name: release, on: [accepted], key: client_ip, limit: 60, per: 1m, block: 0, release: below}
+  - {name: forgive, on: [accepted], key: client_ip, limit: 20, per: 1h, block: 30s, forgive: 15}
+  - {name: bytes, on: [accepted], key: sender_domain, measure: bytes, limit: 200000, per: 1m, escalate: {factor: 2, max: 1d}, block: 5m}
+  - {name: burst, on: [accepted], key: sasl_user, measure: burst, soft: 0.2, hard: 0.35, expire: 10m}
+  - {name: two, on: [accepted], key: client_net, windows: [{limit: 40, per: 1m}, {limit: 150, per: 1h}]}
+  - {name: both, on: [accepted], key: client_net, prefix: {ipv4: 16, ipv6: 32}, limit: 50, per: 1m, block: 20m, forgive: 10, release: below}
+`)
+	full := generate(t, "postfix", 30000, 21)
+	data, _ := os.ReadFile(full)
+	want, _ := replay(t, cfg, nil, nil, full)
+	if len(want) < 10 {
+		t.Fatalf("only %d detections in the whole replay", len(want))
+	}
+	for k := 1; k < 12; k++ {
+		got := split(cfg, data, cutAtLine(data, len(data)*k/12))
 		if g, w := summaryWithValues(got), summaryWithValues(want); !slices.Equal(g, w) {
 			t.Errorf("cut %d/12: %d detections, want %d\nfirst difference: %s", k, len(got), len(want), firstDiff(g, w))
 		}

@@ -55,6 +55,16 @@ func (r *restartRig) commit(p *Pipeline) {
 	}
 }
 
+// save runs events through a pipeline on the rig's store and stops it,
+// its state saved: what a restart then starts from.
+func (r *restartRig) save(events func(*Pipeline)) {
+	r.t.Helper()
+	p := r.open(true)
+	events(p)
+	r.commit(p)
+	p.Close()
+}
+
 var restartT0 = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
 
 func accepted(at time.Duration, sender string) *parsers.Event {
@@ -88,15 +98,12 @@ func TestAKeyIsRestoredBeforeItsFirstEventAfterARestart(t *testing.T) {
 	}
 
 	rig.got = nil
-	p := rig.open(true)
-	before(p)
-	rig.commit(p)
-	p.Close()
+	rig.save(before)
 	if len(rig.got) != 0 {
 		t.Fatalf("detections before the restart: %+v", rig.got)
 	}
 
-	p = rig.open(true)
+	p := rig.open(true)
 	if p.Unrestored() < senders || p.Keys() != 0 {
 		t.Fatalf("after the restart: %d windows to restore, %d keys held; want every window still to restore", p.Unrestored(), p.Keys())
 	}
@@ -140,11 +147,8 @@ func TestEvictionAfterARestartSeesEveryKey(t *testing.T) {
 	}
 
 	rig.store = state.NewMemory()
+	rig.save(before)
 	p := rig.open(true)
-	before(p)
-	rig.commit(p)
-	p.Close()
-	p = rig.open(true)
 	after(p)
 	if p.Unrestored() == 0 {
 		t.Fatal("every key was restored before the commit: the test shows nothing")
@@ -163,16 +167,15 @@ func TestAFullBatchAfterARestartKeepsTheKeysNotYetRestored(t *testing.T) {
 	defer SetMinFull(10)()
 	const senders = 1000
 	rig := newRestartRig(t, "rules:\n  - {name: s, on: [accepted], key: sender, limit: 5000, per: 24h}\n", 0)
-	p := rig.open(true)
-	for i := range senders {
-		p.Event(accepted(time.Duration(i)*time.Millisecond, fmt.Sprintf("s%d@example.net", i)))
-	}
-	rig.commit(p)
-	p.Close()
+	rig.save(func(p *Pipeline) {
+		for i := range senders {
+			p.Event(accepted(time.Duration(i)*time.Millisecond, fmt.Sprintf("s%d@example.net", i)))
+		}
+	})
 
 	// One key, saved again and again: the store holds more rewritten
 	// windows than keys, and a batch saves every key.
-	p = rig.open(true)
+	p := rig.open(true)
 	for i := range 3 * senders / 2 {
 		p.Event(accepted(time.Minute+time.Duration(i)*time.Second, "s0@example.net"))
 		rig.commit(p)
@@ -216,10 +219,7 @@ func TestAForgivenKeyWhoseBlockExpiredWhileStoppedIsForgotten(t *testing.T) {
 	}
 
 	rig.got = nil
-	p := rig.open(true)
-	first(p)
-	rig.commit(p)
-	p.Close()
+	rig.save(first)
 	// As the daemon starts: the blocks first, lifted by the wall clock
 	// when over, then the windows.
 	o := rig.opts

@@ -8,6 +8,7 @@ package sqlite
 
 import (
 	"cmp"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -17,7 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3"
+	"github.com/mattn/go-sqlite3"
 
 	"github.com/bombwatch/bombwatch/internal/safefile"
 	"github.com/bombwatch/bombwatch/state"
@@ -142,6 +143,26 @@ func init() {
 // Open opens or creates the database at path and brings its schema up to
 // date.
 func Open(path string) (*Store, error) {
+	// A state being made by another process at this moment (run, and
+	// `bans ban` beside it, at the very first start) is locked while it
+	// switches to WAL and migrates: opened again once it is, for up to the
+	// busy timeout.
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		s, err := open(path)
+		var se sqlite3.Error
+		if err == nil || !errors.As(err, &se) || se.Code != sqlite3.ErrBusy && se.Code != sqlite3.ErrLocked || time.Now().After(deadline) {
+			return s, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// busyTimeout is how long a statement waits for a lock another process
+// holds (_busy_timeout in the DSNs).
+const busyTimeout = 5 * time.Second
+
+func open(path string) (*Store, error) {
 	// A new database is made 0640, never through a link: bombwatch runs as
 	// root, and the state names who was blocked.
 	if err := safefile.Create(path, 0o640); err != nil {
@@ -216,18 +237,15 @@ func OpenReadOnly(path string) (*Store, error) {
 // version reads the schema version, and refuses a database that holds
 // tables of someone else's: it is not bombwatch's to migrate.
 func (s *Store) version() (int, error) {
-	var version int
-	if err := s.db.QueryRow(`PRAGMA user_version`).Scan(&version); err != nil {
+	// One statement, one snapshot: read apart, the version could be 0 and
+	// the tables those another process's migration made meanwhile.
+	var version, tables int
+	err := s.db.QueryRow(`SELECT (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master WHERE type = 'table')`).Scan(&version, &tables)
+	if err != nil {
 		return 0, fmt.Errorf("state database %s: read schema version: %w", s.path, err)
 	}
-	if version == 0 {
-		var tables int
-		if err := s.db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'table'`).Scan(&tables); err != nil {
-			return 0, fmt.Errorf("state database %s: %w", s.path, err)
-		}
-		if tables > 0 {
-			return 0, fmt.Errorf("state database %s: a SQLite file with tables that are not bombwatch's: refusing to use it", s.path)
-		}
+	if version == 0 && tables > 0 {
+		return 0, fmt.Errorf("state database %s: a SQLite file with tables that are not bombwatch's: refusing to use it", s.path)
 	}
 	return version, nil
 }
@@ -240,24 +258,55 @@ func (s *Store) migrate() error {
 	if version > len(migrations) {
 		return fmt.Errorf("state database %s has schema version %d, newer than this bombwatch knows (%d): use a newer bombwatch", s.path, version, len(migrations))
 	}
-	for v := version; v < len(migrations); v++ {
-		tx, err := s.db.Begin()
+	if version == len(migrations) {
+		return nil
+	}
+	// Each step holds the write lock from its start (BEGIN IMMEDIATE) and
+	// reads the version again under it: two processes opening a new state
+	// at once (run and `bans ban`) each read version 0, and the second to
+	// create the tables failed, "table offenses already exists". Now it
+	// waits for the first (the busy timeout) and finds the step done.
+	ctx := context.Background()
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("state database %s: %w", s.path, err)
+	}
+	defer conn.Close()
+	step := func() (done bool, err error) {
+		if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+			return false, err
+		}
+		defer func() {
+			if err != nil {
+				conn.ExecContext(ctx, `ROLLBACK`)
+			}
+		}()
+		var v int
+		if err := conn.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+			return false, err
+		}
+		if v >= len(migrations) {
+			_, err := conn.ExecContext(ctx, `COMMIT`)
+			return true, err
+		}
+		if _, err := conn.ExecContext(ctx, migrations[v]); err != nil {
+			return false, fmt.Errorf("migrate to version %d: %w", v+1, err)
+		}
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
+			return false, fmt.Errorf("migrate to version %d: %w", v+1, err)
+		}
+		_, err = conn.ExecContext(ctx, `COMMIT`)
+		return false, err
+	}
+	for {
+		done, err := step()
 		if err != nil {
 			return fmt.Errorf("state database %s: %w", s.path, err)
 		}
-		if _, err := tx.Exec(migrations[v]); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("state database %s: migrate to version %d: %w", s.path, v+1, err)
-		}
-		if _, err := tx.Exec(fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("state database %s: migrate to version %d: %w", s.path, v+1, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("state database %s: migrate to version %d: %w", s.path, v+1, err)
+		if done {
+			return nil
 		}
 	}
-	return nil
 }
 
 // addStats saves a batch's stats as one row.

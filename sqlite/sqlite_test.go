@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -236,5 +237,32 @@ func TestWindowsOfBefore(t *testing.T) {
 	}
 	if got := keys(); !slices.Equal(got, []string{"c@example.org"}) {
 		t.Errorf("windows after a full batch %v, want only its own", got)
+	}
+}
+
+// TestANewStateOpenedTwiceAtOnceOpens: two processes that open a state not
+// made yet at the same moment (run, and `bans ban` beside it) both open
+// it; the second waits for the first's migration instead of making the
+// tables again.
+func TestANewStateOpenedTwiceAtOnceOpens(t *testing.T) {
+	for range 50 {
+		path := filepath.Join(t.TempDir(), "state.db")
+		var wg sync.WaitGroup
+		errs := make([]error, 3)
+		for i := range errs {
+			wg.Go(func() {
+				s, err := Open(path)
+				if err == nil {
+					s.Close()
+				}
+				errs[i] = err
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -112,7 +113,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 			// and for the garbage of the stage before.
 			var best benchResult
 			for range 2 {
-				r, err := benchStage(stage, path, f, dir)
+				r, err := benchStageLabeled(stage, path, f, dir)
 				if err != nil {
 					return err
 				}
@@ -129,7 +130,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		r, err := benchStage("distinct keys", path, "postfix", dir)
+		r, err := benchStageLabeled("distinct keys", path, "postfix", dir)
 		if err != nil {
 			return err
 		}
@@ -173,6 +174,16 @@ func benchConfig(stage string) *config.Config {
 		panic(err)
 	}
 	return c
+}
+
+// benchStageLabeled runs benchStage with its samples in a --cpuprofile
+// labelled by stage, so that one stage's profile can be read alone:
+// go tool pprof -tagfocus 'stage=replay sqlite'.
+func benchStageLabeled(stage, path, format, dir string) (r benchResult, err error) {
+	pprof.Do(context.Background(), pprof.Labels("stage", stage, "format", format), func(context.Context) {
+		r, err = benchStage(stage, path, format, dir)
+	})
+	return r, err
 }
 
 func benchStage(stage, path, format, dir string) (benchResult, error) {

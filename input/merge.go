@@ -218,7 +218,7 @@ func (s *Source) finishBatch() {
 	if s.countedTo >= 0 {
 		s.countRan(len(b.events)) // split by a save: the rest, here
 	} else {
-		s.doneStats = append(s.doneStats, b.stats...)
+		s.doneStats.Take(&b.stats)
 	}
 	s.countedTo = -1
 	s.curIDs, s.doneCut = s.curIDs[:0], false
@@ -300,16 +300,14 @@ func (m *Merger) Positions(dst []state.Position) []state.Position {
 	return dst
 }
 
-// TakeStats takes the stats of the events that ran since.
-func (m *Merger) TakeStats(dst []state.Stat) []state.Stat {
+// TakeStats moves the stats of the events that ran since into dst.
+func (m *Merger) TakeStats(dst *state.Stats) {
 	for _, s := range m.srcs {
-		dst = append(dst, s.doneStats...)
-		s.doneStats = s.doneStats[:0]
+		dst.Take(&s.doneStats)
 		if s.ranStats != nil {
-			dst = s.ranStats.Take(dst)
+			s.ranStats.Take(dst)
 		}
 	}
-	return dst
 }
 
 // Close stops every source.

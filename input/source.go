@@ -108,7 +108,7 @@ type Source struct {
 	// as far as it ran: stats and positions go together.
 	counter   *StatsCounter // the reader's
 	ranStats  *StatsCounter // the merger's, for batches split by a save
-	doneStats []state.Stat
+	doneStats state.Stats
 	countedTo int // of the current batch, events counted by ranStats; -1: none
 	wake      chan<- struct{}
 
@@ -148,7 +148,7 @@ type SourceStats struct {
 // run ends.
 type batch struct {
 	events  []queued
-	stats   []state.Stat
+	stats   state.Stats
 	pos     state.Position // after the batch's last line; Input "" for none
 	counted []string       // the parser's, after the batch
 	idle    bool           // nothing more to read for now
@@ -517,9 +517,9 @@ func (s *Source) send() bool {
 	if r, ok := s.parser.(parsers.Resumable); ok && (s.o.Follow || s.o.Positions != nil) {
 		b.counted = r.Counted() // saved with the position; a replay in memory saves none
 	}
-	b.stats = b.stats[:0]
+	b.stats.Reset()
 	if s.counter != nil {
-		b.stats = s.counter.Take(b.stats)
+		s.counter.Take(&b.stats)
 	}
 	b.at = s.o.now()
 	if b.idle && s.fol != nil {

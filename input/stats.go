@@ -1,11 +1,12 @@
 package input
 
 import (
+	"cmp"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/bombwatch/bombwatch/parsers"
 	"github.com/bombwatch/bombwatch/state"
@@ -22,55 +23,59 @@ import (
 // counts is a key's minute.
 type counts struct{ messages, bytes, recipients int64 }
 
-type minuteKey struct {
-	minute int64
-	key    string
-}
-
-type minuteAddr struct {
-	minute int64
-	addr   netip.Addr // addresses stay values until saved: no string per message
+// minuteCounts are a minute's counts. The keys' maps are made when a key
+// of their type first comes.
+type minuteCounts struct {
+	minute     int64
+	kinds      [8]int64
+	senders    map[string]counts
+	clients    map[netip.Addr]counts // addresses stay values until saved: no string per message
+	saslUsers  map[string]counts
+	lost       map[string]counts // key: the 10-second bucket of the duration
+	pipelining int64
 }
 
 // StatsCounter counts events for reports.
 type StatsCounter struct {
-	kinds      map[int64]*[8]int64 // by minute, by kind
-	senders    map[minuteKey]counts
-	clients    map[minuteAddr]counts
-	saslUsers  map[minuteKey]counts
-	lost       map[minuteKey]counts // key: the 10-second bucket of the duration
-	pipelining map[int64]int64
-	// the kinds of the last minute seen: most events are of the same one
-	lastMinute int64
-	lastKinds  *[8]int64
+	minutes  map[int64]*minuteCounts
+	last     *minuteCounts // most events are of the minute before's
+	spare    []*minuteCounts
+	inMinute []*minuteCounts // Take's, reused
 }
 
 // NewStatsCounter returns an empty counter.
 func NewStatsCounter() *StatsCounter {
-	return &StatsCounter{kinds: map[int64]*[8]int64{}, senders: map[minuteKey]counts{}, clients: map[minuteAddr]counts{},
-		saslUsers: map[minuteKey]counts{}, lost: map[minuteKey]counts{}, pipelining: map[int64]int64{}}
+	return &StatsCounter{minutes: map[int64]*minuteCounts{}}
 }
 
-func add[K comparable](m map[K]counts, k K, size, rcpt int64) {
-	c := m[k]
+func add[K comparable](m *map[K]counts, k K, size, rcpt int64) {
+	if *m == nil {
+		*m = map[K]counts{}
+	}
+	c := (*m)[k]
 	c.messages++
 	c.bytes += size
 	c.recipients += rcpt
-	m[k] = c
+	(*m)[k] = c
 }
 
 // Add counts an event.
 func (s *StatsCounter) Add(e *parsers.Event) {
 	minute := e.Time.Unix() / 60
-	k := s.lastKinds
-	if k == nil || minute != s.lastMinute {
-		if k = s.kinds[minute]; k == nil {
-			k = new([8]int64)
-			s.kinds[minute] = k
+	m := s.last
+	if m == nil || m.minute != minute {
+		if m = s.minutes[minute]; m == nil {
+			if n := len(s.spare); n > 0 {
+				m, s.spare = s.spare[n-1], s.spare[:n-1]
+			} else {
+				m = new(minuteCounts)
+			}
+			m.minute = minute
+			s.minutes[minute] = m
 		}
-		s.lastMinute, s.lastKinds = minute, k
+		s.last = m
 	}
-	k[e.Kind&7]++
+	m.kinds[e.Kind&7]++
 	switch e.Kind {
 	case parsers.Accepted:
 		size, rcpt := max(e.Size, 0), max(e.NRcpt, 0)
@@ -79,60 +84,78 @@ func (s *StatsCounter) Add(e *parsers.Event) {
 			if sender == "" {
 				sender = "<>"
 			}
-			add(s.senders, minuteKey{minute, sender}, size, rcpt)
+			add(&m.senders, sender, size, rcpt)
 		}
 		if e.ClientIP.IsValid() {
-			add(s.clients, minuteAddr{minute, e.ClientIP}, size, rcpt)
+			add(&m.clients, e.ClientIP, size, rcpt)
 		}
 		if e.SASLUser != "" {
-			add(s.saslUsers, minuteKey{minute, e.SASLUser}, size, rcpt)
+			add(&m.saslUsers, e.SASLUser, size, rcpt)
 		}
 	case parsers.LostConnection:
 		bucket := "unknown"
 		if e.Duration > 0 {
 			bucket = strconv.FormatInt(int64(e.Duration/(10*time.Second))*10, 10)
 		}
-		add(s.lost, minuteKey{minute, bucket}, 0, 0)
+		add(&m.lost, bucket, 0, 0)
 	case parsers.Rejected:
 		if strings.HasPrefix(e.Reason, "improper command pipelining") {
-			s.pipelining[minute]++
+			m.pipelining++
 		}
 	}
 }
 
-// Take returns the counts so far as records, appended to dst, and starts
+// Take moves the counts so far into dst, a minute at a time, and starts
 // again from nothing.
-func (s *StatsCounter) Take(dst []state.Stat) []state.Stat {
-	for minute, k := range s.kinds {
+func (s *StatsCounter) Take(dst *state.Stats) {
+	minutes := s.inMinute[:0]
+	for _, m := range s.minutes {
+		minutes = append(minutes, m)
+	}
+	slices.SortFunc(minutes, func(a, b *minuteCounts) int { return cmp.Compare(a.minute, b.minute) })
+	for _, m := range minutes {
 		for _, kind := range parsers.Kinds() {
-			if k[kind] > 0 {
-				dst = append(dst, state.Stat{Minute: minute, KeyType: "kind", Key: kind.String(), Messages: k[kind]})
+			if m.kinds[kind] > 0 {
+				dst.Append(m.minute, state.StatKind, kind.String(), m.kinds[kind], 0, 0)
 			}
 		}
-	}
-	for typ, m := range map[string]map[minuteKey]counts{"sender": s.senders, "sasl_user": s.saslUsers, "lost": s.lost} {
-		for k, c := range m {
-			dst = append(dst, state.Stat{Minute: k.minute, KeyType: typ, Key: k.key, Messages: c.messages, Bytes: c.bytes, Recipients: c.recipients})
+		for _, t := range [...]struct {
+			typ state.StatType
+			m   map[string]counts
+		}{{state.StatSender, m.senders}, {state.StatSASLUser, m.saslUsers}, {state.StatLost, m.lost}} {
+			for k, c := range t.m {
+				dst.Append(m.minute, t.typ, k, c.messages, c.bytes, c.recipients)
+			}
 		}
+		for addr, c := range m.clients {
+			dst.AppendAddr(m.minute, addr, c.messages, c.bytes, c.recipients)
+		}
+		if m.pipelining > 0 {
+			dst.Append(m.minute, state.StatPipelining, "", m.pipelining, 0, 0)
+		}
+		m.reset()
+		s.spare = append(s.spare, m)
 	}
-	// The addresses as text share one buffer: a string each was a third
-	// of the allocations of a sendmail replay.
-	text := make([]byte, 0, 16*len(s.clients))
-	for k, c := range s.clients {
-		at := len(text)
-		text = k.addr.AppendTo(text) // a string made below keeps what it points at, if text moves
-		addr := unsafe.String(unsafe.SliceData(text[at:]), len(text)-at)
-		dst = append(dst, state.Stat{Minute: k.minute, KeyType: "client_ip", Key: addr, Messages: c.messages, Bytes: c.bytes, Recipients: c.recipients})
+	clear(minutes)
+	s.inMinute = minutes[:0]
+	clear(s.minutes)
+	s.last = nil
+}
+
+// reset empties m for another minute. A map grown large by a busy minute
+// is let go rather than cleared: clearing costs its size, every batch.
+func (m *minuteCounts) reset() {
+	m.kinds, m.pipelining = [8]int64{}, 0
+	m.senders = emptied(m.senders)
+	m.clients = emptied(m.clients)
+	m.saslUsers = emptied(m.saslUsers)
+	m.lost = emptied(m.lost)
+}
+
+func emptied[K comparable](m map[K]counts) map[K]counts {
+	if len(m) > 4096 {
+		return nil
 	}
-	for minute, n := range s.pipelining {
-		dst = append(dst, state.Stat{Minute: minute, KeyType: "pipelining", Messages: n})
-	}
-	clear(s.kinds)
-	s.lastKinds = nil
-	clear(s.senders)
-	clear(s.clients)
-	clear(s.saslUsers)
-	clear(s.lost)
-	clear(s.pipelining)
-	return dst
+	clear(m)
+	return m
 }

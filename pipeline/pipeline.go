@@ -873,9 +873,9 @@ func (p *Pipeline) CommitNow(m *input.Merger, wait bool) error {
 // Unsaved is about how many bytes the batches not yet saved hold: what
 // grows while the state cannot be saved.
 func (p *Pipeline) Unsaved() int {
-	n := len(p.batch.Events) + p.batch.Segment.Size() + 64*len(p.batch.Stats)
+	n := len(p.batch.Events) + p.batch.Segment.Size() + p.batch.Stats.Size()
 	if p.failed {
-		n += len(p.spare.Events) + p.spare.Segment.Size() + 64*len(p.spare.Stats)
+		n += len(p.spare.Events) + p.spare.Segment.Size() + p.spare.Stats.Size()
 	}
 	return n
 }
@@ -961,7 +961,7 @@ func (p *Pipeline) commit(m *input.Merger, wait bool) error {
 	p.records += b.Segment.Len() - before
 	if m != nil {
 		b.Positions = m.Positions(b.Positions) // first: it hands on the batches' stats
-		b.Stats = m.TakeStats(b.Stats)
+		m.TakeStats(&b.Stats)
 		b.Events = m.TakeEvents(b.Events)
 	}
 	b.Clock = p.clock

@@ -1,7 +1,7 @@
 // Package postgres keeps bombwatch's state in PostgreSQL: `state:
 // postgres://user@host/db` (github.com/jackc/pgx/v5). It keeps what the
 // embedded SQLite store keeps, in the same encodings (state.Segment for
-// windows, state.EncodeStats for the reports' counts), each batch in one
+// windows, state.Stats for the reports' counts), each batch in one
 // transaction, and passes the same conformance suite (state/statetest).
 //
 // It is the store several MX hosts share (state.Shared). Each host keeps
@@ -457,7 +457,7 @@ func (s *Store) Commit(b *state.Batch) error {
 const commitTries = 5
 
 func (s *Store) commit(b *state.Batch, token int64) error {
-	size := len(b.Events) + b.Segment.Size() + 64*len(b.Stats)
+	size := len(b.Events) + b.Segment.Size() + b.Stats.Size()
 	ctx, done := s.deadline(s.timeout + time.Duration(size/commitRate)*time.Second)
 	defer done()
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -554,13 +554,9 @@ func (s *Store) commit(b *state.Batch, token int64) error {
 			return s.wrap("commit block members", err)
 		}
 	}
-	if len(b.Stats) > 0 {
-		first, last := b.Stats[0].Minute, b.Stats[0].Minute
-		for _, st := range b.Stats {
-			first, last = min(first, st.Minute), max(last, st.Minute)
-		}
+	if first, last, ok := b.Stats.Minutes(); ok {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO bombwatch_stats (host, first_minute, last_minute, data) VALUES ($1, $2, $3, $4)`,
-			s.host, first, last, state.EncodeStats(b.Stats)); err != nil {
+			s.host, first, last, b.Stats.Encoded()); err != nil {
 			return s.wrap("commit stats", err)
 		}
 	}

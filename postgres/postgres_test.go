@@ -406,10 +406,10 @@ func TestAReportOfAllHostsAddsThemUp(t *testing.T) {
 		s *Store
 		b state.Batch
 	}{
-		{mx1, state.Batch{Stats: []state.Stat{stat(m, 1), stat(m+2, 1)}, Clock: time.Unix((m+2)*60, 0)}},
-		{mx2, state.Batch{Stats: []state.Stat{stat(m+1, 10), stat(m+3, 10)}, Clock: time.Unix((m+3)*60, 0)}},
-		{mx1, state.Batch{Stats: []state.Stat{stat(m+4, 1)}}},
-		{mx2, state.Batch{Stats: []state.Stat{stat(m-5, 100)}, PruneStats: time.Unix((m-1)*60, 0)}},
+		{mx1, state.Batch{Stats: state.StatsOf(stat(m, 1), stat(m+2, 1)), Clock: time.Unix((m+2)*60, 0)}},
+		{mx2, state.Batch{Stats: state.StatsOf(stat(m+1, 10), stat(m+3, 10)), Clock: time.Unix((m+3)*60, 0)}},
+		{mx1, state.Batch{Stats: state.StatsOf(stat(m+4, 1))}},
+		{mx2, state.Batch{Stats: state.StatsOf(stat(m-5, 100)), PruneStats: time.Unix((m-1)*60, 0)}},
 	} {
 		if err := c.s.Commit(&c.b); err != nil {
 			t.Fatal(err)

@@ -509,7 +509,7 @@ type keyTally struct {
 	TopEntry
 	// The busiest minute and clock hour so far, and the minute and hour
 	// being added up: a store hands a batch's stats on in minute order
-	// (see state.EncodeStats), so a key's minutes come in order. A
+	// (see state.Stats), so a key's minutes come in order. A
 	// minute older than the one being added up (stats saved before they
 	// were ordered, or logs merged out of order) is added to it.
 	// Minutes and hours since 1970, and counts of a key's minute or

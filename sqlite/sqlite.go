@@ -85,7 +85,7 @@ var migrations = []string{
 	`CREATE TABLE stats (
 		first_minute INTEGER NOT NULL, -- Unix time / 60
 		last_minute  INTEGER NOT NULL,
-		data         BLOB NOT NULL     -- see state.EncodeStats
+		data         BLOB NOT NULL     -- see state.Stats
 	);
 	ALTER TABLE blocks ADD COLUMN file TEXT NOT NULL DEFAULT '';
 	ALTER TABLE blocks ADD COLUMN line INTEGER NOT NULL DEFAULT 0;`,
@@ -310,15 +310,12 @@ func (s *Store) migrate() error {
 }
 
 // addStats saves a batch's stats as one row.
-func addStats(tx *sql.Tx, stats []state.Stat) error {
-	if len(stats) == 0 {
+func addStats(tx *sql.Tx, stats *state.Stats) error {
+	first, last, ok := stats.Minutes()
+	if !ok {
 		return nil
 	}
-	first, last := stats[0].Minute, stats[0].Minute
-	for _, st := range stats {
-		first, last = min(first, st.Minute), max(last, st.Minute)
-	}
-	_, err := tx.Exec(`INSERT INTO stats (first_minute, last_minute, data) VALUES (?, ?, ?)`, first, last, state.EncodeStats(stats))
+	_, err := tx.Exec(`INSERT INTO stats (first_minute, last_minute, data) VALUES (?, ?, ?)`, first, last, stats.Encoded())
 	return err
 }
 
@@ -583,7 +580,7 @@ func (s *Store) Commit(b *state.Batch) error {
 			return s.wrap("commit block members", err)
 		}
 	}
-	if err := addStats(tx, b.Stats); err != nil {
+	if err := addStats(tx, &b.Stats); err != nil {
 		return s.wrap("commit stats", err)
 	}
 	if !b.PruneStats.IsZero() {

@@ -162,10 +162,10 @@ func TestStatsRoundTrip(t *testing.T) {
 		{Minute: 160, KeyType: "client_ip", Key: "2001:db8::1", Messages: 1, Bytes: 10, Recipients: 1},
 		{Minute: 161, KeyType: "a type of later", Key: "x", Messages: 1},
 	}
-	if err := s.Commit(&state.Batch{Stats: stats}); err != nil {
+	if err := s.Commit(&state.Batch{Stats: state.StatsOf(stats...)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Commit(&state.Batch{Stats: stats[1:2]}); err != nil { // the same key and minute again: summed by readers
+	if err := s.Commit(&state.Batch{Stats: state.StatsOf(stats[1:2]...)}); err != nil { // the same key and minute again: summed by readers
 		t.Fatal(err)
 	}
 	var got []state.Stat

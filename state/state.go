@@ -158,7 +158,7 @@ type Batch struct {
 	Ends     []End
 	Members  []Member // added to blocks, new or saved
 	Offenses []Offense
-	Stats    []Stat // added to what is saved
+	Stats    Stats // added to what is saved
 	// PruneStats, when set, drops the stats of minutes before it.
 	PruneStats time.Time
 	Positions  []Position
@@ -179,7 +179,7 @@ type Batch struct {
 // Empty reports whether the batch changes nothing.
 func (b *Batch) Empty() bool {
 	return b.Segment.Len() == 0 && !b.Full && len(b.Blocks) == 0 && len(b.Ends) == 0 && len(b.Members) == 0 && len(b.Offenses) == 0 &&
-		len(b.Stats) == 0 && b.PruneStats.IsZero() && len(b.Positions) == 0 && b.Clock.IsZero() && !b.Manual && len(b.Files) == 0 &&
+		b.Stats.Size() == 0 && b.PruneStats.IsZero() && len(b.Positions) == 0 && b.Clock.IsZero() && !b.Manual && len(b.Files) == 0 &&
 		len(b.Events) == 0
 }
 
@@ -191,7 +191,7 @@ func (b *Batch) Reset() {
 	b.Ends = b.Ends[:0]
 	b.Members = b.Members[:0]
 	b.Offenses = b.Offenses[:0]
-	b.Stats = b.Stats[:0]
+	b.Stats.Reset()
 	b.PruneStats = time.Time{}
 	b.Positions = b.Positions[:0]
 	b.Clock = time.Time{}
@@ -373,9 +373,7 @@ func (m *Memory) Commit(b *Batch) error {
 		m.manual++
 	}
 	m.files = append(m.files, b.Files...)
-	n := len(m.stats)
-	m.stats = append(m.stats, b.Stats...)
-	slices.SortFunc(m.stats[n:], byMinute) // see Reader
+	b.Stats.Each(func(st *Stat) { m.stats = append(m.stats, *st) }) // in minute order, as a store reads them
 	if !b.PruneStats.IsZero() {
 		cut := b.PruneStats.Unix() / 60
 		m.stats = slices.DeleteFunc(m.stats, func(s Stat) bool { return s.Minute < cut })

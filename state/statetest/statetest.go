@@ -249,10 +249,10 @@ func positions(t *testing.T, s state.Store) {
 func stats(t *testing.T, s state.Store) {
 	defer s.Close()
 	m := t0.Unix() / 60
-	commit(t, s, &state.Batch{Stats: []state.Stat{{Minute: m, KeyType: "sender", Key: "a", Messages: 2, Bytes: 20, Recipients: 3},
-		{Minute: m + 1, KeyType: "kind", Key: "accepted", Messages: 5}}})
-	commit(t, s, &state.Batch{Stats: []state.Stat{{Minute: m, KeyType: "sender", Key: "a", Messages: 1, Bytes: 10, Recipients: 1},
-		{Minute: m + 10, KeyType: "sender", Key: "b", Messages: 1}}})
+	commit(t, s, &state.Batch{Stats: state.StatsOf(state.Stat{Minute: m, KeyType: "sender", Key: "a", Messages: 2, Bytes: 20, Recipients: 3},
+		state.Stat{Minute: m + 1, KeyType: "kind", Key: "accepted", Messages: 5})})
+	commit(t, s, &state.Batch{Stats: state.StatsOf(state.Stat{Minute: m, KeyType: "sender", Key: "a", Messages: 1, Bytes: 10, Recipients: 1},
+		state.Stat{Minute: m + 10, KeyType: "sender", Key: "b", Messages: 1})})
 	sum := func(first, last int64) map[string]int64 {
 		out := map[string]int64{}
 		if err := s.Stats(first, last, func(st *state.Stat) {

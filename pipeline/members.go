@@ -31,6 +31,7 @@ type members struct {
 	key   string
 	list  []seenAddr
 	dirty bool
+	saved bool // the store holds them: forgetting them is saved too
 }
 
 type seenAddr struct {
@@ -87,10 +88,13 @@ func (c *contributors) since(key string, since time.Time) []netip.Addr {
 	return out
 }
 
-// forget drops a key; the next flush saves that it is gone.
+// forget drops a key; the next flush saves that it is gone, if it saved
+// the key: most of a flood's keys come and go between two flushes.
 func (c *contributors) forget(m *members) {
 	delete(c.keys, m.key)
-	c.gone = append(c.gone, m.key)
+	if m.saved {
+		c.gone = append(c.gone, m.key)
+	}
 }
 
 // newest is when a key's newest address was seen.
@@ -128,6 +132,7 @@ func (c *contributors) flush(save func(key string, times []int64, addrs []netip.
 		for _, s := range m.list {
 			c.times, c.addrs = append(c.times, s.at.UnixNano()), append(c.addrs, s.addr)
 		}
+		m.saved = true
 		save(m.key, c.times, c.addrs)
 	}
 	clear(c.dirty)
@@ -170,7 +175,7 @@ func (c *contributors) restore(key string, times []int64, addrs []netip.Addr) {
 	if len(times) != len(addrs) || len(times) == 0 {
 		return
 	}
-	m := &members{key: strings.Clone(key)}
+	m := &members{key: strings.Clone(key), saved: true}
 	for i, a := range addrs {
 		at := time.Unix(0, times[i]).UTC()
 		if n := len(m.list); n > 0 && at.Before(m.list[n-1].at) {

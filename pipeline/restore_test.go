@@ -259,3 +259,71 @@ func TestMaxKeysHoldsBetweenSaves(t *testing.T) {
 		t.Errorf("%d keys evicted of %d", p.Stats.Evicted, senders)
 	}
 }
+
+// windowsCounted is a store that counts the windows batches save, and the
+// deletes among them.
+type windowsCounted struct {
+	state.Store
+	windows, deletes int
+}
+
+func (s *windowsCounted) Commit(b *state.Batch) error {
+	for _, chunk := range b.Segment.Chunks() {
+		if err := state.DecodeChunk(chunk, func(w *state.Window) {
+			s.windows++
+			if w.Delete {
+				s.deletes++
+			}
+		}); err != nil {
+			return err
+		}
+	}
+	return s.Store.Commit(b)
+}
+
+// TestKeysThatCameAndWentBetweenSavesAreNotSaved: a flood of one-message
+// senders, each forgotten before the next save, costs the store nothing
+// but the keys still held when it saves — not a window written gone for
+// each — and a restart from it decides as a pipeline that never stopped.
+func TestKeysThatCameAndWentBetweenSavesAreNotSaved(t *testing.T) {
+	const rounds, senders = 20, 500
+	r := newRestartRig(t, "rules:\n  - {name: senders, on: [accepted], key: sender, limit: 1, per: 1m, block: 10m}\n", 0)
+	counted := &windowsCounted{Store: r.store}
+	r.store = counted
+	sender := func(round, i int) string { return fmt.Sprintf("r%d-s%d@example.org", round, i) }
+	flood := func(p *Pipeline) {
+		for round := range rounds {
+			for i := range senders {
+				p.Event(accepted(time.Duration(round)*2*time.Minute+time.Duration(i)*time.Millisecond, sender(round, i)))
+			}
+		}
+	}
+	r.save(flood)
+	if counted.windows != senders || counted.deletes != 0 {
+		t.Errorf("saved %d windows, %d of them gone; want the last round's %d, none gone", counted.windows, counted.deletes, senders)
+	}
+
+	end := time.Duration(rounds-1)*2*time.Minute + 10*time.Second
+	again := func(p *Pipeline) {
+		p.Event(accepted(end, sender(rounds-1, 7))) // its second in a minute: blocked
+		p.Event(accepted(end, sender(0, 7)))        // its first in 38 minutes
+	}
+	p := r.open(true)
+	again(p)
+	p.Close()
+	restarted := r.got
+	r.got = nil
+	whole := r.open(false)
+	flood(whole)
+	again(whole)
+	whole.Close()
+	var last []Detection
+	for _, d := range r.got {
+		if !d.Time.Before(restartT0.Add(end)) {
+			last = append(last, d)
+		}
+	}
+	if len(restarted) != 1 || restarted[0].Key != sender(rounds-1, 7) || len(last) != 1 || last[0].Key != restarted[0].Key {
+		t.Errorf("after the restart: %+v; never stopped: %+v; want the last round's sender blocked in both", restarted, last)
+	}
+}

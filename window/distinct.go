@@ -364,7 +364,7 @@ func (d *Distinct) markDirty(idx int32) {
 // forget drops the key at idx; quiet: as saved, nothing to save.
 func (d *Distinct) forget(idx int32, quiet bool) {
 	s := d.slots.At(idx)
-	if !quiet {
+	if !quiet && s.flags&saved != 0 {
 		d.gone = append(d.gone, d.keys.key(idx))
 	}
 	if s.more != 0 {
@@ -416,6 +416,7 @@ func (d *Distinct) Restore(key string, st State) {
 	}
 	d.newSlot(idx)
 	d.slots.At(idx).touched = d.floor(st.Touched)
+	d.slots.At(idx).flags |= saved
 	var newest int64
 	for i, t := range st.Times {
 		t = d.floor(t)
@@ -484,6 +485,14 @@ func (d *Distinct) Flush(save func(key string, st State)) {
 		} else {
 			m := d.more.At(s.more - 1)
 			st.Times, st.Amounts, st.Tags = m.times, m.values, m.tags
+		}
+		if st.Empty() {
+			if s.flags&saved == 0 {
+				continue // the store holds nothing to forget
+			}
+			s.flags &^= saved
+		} else {
+			s.flags |= saved
 		}
 		save(d.keys.key(idx), st)
 	}

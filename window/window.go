@@ -44,6 +44,12 @@ type slot struct {
 const (
 	has   = 1 << iota // a slot without more has its one entry
 	dirty             // changed since the last Flush
+	// saved: the store holds the key's window, saved by a Flush or
+	// restored. A key never saved is forgotten without a word to the
+	// store: most keys of a flood live and go between two saves, and
+	// saving that each was gone was 87% of the windows a sendmail replay
+	// wrote (985,000 of 1,134,000).
+	saved
 )
 
 // series is a key's entries when it has more than one, oldest first from
@@ -496,7 +502,9 @@ func (m *series) compact() {
 // forget drops the key at idx.
 func (w *Window) forget(idx int32) {
 	s := w.slots.At(idx)
-	w.gone = append(w.gone, w.keys.key(idx))
+	if s.flags&saved != 0 {
+		w.gone = append(w.gone, w.keys.key(idx))
+	}
 	if s.more != 0 {
 		w.spare = append(w.spare, s.more-1)
 	}
@@ -573,8 +581,8 @@ func (st State) Empty() bool { return len(st.Times) == 0 && st.Offset == 0 }
 func (w *Window) Restore(key string, st State) {
 	if st.Empty() {
 		if idx := w.keys.find([]byte(key)); idx >= 0 {
+			w.slots.At(idx).flags &^= saved // as saved: nothing to save
 			w.forget(idx)
-			w.gone = w.gone[:len(w.gone)-1] // as saved: nothing to save
 		}
 		return
 	}
@@ -586,6 +594,7 @@ func (w *Window) Restore(key string, st State) {
 	}
 	s := w.slots.At(idx)
 	s.touched = w.floor(st.Touched)
+	s.flags |= saved
 	if st.Offset != 0 {
 		w.series(idx).offset = st.Offset
 	}
@@ -620,12 +629,14 @@ func (w *Window) forgetEntries(idx int32) {
 	if s.more != 0 {
 		w.spare = append(w.spare, s.more-1)
 	}
-	*s = slot{flags: s.flags & dirty}
+	*s = slot{flags: s.flags & (dirty | saved)}
 }
 
 // Flush calls save for every key changed since the last Flush, with its
-// state, or with an empty State for a key forgotten. The slices are only
-// valid during the call; the key, as long as the caller keeps it.
+// state, or with an empty State for a key forgotten that was saved (by a
+// Flush, or Restore): a key that came and went between two Flushes is not
+// named. The slices are only valid during the call; the key, as long as
+// the caller keeps it.
 func (w *Window) Flush(save func(key string, st State)) {
 	for _, key := range w.gone {
 		save(key, State{})
@@ -662,6 +673,14 @@ func (w *Window) Flush(save func(key string, st State)) {
 			if m.tags != nil {
 				st.Tags = m.tags[m.head:]
 			}
+		}
+		if st.Empty() {
+			if s.flags&saved == 0 {
+				continue // the store holds nothing to forget
+			}
+			s.flags &^= saved
+		} else {
+			s.flags |= saved
 		}
 		save(w.keys.key(idx), st)
 	}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -268,6 +269,45 @@ func TestFlushAndRestore(t *testing.T) {
 	})
 	if forgotten != 3 {
 		t.Errorf("flush after expiry forgot %d keys, want 3", forgotten)
+	}
+}
+
+// TestFlushNamesAForgottenKeyOnlyIfSaved: a key that came and went between
+// two Flushes is not named — the store holds nothing of it — while one a
+// Flush saved, or Restore set, is named as forgotten; and one forgotten
+// and back again is named gone first, then as it is now.
+func TestFlushNamesAForgottenKeyOnlyIfSaved(t *testing.T) {
+	for _, m := range []Measure{New(3, time.Minute), NewDistinct(3, time.Minute)} {
+		t.Run(fmt.Sprintf("%T", m), func(t *testing.T) {
+			type saved struct {
+				key   string
+				empty bool
+			}
+			flush := func() (got []saved) {
+				m.Flush(func(k string, st State) { got = append(got, saved{k, st.Empty()}) })
+				return got
+			}
+			m.Add(key("saved"), at(0), 1)
+			m.Add(key("back"), at(0), 1)
+			m.Restore("restored", State{Times: []int64{at(0).UnixNano()}, Amounts: []int64{7}, Touched: at(0).UnixNano()})
+			if got := flush(); len(got) != 2 {
+				t.Fatalf("first flush: %v, want saved and back", got)
+			}
+			m.Add(key("passing"), at(1), 1) // and gone before the next Flush
+			m.Expire(at(65))
+			m.Add(key("back"), at(66), 1)
+			got := flush()
+			slices.SortStableFunc(got, func(a, b saved) int { return strings.Compare(a.key, b.key) })
+			want := []saved{{"back", true}, {"back", false}, {"restored", true}, {"saved", true}}
+			if !slices.Equal(got, want) {
+				t.Errorf("flush after expiry: %v, want %v", got, want)
+			}
+			m.Expire(at(200))
+			got = flush()
+			if want := []saved{{"back", true}}; !slices.Equal(got, want) {
+				t.Errorf("flush after all expired: %v, want %v", got, want)
+			}
+		})
 	}
 }
 

@@ -11,7 +11,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # machine ("context deadline exceeded" with no failing input;
 # go.dev/issue/75804, fixed in Go 1.27). FUZZTIME=5m (make fuzz) sets one
 # budget for all.
-FUZZ_TARGETS := FuzzPostfix:200000x FuzzSendmail:200000x FuzzQmail:200000x FuzzJournald:100000x FuzzSpoof:20000x FuzzDecodeBinary:100000x
+FUZZ_TARGETS := FuzzPostfix:200000x FuzzSendmail:200000x FuzzQmail:200000x FuzzJournald:100000x FuzzSpoof:20000x FuzzDecodeBinary:100000x FuzzSendmailFieldAt:200000x
 FUZZTIME ?=
 
 export CGO_ENABLED := 1

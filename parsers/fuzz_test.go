@@ -105,3 +105,43 @@ func FuzzJournald(f *testing.F) {
 		`{"__REALTIME_TIMESTAMP":"1763632802000000","SYSLOG_IDENTIFIER":"postfix/smtpd","MESSAGE":[119,97,255]}`,
 	})
 }
+
+// FuzzSendmailFieldAt: the field finder that skips the bytes that do not
+// matter finds what a plain scan of every byte finds.
+func FuzzSendmailFieldAt(f *testing.F) {
+	for _, s := range []string{`<a@b>, size=1`, `"x, size=1"@b, size=2`, `<"a\"b, size=">, size=3`, `<<a>>, msgid=<x, y>, proto=ESMTP`, `\, size=`} {
+		f.Add(s, ", size=")
+		f.Add(s, ", ")
+	}
+	f.Fuzz(func(t *testing.T, v, sep string) {
+		if sep == "" {
+			return
+		}
+		if got, want := sendmailFieldAt([]byte(v), sep), plainFieldAt([]byte(v), sep); got != want {
+			t.Errorf("sendmailFieldAt(%q, %q) = %d, want %d", v, sep, got, want)
+		}
+	})
+}
+
+// plainFieldAt is sendmailFieldAt a byte at a time.
+func plainFieldAt(v []byte, sep string) int {
+	quoted, depth := false, 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case quoted && c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '<':
+			depth++
+		case c == '>':
+			if depth > 0 {
+				depth--
+			}
+		case depth == 0 && c == sep[0] && hasPrefix(v[i:], sep):
+			return i
+		}
+	}
+	return -1
+}

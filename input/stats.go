@@ -38,8 +38,8 @@ type minuteCounts struct {
 // StatsCounter counts events for reports.
 type StatsCounter struct {
 	minutes  map[int64]*minuteCounts
-	last     *minuteCounts // most events are of the minute before's
-	spare    []*minuteCounts
+	last     *minuteCounts   // most events are of the minute before's
+	spare    []*minuteCounts // emptied, for the next minutes: a few
 	inMinute []*minuteCounts // Take's, reused
 }
 
@@ -133,8 +133,10 @@ func (s *StatsCounter) Take(dst *state.Stats) {
 		if m.pipelining > 0 {
 			dst.Append(m.minute, state.StatPipelining, "", m.pipelining, 0, 0)
 		}
-		m.reset()
-		s.spare = append(s.spare, m)
+		if len(s.spare) < 4 { // a batch spans a minute or two, or after a pause, any number
+			m.reset()
+			s.spare = append(s.spare, m)
+		}
 	}
 	clear(minutes)
 	s.inMinute = minutes[:0]

@@ -39,7 +39,7 @@ type minuteCounts struct {
 type StatsCounter struct {
 	minutes  map[int64]*minuteCounts
 	last     *minuteCounts   // most events are of the minute before's
-	spare    []*minuteCounts // emptied, for the next minutes: a few
+	spare    []*minuteCounts // emptied, for the next minutes
 	inMinute []*minuteCounts // Take's, reused
 }
 
@@ -133,7 +133,7 @@ func (s *StatsCounter) Take(dst *state.Stats) {
 		if m.pipelining > 0 {
 			dst.Append(m.minute, state.StatPipelining, "", m.pipelining, 0, 0)
 		}
-		if len(s.spare) < 4 { // a batch spans a minute or two, or after a pause, any number
+		if len(s.spare) < maxSpareMinutes {
 			m.reset()
 			s.spare = append(s.spare, m)
 		}
@@ -143,6 +143,12 @@ func (s *StatsCounter) Take(dst *state.Stats) {
 	clear(s.minutes)
 	s.last = nil
 }
+
+// maxSpareMinutes bounds the emptied minutes kept for reuse: a batch of a
+// quiet site's lines spans an hour or two (a sendmail replay's made 0.19
+// allocations a line more when only four were kept), one read after a
+// long pause any number.
+const maxSpareMinutes = 1024
 
 // reset empties m for another minute. A map grown large by a busy minute
 // is let go rather than cleared: clearing costs its size, every batch.

@@ -136,6 +136,35 @@ func (f *Follower) Resumed() (path string, offset int64) {
 	return "", 0
 }
 
+// ResumedFile opens the file a Resume continues at (see Resumed), checked
+// to be that very file: the parser reads the lines before the position
+// from it when it is made, and by then the name may be another file's —
+// copytruncate may have made a new copy under it.
+func (f *Follower) ResumedFile() (*os.File, int64) {
+	path, off := f.Resumed()
+	if path == "" {
+		return nil, 0
+	}
+	want := f.id
+	if f.catchUp != nil {
+		want = f.catchUp.ID
+	}
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, 0
+	}
+	st, err := file.Stat()
+	if err != nil {
+		file.Close()
+		return nil, 0
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); !ok || sys.Ino != want.Inode || uint64(sys.Dev) != want.Device {
+		file.Close()
+		return nil, 0
+	}
+	return file, off
+}
+
 // same reports whether the open file is the one id names.
 func (f *Follower) same(id Identity) bool {
 	if id.Inode != 0 && (id.Inode != f.id.Inode || id.Device != f.id.Device) {

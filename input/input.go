@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"syscall"
@@ -299,12 +300,13 @@ func isGzip(f *os.File) bool {
 // beforeGzip is Before for a compressed file, whose offsets count
 // decompressed bytes: it decompresses up to offset, keeping the lines of
 // the last span bytes.
-func beforeGzip(path string, offset, span int64, fn func(line []byte)) error {
-	r, err := Open(path)
+func beforeGzip(compressed io.Reader, offset, span int64, fn func(line []byte)) error {
+	gz, err := gzip.NewReader(compressed)
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer gz.Close()
+	r := &Reader{br: bufio.NewReaderSize(gz, 256<<10)}
 	var keep [][]byte
 	for r.Offset() < offset {
 		start := r.Offset()
@@ -332,8 +334,14 @@ func Before(path string, offset, span int64, fn func(line []byte)) error {
 		return err
 	}
 	defer f.Close()
+	return BeforeIn(f, offset, span, fn)
+}
+
+// BeforeIn is Before for a file already open: it reads with ReadAt only,
+// so f may be shared with a reader.
+func BeforeIn(f *os.File, offset, span int64, fn func(line []byte)) error {
 	if isGzip(f) {
-		return beforeGzip(path, offset, span, fn)
+		return beforeGzip(io.NewSectionReader(f, 0, math.MaxInt64), offset, span, fn)
 	}
 	start := max(0, offset-span)
 	buf := make([]byte, offset-start)

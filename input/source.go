@@ -84,14 +84,17 @@ type Source struct {
 	// source is finished.
 	Stats SourceStats
 
-	spec    Spec
-	o       Options
-	log     *slog.Logger
-	files   []string // to the end: the files still to read, oldest first
-	rd      *Reader  // to the end: the file being read
-	fol     *Follower
-	warm    func(p parsers.Parser)
-	counted []string // saved with the position, for the parser once it is made
+	spec  Spec
+	o     Options
+	log   *slog.Logger
+	files []string // to the end: the files still to read, oldest first
+	rd    *Reader  // to the end: the file being read
+	fol   *Follower
+	warm  func(p parsers.Parser)
+	// warmFile is the file warm reads, open since the resume; closed once
+	// read, or with the source.
+	warmFile *os.File
+	counted  []string // saved with the position, for the parser once it is made
 
 	abs     string // the path positions are saved under; "" for none
 	parser  parsers.Parser
@@ -230,8 +233,20 @@ func openSource(spec Spec, files []string, o Options) (*Source, error) {
 				s.log.Info("input", "path", abs, "resume", how, "in", in, "offset", pos.Offset, "line", pos.Line)
 			}
 			s.Stats.Resumed = how != "new"
-			if path, off := s.fol.Resumed(); off > 0 {
-				s.warm = func(p parsers.Parser) { warm(p, path, off) }
+			if file, off := s.fol.ResumedFile(); off > 0 {
+				// Opened now: the parser is made at the first line, and a
+				// rotation by then may have put another file under the
+				// name — read again instead, its messages would be taken
+				// for counted ones, or their smtpd lines missed.
+				s.warmFile = file
+				s.warm = func(p parsers.Parser) {
+					discard := func(*parsers.Event) {}
+					BeforeIn(file, off, warmSpan, func(line []byte) { p.Parse(line, 0, discard) })
+					file.Close()
+					s.warmFile = nil
+				}
+			} else if file != nil {
+				file.Close()
 			}
 			s.counted = pos.Counted
 		}
@@ -457,6 +472,10 @@ func (s *Source) Close() error {
 	}
 	if s.fol != nil {
 		s.fol.Close()
+	}
+	if s.warmFile != nil {
+		s.warmFile.Close()
+		s.warmFile = nil
 	}
 	if s.rd != nil {
 		return s.rd.Close()

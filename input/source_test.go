@@ -189,3 +189,50 @@ func TestFollowedNonMTALinesAreNotPostfix(t *testing.T) {
 		t.Errorf("said %d times that the format is unknown, want once:\n%s", n, said.String())
 	}
 }
+
+// TestWarmReadsTheFileResumedInWhateverItsNameNow: a followed log resumed
+// in its rotated copy, and cut again before the first line is read — a
+// new copy under the old copy's name — still lets the parser read the
+// lines before the position from the file resumed in: the message whose
+// smtpd line came before the position keeps its client. With format auto
+// the parser is made at the first line, after the second cut.
+func TestWarmReadsTheFileResumedInWhateverItsNameNow(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "mail.log")
+	smtpd := "2026-11-20T10:00:00Z mx postfix/smtpd[1]: 4ABC1: client=c.example[192.0.2.7]\n"
+	os.WriteFile(log, []byte(smtpd), 0o644)
+	r, err := Open(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := state.Position{Input: log, Device: r.ID.Device, Inode: r.ID.Inode, Offset: int64(len(smtpd)), Line: 1, Fingerprint: r.ID.Fingerprint}
+	r.Close()
+	// Copied and cut while down: the copy holds the position.
+	os.WriteFile(log+".1", []byte(smtpd), 0o644)
+	os.Truncate(log, 0)
+	s, err := OpenSource(Spec{Path: log}, Options{Follow: true, Location: time.UTC, Positions: map[string]state.Position{log: saved}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Written, copied and cut again before a line is read.
+	os.Rename(log+".1", log+".2")
+	os.WriteFile(log+".1", []byte("2026-11-20T10:00:01Z mx postfix/qmgr[2]: 4ABC1: from=<a@example.org>, size=100, nrcpt=1 (queue active)\n"), 0o644)
+	m := NewMerger([]*Source{s})
+	defer m.Close()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		e, _, done := m.Next()
+		if e != nil && e.Kind == parsers.Accepted {
+			if e.ClientIP.String() != "192.0.2.7" {
+				t.Errorf("accepted %+v: want it from 192.0.2.7, the client before the position", e)
+			}
+			return
+		}
+		if done {
+			break
+		}
+		if e == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	t.Error("no accepted event")
+}

@@ -486,13 +486,8 @@ func (d *Distinct) Flush(save func(key string, st State)) {
 			m := d.more.At(s.more - 1)
 			st.Times, st.Amounts, st.Tags = m.times, m.values, m.tags
 		}
-		if st.Empty() {
-			if s.flags&saved == 0 {
-				continue // the store holds nothing to forget
-			}
-			s.flags &^= saved
-		} else {
-			s.flags |= saved
+		if !toSave(&s.flags, st) {
+			continue // the store holds nothing to forget
 		}
 		save(d.keys.key(idx), st)
 	}

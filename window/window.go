@@ -674,17 +674,27 @@ func (w *Window) Flush(save func(key string, st State)) {
 				st.Tags = m.tags[m.head:]
 			}
 		}
-		if st.Empty() {
-			if s.flags&saved == 0 {
-				continue // the store holds nothing to forget
-			}
-			s.flags &^= saved
-		} else {
-			s.flags |= saved
+		if !toSave(&s.flags, st) {
+			continue // the store holds nothing to forget
 		}
 		save(w.keys.key(idx), st)
 	}
 	w.dirty = w.dirty[:0]
+}
+
+// toSave notes in a key's flags whether the store holds its window once
+// st is saved, and reports whether st is to be saved: a key forgotten
+// that the store never held is not.
+func toSave(flags *uint8, st State) bool {
+	if !st.Empty() {
+		*flags |= saved
+		return true
+	}
+	if *flags&saved == 0 {
+		return false
+	}
+	*flags &^= saved
+	return true
 }
 
 // Resave marks every key changed: the next Flush saves them all (a store
